@@ -1,0 +1,16 @@
+#pragma once
+// The xpscale command's subcommands. Each takes the words after its name,
+// returns the process exit status, and throws UserError for bad input
+// (main turns it into a message and status 2).
+#include <string>
+#include <vector>
+
+namespace xpscale::cli {
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;  // any user error: flags, config, files
+
+int plan_command(const std::vector<std::string>& args);
+
+}  // namespace xpscale::cli

@@ -1,0 +1,89 @@
+// xpscale: the command line. Dispatches to a subcommand and is the one
+// place where exceptions become messages and exit statuses.
+#include <cstdio>
+#include <exception>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <boost/program_options/errors.hpp>
+
+#include "commands.h"
+#include "xpscale/runtime/error.h"
+#include "xpscale/runtime/text.h"
+
+namespace {
+
+struct Subcommand {
+  const char* name;
+  const char* summary;
+  int (*run)(const std::vector<std::string>&);
+};
+
+const Subcommand kSubcommands[] = {
+    {"plan", "list the trials a sweep config would run, without running them",
+     xpscale::cli::plan_command},
+};
+
+void print_usage(std::ostream& out) {
+  out << "usage: xpscale <command> [options]\n"
+         "       xpscale <command> --help\n\n"
+         "xpscale runs hyperparameter sweeps (W&B-style YAML configs) as parallel trials\n"
+         "on MPI rank groups.\n\ncommands:\n";
+  for (const auto& c : kSubcommands) {
+    std::string name = c.name;
+    name.resize(10, ' ');
+    out << "  " << name << c.summary << '\n';
+  }
+  out << "\noptions:\n  -h, --help     show this help\n  --version      show the version\n";
+}
+
+int dispatch(int argc, char** argv) {
+  if (argc < 2) {
+    print_usage(std::cerr);
+    return xpscale::cli::kExitUsage;
+  }
+  const std::string first = argv[1];
+  if (first == "-h" || first == "--help" || first == "help") {
+    print_usage(std::cout);
+    return xpscale::cli::kExitOk;
+  }
+  if (first == "--version" || first == "version") {
+    std::cout << "xpscale " << XPSCALE_VERSION << '\n';
+    return xpscale::cli::kExitOk;
+  }
+  const std::vector<std::string> rest(argv + 2, argv + argc);
+  std::vector<std::string> names;
+  for (const auto& c : kSubcommands) {
+    if (first == c.name) return c.run(rest);
+    names.emplace_back(c.name);
+  }
+  std::string note;
+  if (auto near = xpscale::nearest(first, names)) note = " (did you mean '" + *near + "'?)";
+  std::cerr << "xpscale: unknown command '" << first << "'" << note
+            << "; `xpscale --help` lists the commands\n";
+  return xpscale::cli::kExitUsage;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return dispatch(argc, argv);
+  } catch (const xpscale::ConfigError& e) {
+    std::cerr << e.what() << '\n';
+    return xpscale::cli::kExitUsage;
+  } catch (const xpscale::UserError& e) {
+    std::cerr << "xpscale: " << e.what() << '\n';
+    return xpscale::cli::kExitUsage;
+  } catch (const boost::program_options::error& e) {
+    std::cerr << "xpscale: " << e.what() << "; see --help\n";
+    return xpscale::cli::kExitUsage;
+  } catch (const std::exception& e) {
+    std::cerr << "xpscale: error: " << e.what() << '\n';
+    return xpscale::cli::kExitFailure;
+  } catch (...) {
+    std::cerr << "xpscale: error: unknown exception\n";
+    return xpscale::cli::kExitFailure;
+  }
+}

@@ -1,0 +1,29 @@
+#include "config_harness.h"
+
+#include "xpscale/runtime/command.h"
+#include "xpscale/runtime/error.h"
+#include "xpscale/runtime/searcher.h"
+#include "xpscale/runtime/sweep_config.h"
+
+namespace xpscale::fuzz {
+
+bool check_config_text(const std::string& text) {
+  try {
+    const SweepConfig config = parse_sweep_config(text, "fuzz.yaml");
+    for (const auto& d : config.unbuilt) (void)d.where;
+    auto searcher = make_searcher(config);
+    // Plan a bounded number of trials whatever the config says.
+    const std::uint64_t n = planned_trial_count(config, *searcher, 8);
+    for (std::uint64_t i = 0; i < n; ++i) {
+      auto params = searcher->suggest(i);
+      if (!params) break;
+      (void)params->dump();
+      if (config.is_external()) (void)build_command(config, *params, "params.json");
+    }
+    return true;
+  } catch (const UserError&) {
+    return false;
+  }
+}
+
+}  // namespace xpscale::fuzz

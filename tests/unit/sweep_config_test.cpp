@@ -1,0 +1,341 @@
+// The sweep-config loader: W&B configs load unchanged, and every mistake is
+// an error with file:line:col, the key path, what was expected and found.
+#include <filesystem>
+
+#include <gtest/gtest.h>
+
+#include "test_util.h"
+#include "xpscale/runtime/sweep_config.h"
+
+namespace xpscale {
+namespace {
+
+using test::errors_of;
+using test::single_error;
+
+const ParameterSpec& param(const SweepConfig& c, const std::string& name) {
+  for (const auto& p : c.parameters)
+    if (p.name == name) return p;
+  throw std::runtime_error("no parameter " + name);
+}
+
+TEST(SweepConfig, EveryExampleConfigLoads) {
+  int loaded = 0;
+  for (const auto& entry :
+       std::filesystem::directory_iterator(std::string(XPSCALE_SOURCE_DIR) + "/examples/sweeps")) {
+    if (entry.path().extension() != ".yaml") continue;
+    EXPECT_NO_THROW(load_sweep_config(entry.path().string())) << entry.path();
+    ++loaded;
+  }
+  EXPECT_GE(loaded, 4);
+}
+
+TEST(SweepConfig, WandbConfigLoadsUnchanged) {
+  const auto c = load_sweep_config(std::string(XPSCALE_SOURCE_DIR) + "/examples/sweeps/wandb_nested.yaml");
+  EXPECT_EQ(c.method, SearchMethod::kRandom);
+  EXPECT_EQ(c.run_cap, 20);
+  EXPECT_EQ(c.trial_budget(), 20);
+  EXPECT_EQ(c.project, "quadratic");
+  ASSERT_TRUE(c.metric);
+  EXPECT_EQ(c.metric->name, "loss");
+  EXPECT_EQ(c.metric->goal, Goal::kMinimize);
+  std::vector<std::string> names;
+  for (const auto& p : c.parameters) names.push_back(p.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"optimizer.name", "optimizer.lr", "optimizer.momentum",
+                                             "steps", "dim"}));
+  EXPECT_EQ(param(c, "optimizer.lr").distribution, Distribution::kLogUniform);
+  EXPECT_DOUBLE_EQ(param(c, "optimizer.lr").min, -9.21);
+  EXPECT_EQ(param(c, "dim").distribution, Distribution::kIntUniform);  // inferred from int bounds
+  EXPECT_EQ(param(c, "optimizer.name").probabilities, (std::vector<double>{0.7, 0.3}));
+  ASSERT_TRUE(c.early_terminate);
+  EXPECT_EQ(c.early_terminate->min_iter, 3);
+  EXPECT_EQ(c.early_terminate->eta, 3);
+  EXPECT_EQ(c.command.back(), "${args_no_hyphens}");
+  ASSERT_EQ(c.unbuilt.size(), 1u);
+  EXPECT_EQ(c.unbuilt[0].key, "early_terminate");
+}
+
+TEST(SweepConfig, InfersDistributionsTheWandbWay) {
+  const auto c = parse_sweep_config(R"(
+method: random
+parameters:
+  a: {value: 3}
+  b: {values: [1, 2]}
+  c: {min: 1, max: 10}
+  d: {min: 0.0, max: 1}
+  e: {distribution: q_uniform, min: 0, max: 10}
+)", "s.yaml");
+  EXPECT_EQ(param(c, "a").distribution, Distribution::kConstant);
+  EXPECT_EQ(param(c, "b").distribution, Distribution::kCategorical);
+  EXPECT_EQ(param(c, "c").distribution, Distribution::kIntUniform);
+  EXPECT_EQ(param(c, "d").distribution, Distribution::kUniform);
+  EXPECT_EQ(param(c, "e").q, 1);
+  EXPECT_TRUE(param(c, "e").q_is_integer);
+  EXPECT_EQ(c.out_dir, "runs/s");
+}
+
+TEST(SweepConfig, QuotedNumbersAreStrings) {
+  EXPECT_EQ(single_error("method: random\nparameters:\n  lr:\n    min: \"0.01\"\n    max: 1.0\n    distribution: uniform\n"),
+            "sweep.yaml:4:10: parameters.lr.min: expected a number, got \"0.01\"");
+}
+
+TEST(SweepConfig, WrongTypeNamesFileLineColumnPathExpectedAndFound) {
+  EXPECT_EQ(single_error(R"(method: random
+trials: 4
+parameters:
+  lr:
+    distribution: uniform
+    min: fast
+    max: 1
+)"),
+            "sweep.yaml:6:10: parameters.lr.min: expected a number, got \"fast\"");
+}
+
+TEST(SweepConfig, UnknownKeySuggestsTheNearestKnownKey) {
+  const auto errors = errors_of("method: random\ntrials: 1\nparameters:\n  lr:\n    distrbution: uniform\n    min: 0\n    max: 1.0\n");
+  ASSERT_FALSE(errors.empty());
+  EXPECT_EQ(errors[0].format(),
+            "sweep.yaml:5:5: parameters.lr.distrbution: unknown key 'distrbution'\n"
+            "  note: did you mean 'distribution'?");
+}
+
+TEST(SweepConfig, UnknownTopLevelKeySuggests) {
+  const auto errors = errors_of("method: grid\nparamters:\n  a: {value: 1}\n");
+  ASSERT_GE(errors.size(), 1u);
+  EXPECT_EQ(errors[0].message, "unknown key 'paramters'");
+  EXPECT_EQ(errors[0].note, "did you mean 'parameters'?");
+  EXPECT_EQ(errors[0].where.line, 2);
+}
+
+TEST(SweepConfig, ReportsEveryErrorAtOnce) {
+  const auto errors = errors_of(R"(method: random
+run_cap: -3
+seed: -1
+parameters:
+  a: {values: []}
+  b: {min: 5, max: 1}
+  c: {distribution: q_uniform, min: 0, max: 1, q: 0}
+)");
+  ASSERT_EQ(errors.size(), 5u);
+  EXPECT_EQ(errors[0].format(), "sweep.yaml:2:10: run_cap: expected an integer >= 1, got -3");
+  EXPECT_EQ(errors[1].format(), "sweep.yaml:3:7: seed: expected a seed >= 0, got -1");
+  EXPECT_EQ(errors[2].format(), "sweep.yaml:5:15: parameters.a.values: expected at least one value, got an empty list");
+  EXPECT_EQ(errors[3].format(), "sweep.yaml:6:20: parameters.b.max: max (1) must be greater than min (5)");
+  EXPECT_EQ(errors[4].format(), "sweep.yaml:7:51: parameters.c.q: expected q > 0, got 0");
+}
+
+TEST(SweepConfig, InconsistentValuesAreErrors) {
+  EXPECT_NE(single_error("method: random\nparameters:\n  a: {values: [1, 2], probabilities: [0.5, 0.4]}\n")
+                .find("probabilities sum to 0.9, expected 1"),
+            std::string::npos);
+  EXPECT_NE(single_error("method: random\nparameters:\n  a: {values: [1, 2], probabilities: [1.0]}\n")
+                .find("expected 2 probabilities (one per value), got 1"),
+            std::string::npos);
+  EXPECT_NE(single_error("method: random\nparameters:\n  a: {distribution: log_uniform_values, min: 0, max: 1}\n")
+                .find("expected min > 0"),
+            std::string::npos);
+  EXPECT_NE(single_error("method: random\nparameters:\n  a: {distribution: normal, sigma: -1}\n")
+                .find("expected sigma > 0, got -1"),
+            std::string::npos);
+  EXPECT_NE(single_error("method: random\nparameters:\n  a: {distribution: log_uniform, min: 1, max: 1000}\n")
+                .find("did you mean 'log_uniform_values'"),
+            std::string::npos);
+  EXPECT_NE(single_error("method: random\nparameters:\n  a: {values: [1, 1]}\n").find("listed twice"),
+            std::string::npos);
+  EXPECT_NE(single_error("method: random\nparameters:\n  a: {distribution: int_uniform, min: 1.5, max: 4}\n")
+                .find("parameters.a.min: expected an integer, got 1.5"),
+            std::string::npos);
+}
+
+TEST(SweepConfig, KeysThatDoNotApplyToTheDistributionAreErrors) {
+  EXPECT_EQ(single_error("method: random\nparameters:\n  a: {distribution: uniform, min: 0, max: 1, q: 0.1}\n"),
+            "sweep.yaml:3:46: parameters.a.q: 'q' does not apply to distribution 'uniform'\n"
+            "  note: did you mean distribution 'q_uniform'?");
+  EXPECT_NE(single_error("method: random\nparameters:\n  a: {value: 1, values: [1]}\n")
+                .find("'values' does not apply to distribution 'constant'"),
+            std::string::npos);
+}
+
+TEST(SweepConfig, UnknownDistributionSuggests) {
+  const auto e = single_error("method: random\nparameters:\n  a: {distribution: loguniform, min: 0, max: 1}\n");
+  EXPECT_NE(e.find("unknown distribution \"loguniform\""), std::string::npos) << e;
+  EXPECT_NE(e.find("did you mean 'log_uniform'?"), std::string::npos) << e;
+}
+
+TEST(SweepConfig, ContinuousParameterInGridIsAnError) {
+  const auto e = single_error("method: grid\nparameters:\n  lr: {distribution: uniform, min: 0, max: 1}\n");
+  EXPECT_NE(e.find("sweep.yaml:3:3: parameters.lr: distribution 'uniform' is continuous"), std::string::npos) << e;
+}
+
+TEST(SweepConfig, MethodIsRequiredAndChecked) {
+  EXPECT_NE(single_error("parameters:\n  a: {value: 1}\n").find("missing required key 'method'"),
+            std::string::npos);
+  const auto e = single_error("method: gird\nparameters:\n  a: {value: 1}\n");
+  EXPECT_NE(e.find("sweep.yaml:1:9: method: expected 'grid', 'random', 'bayes' or 'sobol', got \"gird\""),
+            std::string::npos) << e;
+  EXPECT_NE(e.find("did you mean 'grid'?"), std::string::npos);
+}
+
+TEST(SweepConfig, CommandMacrosAreChecked) {
+  EXPECT_NE(single_error("method: grid\nprogram: t.py\ncommand: [\"${env}\", \"${interpeter}\"]\nparameters:\n  a: {value: 1}\n")
+                .find("unknown macro '${interpeter}'\n  note: did you mean '${interpreter}'?"),
+            std::string::npos);
+  EXPECT_NE(single_error("method: grid\ncommand: [python3, \"${program}\"]\nparameters:\n  a: {value: 1}\n")
+                .find("'${program}' is used but no 'program' is set"),
+            std::string::npos);
+  EXPECT_NE(single_error("method: grid\ncommand: [\"x${args}\"]\nparameters:\n  a: {value: 1}\n")
+                .find("must be a word of its own"),
+            std::string::npos);
+}
+
+TEST(SweepConfig, YamlSyntaxErrorHasALine) {
+  const auto e = single_error("method: grid\nparameters:\n  a: {value: [1, 2}\n");
+  EXPECT_EQ(e.rfind("sweep.yaml:3:", 0), 0u) << e;
+  EXPECT_NE(e.find("YAML syntax error"), std::string::npos);
+}
+
+TEST(SweepConfig, DuplicateKeysAreErrors) {
+  const auto e = single_error("method: grid\nmethod: random\nparameters:\n  a: {value: 1}\n");
+  EXPECT_EQ(e, "sweep.yaml:2:1: method: duplicate key 'method'");
+}
+
+TEST(SweepConfig, WholeFileProblems) {
+  EXPECT_NE(single_error("").find("the config is empty"), std::string::npos);
+  EXPECT_NE(single_error("- a\n- b\n").find("expected a mapping of sweep keys, got a list"), std::string::npos);
+  EXPECT_NE(single_error("method: grid\n---\nmethod: random\n").find("more than one YAML document"), std::string::npos);
+  EXPECT_NE(single_error("method: grid\nparameters:\n  a: 0.01\n").find("for a constant, write 'a: {value: 0.01}'"),
+            std::string::npos);
+}
+
+TEST(SweepConfig, MissingFileIsAUserError) {
+  try {
+    load_sweep_config("/nonexistent/sweep.yaml");
+    FAIL() << "expected ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/sweep.yaml: cannot read the sweep config"),
+              std::string::npos);
+  }
+}
+
+TEST(SweepConfig, WandbServiceKeysAreRejectedWithAReason) {
+  EXPECT_NE(single_error("method: grid\ncontroller: {type: local}\nparameters:\n  a: {value: 1}\n")
+                .find("'controller' configures W&B's hosted service"),
+            std::string::npos);
+}
+
+TEST(SweepConfig, EarlyTerminateIsCheckedLikeWandb) {
+  EXPECT_NE(single_error("method: grid\nearly_terminate: {type: hyperband, min_iter: 3, max_iter: 27, s: 2}\nparameters:\n  a: {value: 1}\n")
+                .find("give either 'min_iter' or 'max_iter', not both"),
+            std::string::npos);
+  EXPECT_NE(single_error("method: grid\nearly_terminate: {type: hyperband, max_iter: 27}\nparameters:\n  a: {value: 1}\n")
+                .find("'max_iter' needs 's' >= 1"),
+            std::string::npos);
+  EXPECT_NE(single_error("method: grid\nearly_terminate: {type: hyperband, min_iter: 3, eta: 1}\nparameters:\n  a: {value: 1}\n")
+                .find("early_terminate.eta: expected a number > 1, got 1"),
+            std::string::npos);
+  const auto c = parse_sweep_config("method: grid\nearly_terminate: {type: hyperband, max_iter: 27, s: 2, strict: true}\nparameters:\n  a: {value: 1}\n", "s.yaml");
+  EXPECT_EQ(c.early_terminate->max_iter, 27);
+  EXPECT_EQ(c.early_terminate->s, 2);
+  EXPECT_TRUE(c.early_terminate->strict);
+}
+
+TEST(SweepConfig, UnbuiltFeaturesAreRefusedByName) {
+  const auto c = parse_sweep_config(R"(method: bayes
+metric: {name: loss}
+parameters:
+  a: {min: 0.0, max: 1.0}
+scheduler: {type: asha, resource: epoch, min_resource: 1, max_resource: 27, eta: 3}
+data:
+  train: {pattern: "s3://bucket/fmnist/train-{000000..000015}.tar"}
+)", "s.yaml");
+  ASSERT_EQ(c.unbuilt.size(), 3u);
+  ASSERT_TRUE(c.train_data);
+  EXPECT_EQ(c.train_data->urls.size(), 16u);
+  EXPECT_EQ(c.train_data->urls.back(), "s3://bucket/fmnist/train-000015.tar");
+  try {
+    require_built(c, "run");
+    FAIL() << "expected ConfigError";
+  } catch (const ConfigError& e) {
+    ASSERT_EQ(e.diagnostics().size(), 3u);
+    EXPECT_EQ(e.diagnostics()[0].format(),
+              "s.yaml:1:9: method: bayes: Bayesian search (TPE) is not built yet; `xpscale run` "
+              "cannot run this config yet");
+    EXPECT_NE(e.diagnostics()[1].format().find("the 'asha' scheduler is not built yet"), std::string::npos);
+    EXPECT_NE(e.diagnostics()[2].format().find("the sharded data loader is not built yet"), std::string::npos);
+  }
+}
+
+TEST(SweepConfig, SchedulerKeysMustFitTheType) {
+  const auto e = single_error("method: grid\nparameters:\n  a: {value: 1}\nscheduler: {type: asha, resource: epoch, interval: 4}\n");
+  EXPECT_NE(e.find("scheduler.interval: 'interval' does not apply to scheduler type 'asha'"), std::string::npos) << e;
+}
+
+TEST(SweepConfig, DataSectionIsChecked) {
+  EXPECT_NE(single_error("method: grid\nparameters:\n  a: {value: 1}\ndata:\n  train: {urls: [\"ftp://x/a.tar\"]}\n")
+                .find("data.train.urls[0]"),
+            std::string::npos);
+  EXPECT_NE(single_error("method: grid\nparameters:\n  a: {value: 1}\ndata:\n  train: {pattern: \"s3://b/x-{1..}.tar\"}\n")
+                .find("data.train.pattern"),
+            std::string::npos);
+  EXPECT_NE(single_error("method: grid\nparameters:\n  a: {value: 1}\ndata:\n  train: {}\n")
+                .find("missing the shards"),
+            std::string::npos);
+}
+
+TEST(SweepConfig, ResourcesAndDurations) {
+  const auto c = parse_sweep_config("method: grid\nparameters:\n  a: {value: 1}\nresources: {ranks_per_trial: 4, gpus_per_rank: 1, time_limit: \"01:30:00\"}\n", "s.yaml");
+  EXPECT_EQ(c.resources.ranks_per_trial, 4);
+  EXPECT_EQ(c.resources.gpus_per_rank, 1);
+  EXPECT_EQ(c.resources.time_limit_s, 5400);
+  EXPECT_NE(single_error("method: grid\nparameters:\n  a: {value: 1}\nresources: {ranks_per_trial: 0}\n")
+                .find("resources.ranks_per_trial: expected an integer >= 1, got 0"),
+            std::string::npos);
+  EXPECT_NE(single_error("method: grid\nparameters:\n  a: {value: 1}\nresources: {time_limit: soon}\n")
+                .find("resources.time_limit: expected a duration"),
+            std::string::npos);
+}
+
+TEST(SweepConfig, NestedNamesMayNotCollide) {
+  const auto e = single_error("method: grid\nparameters:\n  opt:\n    parameters:\n      lr: {value: 1}\n  opt.lr: {value: 2}\n");
+  EXPECT_NE(e.find("parameter 'opt.lr' is defined twice"), std::string::npos) << e;
+}
+
+TEST(SweepConfig, AliasBombIsBoundedNotExpanded) {
+  std::string yaml = "method: grid\nparameters:\n  a:\n    value: &l0 [x, x, x, x, x, x, x, x, x, x]\n";
+  std::string prev = "l0";
+  // 10^8 elements if expanded; the loader must refuse, not hang.
+  for (int i = 1; i <= 8; ++i) {
+    const std::string name = "l" + std::to_string(i);
+    yaml += "  a" + std::to_string(i) + ":\n    value: &" + name + " [";
+    for (int j = 0; j < 10; ++j) yaml += (j ? ", *" : "*") + prev;
+    yaml += "]\n";
+    prev = name;
+  }
+  const auto errors = errors_of(yaml);
+  ASSERT_FALSE(errors.empty());
+  EXPECT_NE(errors.back().format().find("more than 1000000 elements"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace xpscale
+
+namespace xpscale {
+namespace {
+
+TEST(SweepConfig, StrayCommaIsASyntaxErrorNotAHang) {
+  // yaml-cpp's LoadAll loops forever on this input (found by the fuzzer).
+  EXPECT_EQ(test::single_error("# c\n, x\nmethod: grid\n"),
+            "sweep.yaml:2:1: YAML syntax error: unexpected \",\"");
+}
+
+TEST(SweepConfig, InvalidUtf8IsAnErrorWithItsPlace) {
+  EXPECT_EQ(test::single_error("method: grid\nparameters:\n  a\xff: {value: 1}\n"),
+            "sweep.yaml:3:4: the file is not valid UTF-8: byte 0xff here");
+  EXPECT_EQ(test::single_error(std::string("method: grid\0", 13)),
+            "sweep.yaml:1:13: the file is not valid UTF-8: byte 0x00 here");
+  // Well-formed unicode is fine, in keys and values.
+  EXPECT_TRUE(test::errors_of("method: grid\nparameters:\n  taux_é: {values: [\"日本\"]}\n").empty());
+}
+
+}  // namespace
+}  // namespace xpscale
