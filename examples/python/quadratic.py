@@ -19,7 +19,8 @@ def parse_args(argv):
         key, sep, value = arg.lstrip("-").partition("=")
         if not sep:
             sys.exit(f"quadratic.py: expected name=value, got {arg!r}")
-        key = key.split(".")[-1]  # nested parameters arrive as optimizer.lr
+        # Nested parameters arrive dotted: optimizer.name, optimizer.lr.
+        key = "optimizer" if key == "optimizer.name" else key.split(".")[-1]
         if key in ("steps", "dim"):
             params[key] = int(float(value))
         elif key in ("lr", "momentum"):

@@ -51,9 +51,10 @@ std::string args_json_file(const SweepConfig& config, std::uint64_t id) {
 
 void print_notes(const SweepConfig& config) {
   for (const auto& f : config.unbuilt) {
-    Diagnostic d{f.where, "", "note: " + f.key + ": " + f.what +
-                                  "; `xpscale plan` checked it, but a run of this config will "
-                                  "refuse it until it is built"};
+    Diagnostic d{f.where, "",
+                 "note: " + f.key + ": " + f.what +
+                     "; `xpscale plan` checked it, but a run of this config will "
+                     "refuse it until it is built"};
     std::cerr << d.format() << '\n';
   }
 }
@@ -67,8 +68,9 @@ Parallelism parallelism(const SweepConfig& config, std::int64_t ranks) {
   p.ranks = ranks;
   p.per_trial = config.resources.ranks_per_trial;
   if (ranks < p.per_trial)
-    throw UserError("--ranks " + std::to_string(ranks) + " is fewer than resources.ranks_per_trial (" +
-                    std::to_string(p.per_trial) + ") of " + config.path);
+    throw UserError("--ranks " + std::to_string(ranks) +
+                    " is fewer than resources.ranks_per_trial (" + std::to_string(p.per_trial) +
+                    ") of " + config.path);
   p.groups = ranks / p.per_trial;
   p.idle = ranks % p.per_trial;
   return p;
@@ -79,8 +81,8 @@ std::string describe_parallelism(const Parallelism& p, std::uint64_t trials) {
                   (p.groups == 1 ? " group" : " groups") + " of " + std::to_string(p.per_trial) +
                   (p.per_trial == 1 ? " rank" : " ranks") + ", so " + std::to_string(p.groups) +
                   " trials run at a time";
-  const auto waves = (trials + static_cast<std::uint64_t>(p.groups) - 1) /
-                     static_cast<std::uint64_t>(p.groups);
+  const auto waves =
+      (trials + static_cast<std::uint64_t>(p.groups) - 1) / static_cast<std::uint64_t>(p.groups);
   s += " (" + std::to_string(waves) + (waves == 1 ? " round" : " rounds") +
        " if trials take equal time)";
   if (p.idle > 0)
@@ -94,8 +96,8 @@ std::string describe_parallelism(const Parallelism& p, std::uint64_t trials) {
 int plan_command(const std::vector<std::string>& args) {
   po::options_description options(kUsage);
   std::string format = "table";
-  options.add_options()("help,h", "show this help")(
-      "ranks,n", po::value<std::int64_t>(), "ranks of the launch (e.g. mpirun -n N)")(
+  options.add_options()("help,h", "show this help")("ranks,n", po::value<std::int64_t>(),
+                                                    "ranks of the launch (e.g. mpirun -n N)")(
       "trials", po::value<std::int64_t>(), "list this many trials (overrides trials/run_cap)")(
       "format", po::value<std::string>(&format)->default_value("table"), "table or json");
   po::options_description hidden;
@@ -111,7 +113,8 @@ int plan_command(const std::vector<std::string>& args) {
     std::cout << options << '\n';
     return kExitOk;
   }
-  if (!vm.count("config")) throw UserError("plan: missing the sweep config (xpscale plan SWEEP.yaml)");
+  if (!vm.count("config"))
+    throw UserError("plan: missing the sweep config (xpscale plan SWEEP.yaml)");
   if (format != "table" && format != "json")
     throw UserError("plan: --format must be 'table' or 'json', got '" + format + "'");
   std::optional<std::int64_t> limit;

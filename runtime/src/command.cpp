@@ -7,8 +7,8 @@ namespace {
 
 // Expands the word-level macros in one left-to-right pass, so text that a
 // macro inserts (a program path, a parameter value) is never expanded again.
-std::string expand_word(const std::string& word, const SweepConfig& config,
-                        const std::string& json, const std::string& args_json_file) {
+std::string expand_word(const std::string& word, const SweepConfig& config, const std::string& json,
+                        const std::string& args_json_file) {
   std::string out;
   std::size_t pos = 0;
   while (pos < word.size()) {
@@ -20,12 +20,18 @@ std::string expand_word(const std::string& word, const SweepConfig& config,
     }
     out += word.substr(pos, start - pos);
     const std::string name = word.substr(start + 2, end - start - 2);
-    if (name == "env") out += "/usr/bin/env";
-    else if (name == "interpreter") out += "python3";
-    else if (name == "program") out += config.program;
-    else if (name == "args_json") out += json;
-    else if (name == "args_json_file") out += args_json_file;
-    else out += word.substr(start, end - start + 1);  // the loader rejected unknown ones
+    if (name == "env")
+      out += "/usr/bin/env";
+    else if (name == "interpreter")
+      out += "python3";
+    else if (name == "program")
+      out += config.program;
+    else if (name == "args_json")
+      out += json;
+    else if (name == "args_json_file")
+      out += args_json_file;
+    else
+      out += word.substr(start, end - start + 1);  // the loader rejected unknown ones
     pos = end + 1;
   }
   return out;
@@ -70,8 +76,8 @@ std::string shell_quote(const std::string& word) {
   if (word.empty()) return "''";
   bool plain = true;
   for (unsigned char c : word) {
-    if (!(std::isalnum(c) || c == '_' || c == '-' || c == '.' || c == '/' || c == '=' ||
-          c == ':' || c == ',' || c == '+' || c == '@' || c == '%')) {
+    if (!(std::isalnum(c) || c == '_' || c == '-' || c == '.' || c == '/' || c == '=' || c == ':' ||
+          c == ',' || c == '+' || c == '@' || c == '%')) {
       plain = false;
       break;
     }
@@ -79,8 +85,10 @@ std::string shell_quote(const std::string& word) {
   if (plain) return word;
   std::string out = "'";
   for (char c : word) {
-    if (c == '\'') out += "'\\''";
-    else out += c;
+    if (c == '\'')
+      out += "'\\''";
+    else
+      out += c;
   }
   return out + "'";
 }

@@ -40,7 +40,11 @@ std::optional<double> parse_duration(const std::string& text) {
   if (text.empty() || text.size() > 32) return std::nullopt;
   // Suffix form: 90s, 15m, 2h, 1d.
   const char unit = text.back();
-  const double scale = unit == 's' ? 1 : unit == 'm' ? 60 : unit == 'h' ? 3600 : unit == 'd' ? 86400 : 0;
+  const double scale = unit == 's'   ? 1
+                       : unit == 'm' ? 60
+                       : unit == 'h' ? 3600
+                       : unit == 'd' ? 86400
+                                     : 0;
   if (scale != 0) {
     auto v = parse_number(text.substr(0, text.size() - 1));
     if (!v || *v <= 0) return std::nullopt;

@@ -105,8 +105,9 @@ std::unique_ptr<Searcher> make_searcher(const SweepConfig& config) {
       break;
   }
   throw ConfigError({{config.method_where, "method",
-                      "method '" + std::string(search_method_name(config.method)) +
-                          "' is not built yet"}});
+                      "'" + std::string(search_method_name(config.method)) +
+                          "' (Bayesian search with TPE) is not built yet",
+                      "use 'random' or 'sobol' for now"}});
 }
 
 std::uint64_t planned_trial_count(const SweepConfig& config, const Searcher& searcher,
@@ -121,7 +122,8 @@ std::uint64_t planned_trial_count(const SweepConfig& config, const Searcher& sea
                       "add 'trials: N' (or W&B's 'run_cap: N') to the config"}});
 }
 
-std::vector<PlannedTrial> plan_trials(const SweepConfig& config, std::optional<std::int64_t> limit) {
+std::vector<PlannedTrial> plan_trials(const SweepConfig& config,
+                                      std::optional<std::int64_t> limit) {
   auto searcher = make_searcher(config);
   const std::uint64_t n = planned_trial_count(config, *searcher, limit);
   std::vector<PlannedTrial> out;

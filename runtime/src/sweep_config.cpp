@@ -11,6 +11,7 @@
 #include <set>
 #include <sstream>
 
+#include "parameter_parser.h"
 #include "xpscale/runtime/command.h"
 #include "xpscale/runtime/text.h"
 #include "xpscale/sharding/brace.h"
@@ -22,6 +23,8 @@ namespace xpscale {
 namespace {
 
 using yaml::Entry;
+using yaml::find;
+using yaml::format_number;
 
 const std::vector<std::string> kTopKeys = {
     // W&B sweep keys
@@ -34,65 +37,8 @@ const std::vector<std::string> kTopKeys = {
 const std::set<std::string> kWandbServiceKeys = {"controller", "job", "image_uri", "imageuri",
                                                  "launch"};
 
-const std::vector<std::string> kParameterKeys = {"value", "values", "probabilities",
-                                                 "distribution", "min", "max", "q", "mu",
-                                                 "sigma", "parameters"};
 const std::vector<std::string> kMethods = {"grid", "random", "bayes", "sobol"};
 const std::vector<std::string> kSchedulerTypes = {"asha", "hyperband", "median", "pbt"};
-
-// ln(DBL_MAX) is about 709.78: larger exponents overflow to infinity.
-constexpr double kMaxExponent = 709.0;
-// A standard normal quantile of a u in (0, 1) spaced 2^-53 from the ends.
-constexpr double kMaxNormalQuantile = 8.3;
-constexpr int kMaxNesting = 16;
-
-std::string join_path(const std::string& path, const std::string& key) {
-  return path.empty() ? key : path + "." + key;
-}
-
-// Numbers in messages as the user wrote them: 5, not 5.0.
-std::string fmt(double v) {
-  if (v == std::floor(v) && std::abs(v) < 1e15) return std::to_string(static_cast<long long>(v));
-  return nlohmann::json(v).dump();
-}
-
-// Which keys each distribution takes, beyond `distribution` itself.
-std::vector<std::string> keys_for(Distribution d) {
-  switch (d) {
-    case Distribution::kConstant:
-      return {"value"};
-    case Distribution::kCategorical:
-      return {"values", "probabilities"};
-    case Distribution::kIntUniform:
-    case Distribution::kUniform:
-    case Distribution::kLogUniform:
-    case Distribution::kLogUniformValues:
-    case Distribution::kInvLogUniform:
-    case Distribution::kInvLogUniformValues:
-      return {"min", "max"};
-    case Distribution::kQUniform:
-    case Distribution::kQLogUniform:
-    case Distribution::kQLogUniformValues:
-      return {"min", "max", "q"};
-    case Distribution::kNormal:
-    case Distribution::kLogNormal:
-      return {"mu", "sigma"};
-    case Distribution::kQNormal:
-    case Distribution::kQLogNormal:
-      return {"mu", "sigma", "q"};
-  }
-  return {};
-}
-
-bool is_values_variant(Distribution d) {
-  return d == Distribution::kLogUniformValues || d == Distribution::kQLogUniformValues ||
-         d == Distribution::kInvLogUniformValues;
-}
-
-bool is_log_space(Distribution d) {
-  return d == Distribution::kLogUniform || d == Distribution::kQLogUniform ||
-         d == Distribution::kInvLogUniform;
-}
 
 // Diagnostics in file order, as a compiler prints them.
 std::vector<Diagnostic> sorted(std::vector<Diagnostic> d) {
@@ -113,12 +59,12 @@ class Parser {
     auto root = yaml::parse_document(config_.text, config_.path, reader_.diagnostics());
     if (!root) throw ConfigError(std::move(reader_.diagnostics()));
     if (!root->IsMap()) {
-      reader_.error(*root, "", "expected a mapping of sweep keys, got " +
-                                   yaml::Reader::describe(*root));
+      reader_.error(*root, "",
+                    "expected a mapping of sweep keys, got " + yaml::Reader::describe(*root));
       throw ConfigError(std::move(reader_.diagnostics()));
     }
     root_ = *root;
-    std::map<std::string, Entry> top;
+    yaml::EntryMap top;
     for (auto& e : reader_.entries(root_, "", kTopKeys)) top.emplace(e.key, e);
 
     for (const auto& key : kWandbServiceKeys)
@@ -143,7 +89,7 @@ class Parser {
     }
     if (auto e = find(top, "metric")) parse_metric(*e);
     if (auto e = find(top, "parameters")) {
-      parse_parameters(e->value, "parameters", "", 0);
+      config_.parameters = parse_parameters(reader_, e->value);
       if (e->value.IsMap() && e->value.size() == 0)
         reader_.error(e->value, "parameters", "expected at least one parameter, got none");
     } else {
@@ -158,8 +104,10 @@ class Parser {
     }
     if (auto e = find(top, "seed")) {
       if (auto v = reader_.integer(e->value, "seed")) {
-        if (*v < 0) reader_.error(e->value, "seed", "expected a seed >= 0, got " + std::to_string(*v));
-        else config_.seed = static_cast<std::uint64_t>(*v);
+        if (*v < 0)
+          reader_.error(e->value, "seed", "expected a seed >= 0, got " + std::to_string(*v));
+        else
+          config_.seed = static_cast<std::uint64_t>(*v);
       }
     }
     if (auto e = find(top, "resources")) parse_resources(*e);
@@ -170,7 +118,8 @@ class Parser {
     if (config_.scheduler && config_.early_terminate)
       reader_.error(top.at("scheduler").key_node, "scheduler",
                     "'scheduler' and 'early_terminate' both choose early stopping; keep one");
-    check_method_against_space();
+    if (config_.method == SearchMethod::kGrid)
+      check_grid(reader_, config_.parameters, config_.method_where);
     check_command_macros();
 
     if (config_.out_dir.empty()) {
@@ -193,18 +142,6 @@ class Parser {
     return false;
   }
 
-  static const Entry* find(const std::map<std::string, Entry>& m, const std::string& key) {
-    auto it = m.find(key);
-    return it == m.end() ? nullptr : &it->second;
-  }
-
-  std::map<std::string, Entry> entries_of(const YAML::Node& node, const std::string& path,
-                                          const std::vector<std::string>& known) {
-    std::map<std::string, Entry> out;
-    for (auto& e : reader_.entries(node, path, known)) out.emplace(e.key, e);
-    return out;
-  }
-
   void set_string(const Entry& e, std::string& out) {
     if (auto s = reader_.string(e.value, e.key)) out = *s;
   }
@@ -216,8 +153,9 @@ class Parser {
     auto v = reader_.integer(e.value, p);
     if (!v) return std::nullopt;
     if (*v < minimum) {
-      reader_.error(e.value, p, "expected an integer >= " + std::to_string(minimum) + ", got " +
-                                    std::to_string(*v));
+      reader_.error(
+          e.value, p,
+          "expected an integer >= " + std::to_string(minimum) + ", got " + std::to_string(*v));
       return std::nullopt;
     }
     return v;
@@ -230,8 +168,9 @@ class Parser {
     if (std::find(allowed.begin(), allowed.end(), *s) != allowed.end()) return s;
     std::string note;
     if (auto near = nearest(*s, allowed)) note = "did you mean '" + *near + "'?";
-    reader_.error(node, path, "expected " + quoted_list(allowed) + ", got " +
-                                  yaml::Reader::describe(node), note);
+    reader_.error(node, path,
+                  "expected " + quoted_list(allowed) + ", got " + yaml::Reader::describe(node),
+                  note);
     return std::nullopt;
   }
 
@@ -244,13 +183,13 @@ class Parser {
     if (*m == "sobol") config_.method = SearchMethod::kSobol;
     if (*m == "bayes") {
       config_.method = SearchMethod::kBayes;
-      config_.unbuilt.push_back({"method: bayes", "Bayesian search (TPE) is not built yet",
-                                 reader_.location(e.value)});
+      config_.unbuilt.push_back(
+          {"method: bayes", "Bayesian search (TPE) is not built yet", reader_.location(e.value)});
     }
   }
 
   void parse_metric(const Entry& e) {
-    auto m = entries_of(e.value, "metric", {"name", "goal", "target"});
+    auto m = reader_.entry_map(e.value, "metric", {"name", "goal", "target"});
     if (!e.value.IsMap()) return;
     MetricSpec metric;
     if (auto n = find(m, "name")) {
@@ -271,8 +210,8 @@ class Parser {
 
   void parse_command(const Entry& e) {
     if (!e.value.IsSequence()) {
-      reader_.error(e.value, "command", "expected a list of words, got " +
-                                            yaml::Reader::describe(e.value));
+      reader_.error(e.value, "command",
+                    "expected a list of words, got " + yaml::Reader::describe(e.value));
       return;
     }
     std::size_t i = 0;
@@ -295,18 +234,21 @@ class Parser {
            pos = word.find("${", pos + 2)) {
         const std::size_t end = word.find('}', pos);
         if (end == std::string::npos) {
-          reader_.error(command_where_[i], p, "unterminated macro in " + nlohmann::json(word).dump());
+          reader_.error(command_where_[i], p,
+                        "unterminated macro in " + nlohmann::json(word).dump());
           break;
         }
         const std::string name = word.substr(pos + 2, end - pos - 2);
         if (std::find(macros.begin(), macros.end(), name) == macros.end()) {
           std::string note;
-          if (auto near = nearest(name, macros)) note = "did you mean '${" + *near + "}'?";
-          else note = "known macros: ${" + [&] {
-            std::string s;
-            for (const auto& m : macros) s += (s.empty() ? "" : "}, ${") + m;
-            return s;
-          }() + "}";
+          if (auto near = nearest(name, macros))
+            note = "did you mean '${" + *near + "}'?";
+          else
+            note = "known macros: ${" + [&] {
+              std::string s;
+              for (const auto& m : macros) s += (s.empty() ? "" : "}, ${") + m;
+              return s;
+            }() + "}";
           reader_.error(command_where_[i], p, "unknown macro '${" + name + "}'", note);
           continue;
         }
@@ -320,9 +262,11 @@ class Parser {
   }
 
   void parse_resources(const Entry& e) {
-    auto m = entries_of(e.value, "resources", {"ranks_per_trial", "gpus_per_rank", "time_limit"});
+    auto m =
+        reader_.entry_map(e.value, "resources", {"ranks_per_trial", "gpus_per_rank", "time_limit"});
     if (auto r = find(m, "ranks_per_trial"))
-      if (auto v = count(*r, 1, "resources.ranks_per_trial")) config_.resources.ranks_per_trial = *v;
+      if (auto v = count(*r, 1, "resources.ranks_per_trial"))
+        config_.resources.ranks_per_trial = *v;
     if (auto g = find(m, "gpus_per_rank"))
       if (auto v = count(*g, 0, "resources.gpus_per_rank")) config_.resources.gpus_per_rank = *v;
     if (auto t = find(m, "time_limit")) {
@@ -341,7 +285,8 @@ class Parser {
   }
 
   void parse_early_terminate(const Entry& e) {
-    auto m = entries_of(e.value, "early_terminate", {"type", "min_iter", "max_iter", "s", "eta", "strict"});
+    auto m = reader_.entry_map(e.value, "early_terminate",
+                               {"type", "min_iter", "max_iter", "s", "eta", "strict"});
     if (!e.value.IsMap()) return;
     EarlyTerminateSpec et;
     et.where = reader_.location(e.key_node);
@@ -358,8 +303,11 @@ class Parser {
     }
     if (auto v = find(m, "eta")) {
       if (auto eta = reader_.number(v->value, "early_terminate.eta")) {
-        if (*eta <= 1) reader_.error(v->value, "early_terminate.eta", "expected a number > 1, got " + fmt(*eta));
-        else et.eta = *eta;
+        if (*eta <= 1)
+          reader_.error(v->value, "early_terminate.eta",
+                        "expected a number > 1, got " + format_number(*eta));
+        else
+          et.eta = *eta;
       }
     }
     if (auto v = find(m, "strict")) {
@@ -376,8 +324,8 @@ class Parser {
                     "'max_iter' needs 's' >= 1 (the number of brackets)");
     }
     config_.early_terminate = et;
-    config_.unbuilt.push_back({"early_terminate", "hyperband early termination is not built yet",
-                               et.where});
+    config_.unbuilt.push_back(
+        {"early_terminate", "hyperband early termination is not built yet", et.where});
   }
 
   void parse_scheduler(const Entry& e) {
@@ -387,10 +335,11 @@ class Parser {
         {"median", {"type", "resource", "grace_period", "min_samples"}},
         {"pbt", {"type", "resource", "interval", "quantile", "resample_probability"}},
     };
-    const std::vector<std::string> all = {"type", "resource", "min_resource", "max_resource", "eta",
-                                          "brackets", "grace_period", "min_samples", "interval",
-                                          "quantile", "resample_probability"};
-    auto m = entries_of(e.value, "scheduler", all);
+    const std::vector<std::string> all = {
+        "type",     "resource", "min_resource",        "max_resource",
+        "eta",      "brackets", "grace_period",        "min_samples",
+        "interval", "quantile", "resample_probability"};
+    auto m = reader_.entry_map(e.value, "scheduler", all);
     if (!e.value.IsMap()) return;
     SchedulerSpec s;
     s.where = reader_.location(e.key_node);
@@ -415,7 +364,8 @@ class Parser {
       if (!v) return std::nullopt;
       auto x = reader_.number(v->value, std::string("scheduler.") + key);
       if (x && *x <= 0) {
-        reader_.error(v->value, std::string("scheduler.") + key, "expected a number > 0, got " + fmt(*x));
+        reader_.error(v->value, std::string("scheduler.") + key,
+                      "expected a number > 0, got " + format_number(*x));
         return std::nullopt;
       }
       return x;
@@ -430,11 +380,13 @@ class Parser {
     s.max_resource = positive("max_resource");
     s.eta = positive("eta");
     if (s.eta && *s.eta <= 1)
-      reader_.error(m.at("eta").value, "scheduler.eta", "expected a number > 1, got " + fmt(*s.eta));
+      reader_.error(m.at("eta").value, "scheduler.eta",
+                    "expected a number > 1, got " + format_number(*s.eta));
     if (s.min_resource && s.max_resource && *s.min_resource >= *s.max_resource)
       reader_.error(m.at("max_resource").value, "scheduler.max_resource",
-                    "max_resource (" + fmt(*s.max_resource) + ") must be greater than min_resource (" +
-                        fmt(*s.min_resource) + ")");
+                    "max_resource (" + format_number(*s.max_resource) +
+                        ") must be greater than min_resource (" + format_number(*s.min_resource) +
+                        ")");
     if (auto v = find(m, "brackets")) s.brackets = count(*v, 1, "scheduler.brackets");
     if (auto v = find(m, "grace_period")) s.grace_period = count(*v, 0, "scheduler.grace_period");
     if (auto v = find(m, "min_samples")) s.min_samples = count(*v, 1, "scheduler.min_samples");
@@ -442,38 +394,44 @@ class Parser {
     if (auto v = find(m, "quantile")) {
       s.quantile = reader_.number(v->value, "scheduler.quantile");
       if (s.quantile && !(*s.quantile > 0 && *s.quantile <= 0.5))
-        reader_.error(v->value, "scheduler.quantile", "expected a fraction in (0, 0.5], got " + fmt(*s.quantile));
+        reader_.error(v->value, "scheduler.quantile",
+                      "expected a fraction in (0, 0.5], got " + format_number(*s.quantile));
     }
     if (auto v = find(m, "resample_probability")) {
       s.resample_probability = reader_.number(v->value, "scheduler.resample_probability");
       if (s.resample_probability && !(*s.resample_probability >= 0 && *s.resample_probability <= 1))
-        reader_.error(v->value, "scheduler.resample_probability",
-                      "expected a probability in [0, 1], got " + fmt(*s.resample_probability));
+        reader_.error(
+            v->value, "scheduler.resample_probability",
+            "expected a probability in [0, 1], got " + format_number(*s.resample_probability));
     }
-    config_.unbuilt.push_back({"scheduler", "the '" + s.type + "' scheduler is not built yet", s.where});
+    config_.unbuilt.push_back(
+        {"scheduler", "the '" + s.type + "' scheduler is not built yet", s.where});
     config_.scheduler = s;
   }
 
   void parse_data(const Entry& e) {
-    auto m = entries_of(e.value, "data", {"train", "val"});
+    auto m = reader_.entry_map(e.value, "data", {"train", "val"});
     if (!e.value.IsMap()) return;
-    if (m.empty()) reader_.error(e.value, "data", "expected a 'train' or 'val' dataset, got neither");
+    if (m.empty())
+      reader_.error(e.value, "data", "expected a 'train' or 'val' dataset, got neither");
     if (auto t = find(m, "train")) config_.train_data = parse_dataset(*t, "data.train");
     if (auto v = find(m, "val")) config_.val_data = parse_dataset(*v, "data.val");
-    config_.unbuilt.push_back({"data", "the sharded data loader is not built yet",
-                               reader_.location(e.key_node)});
+    config_.unbuilt.push_back(
+        {"data", "the sharded data loader is not built yet", reader_.location(e.key_node)});
   }
 
   std::optional<DatasetSpec> parse_dataset(const Entry& e, const std::string& path) {
-    auto m = entries_of(e.value, path, {"urls", "pattern", "prefix", "on_error", "shuffle_buffer",
-                                        "cache_dir", "drop_last"});
+    auto m = reader_.entry_map(
+        e.value, path,
+        {"urls", "pattern", "prefix", "on_error", "shuffle_buffer", "cache_dir", "drop_last"});
     if (!e.value.IsMap()) return std::nullopt;
     DatasetSpec d;
     d.where = reader_.location(e.key_node);
     const int sources = static_cast<int>(m.count("urls") + m.count("pattern") + m.count("prefix"));
     if (sources != 1)
-      reader_.error(e.value, path, sources == 0 ? "missing the shards: give 'urls', 'pattern' or 'prefix'"
-                                                : "give one of 'urls', 'pattern' or 'prefix', not several");
+      reader_.error(e.value, path,
+                    sources == 0 ? "missing the shards: give 'urls', 'pattern' or 'prefix'"
+                                 : "give one of 'urls', 'pattern' or 'prefix', not several");
     auto check_url = [&](const std::string& url, const YAML::Node& at, const std::string& p) {
       try {
         (void)parse_url(url);
@@ -483,8 +441,9 @@ class Parser {
     };
     if (auto u = find(m, "urls")) {
       if (!u->value.IsSequence() || u->value.size() == 0) {
-        reader_.error(u->value, path + ".urls", "expected a non-empty list of shard URLs, got " +
-                                                    yaml::Reader::describe(u->value));
+        reader_.error(
+            u->value, path + ".urls",
+            "expected a non-empty list of shard URLs, got " + yaml::Reader::describe(u->value));
       } else {
         std::size_t i = 0;
         for (const auto& item : u->value) {
@@ -515,7 +474,8 @@ class Parser {
     }
     if (auto o = find(m, "on_error"))
       if (auto s = one_of(o->value, path + ".on_error", {"fail", "skip"})) d.on_error = *s;
-    if (auto b = find(m, "shuffle_buffer")) d.shuffle_buffer_bytes = count(*b, 0, path + ".shuffle_buffer");
+    if (auto b = find(m, "shuffle_buffer"))
+      d.shuffle_buffer_bytes = count(*b, 0, path + ".shuffle_buffer");
     if (auto c = find(m, "cache_dir"))
       if (auto s = reader_.string(c->value, path + ".cache_dir")) d.cache_dir = *s;
     if (auto x = find(m, "drop_last"))
@@ -524,292 +484,9 @@ class Parser {
   }
 
   // parameters: name -> spec, or name -> {parameters: ...} (nested).
-  void parse_parameters(const YAML::Node& node, const std::string& path, const std::string& prefix,
-                        int depth) {
-    if (depth > kMaxNesting) {
-      reader_.error(node, path, "parameters nested deeper than " + std::to_string(kMaxNesting) + " levels");
-      return;
-    }
-    for (auto& e : reader_.entries(node, path, {})) {
-      const std::string p = join_path(path, e.key);
-      const std::string name = prefix.empty() ? e.key : prefix + "." + e.key;
-      if (e.key.empty()) {
-        reader_.error(e.key_node, p, "parameter names may not be empty");
-        continue;
-      }
-      if (!e.value.IsMap()) {
-        reader_.error(e.value, p,
-                      "expected a mapping with 'value', 'values' or 'distribution', got " +
-                          yaml::Reader::describe(e.value),
-                      e.value.IsScalar() ? "for a constant, write '" + e.key + ": {value: " +
-                                               e.value.Scalar() + "}'"
-                                         : "");
-        continue;
-      }
-      const YAML::Node& spec_node = e.value;  // const: operator[] must not insert
-      if (spec_node["parameters"]) {
-        auto keys = entries_of(e.value, p, kParameterKeys);
-        for (const auto& [key, entry] : keys)
-          if (key != "parameters")
-            reader_.error(entry.key_node, join_path(p, key),
-                          "'" + key + "' cannot stand beside nested 'parameters'");
-        const YAML::Node nested = spec_node["parameters"];
-        if (nested.IsMap() && nested.size() == 0)
-          reader_.error(nested, join_path(p, "parameters"), "expected at least one nested parameter");
-        parse_parameters(nested, join_path(p, "parameters"), name, depth + 1);
-        continue;
-      }
-      if (!names_.insert(name).second) {
-        reader_.error(e.key_node, p, "parameter '" + name + "' is defined twice",
-                      "a nested parameter's dotted name equals another parameter's name");
-        continue;
-      }
-      if (auto spec = parse_parameter(e, p, name)) config_.parameters.push_back(std::move(*spec));
-    }
-  }
-
-  std::optional<ParameterSpec> parse_parameter(const Entry& e, const std::string& p,
-                                               const std::string& name) {
-    auto m = entries_of(e.value, p, kParameterKeys);
-    ParameterSpec spec;
-    spec.name = name;
-    spec.where = reader_.location(e.key_node);
-    const std::size_t errors_before = reader_.diagnostics().size();
-
-    // The distribution: given, or inferred the way W&B infers it.
-    if (auto d = find(m, "distribution")) {
-      auto s = reader_.string(d->value, join_path(p, "distribution"));
-      if (!s) return std::nullopt;
-      auto dist = distribution_from_name(*s);
-      if (!dist) {
-        std::string note;
-        if (auto near = nearest(*s, distribution_names())) note = "did you mean '" + *near + "'?";
-        else note = "known distributions: " + quoted_list(distribution_names());
-        reader_.error(d->value, join_path(p, "distribution"),
-                      "unknown distribution " + yaml::Reader::describe(d->value), note);
-        return std::nullopt;
-      }
-      spec.distribution = *dist;
-    } else if (m.count("value")) {
-      spec.distribution = Distribution::kConstant;
-    } else if (m.count("values")) {
-      spec.distribution = Distribution::kCategorical;
-    } else if (m.count("min") && m.count("max")) {
-      const bool ints = yaml::Reader::is_integer_scalar(m.at("min").value) &&
-                        yaml::Reader::is_integer_scalar(m.at("max").value);
-      spec.distribution = ints ? Distribution::kIntUniform : Distribution::kUniform;
-    } else {
-      reader_.error(e.value, p, "cannot tell the distribution",
-                    "give 'values', 'value', both 'min' and 'max', or 'distribution'");
-      return std::nullopt;
-    }
-
-    const std::string dist_name(distribution_name(spec.distribution));
-    const auto takes = keys_for(spec.distribution);
-    for (const auto& [key, entry] : m) {
-      if (key == "distribution" || std::find(takes.begin(), takes.end(), key) != takes.end())
-        continue;
-      std::string note = "'" + dist_name + "' takes " + quoted_list(takes);
-      if (key == "q" && spec.distribution != Distribution::kCategorical &&
-          distribution_from_name("q_" + dist_name))
-        note = "did you mean distribution 'q_" + dist_name + "'?";
-      reader_.error(entry.key_node, join_path(p, key),
-                    "'" + key + "' does not apply to distribution '" + dist_name + "'", note);
-    }
-    auto required = [&](const char* key) -> const Entry* {
-      const Entry* entry = find(m, key);
-      if (!entry)
-        reader_.error(e.value, join_path(p, key),
-                      "missing '" + std::string(key) + "' for distribution '" + dist_name + "'");
-      return entry;
-    };
-
-    switch (spec.distribution) {
-      case Distribution::kConstant:
-        if (auto v = required("value"))
-          if (auto j = reader_.json(v->value, join_path(p, "value"))) spec.values.push_back(*j);
-        break;
-      case Distribution::kCategorical:
-        if (auto v = required("values")) parse_values(*v, join_path(p, "values"), spec);
-        if (auto pr = find(m, "probabilities")) parse_probabilities(*pr, join_path(p, "probabilities"), spec);
-        break;
-      default:
-        if (takes.front() == "min") parse_bounds(p, spec, required);
-        else parse_normal(m, p, spec);
-        if (std::find(takes.begin(), takes.end(), "q") != takes.end()) parse_q(m, p, spec);
-        break;
-    }
-    if (reader_.diagnostics().size() != errors_before) return std::nullopt;
-    return spec;
-  }
-
-  void parse_values(const Entry& v, const std::string& path, ParameterSpec& spec) {
-    if (!v.value.IsSequence()) {
-      reader_.error(v.value, path, "expected a list of values, got " + yaml::Reader::describe(v.value));
-      return;
-    }
-    if (v.value.size() == 0) {
-      reader_.error(v.value, path, "expected at least one value, got an empty list");
-      return;
-    }
-    std::size_t i = 0;
-    for (const auto& item : v.value) {
-      const std::string p = path + "[" + std::to_string(i++) + "]";
-      auto j = reader_.json(item, p);
-      if (!j) continue;
-      if (std::find(spec.values.begin(), spec.values.end(), *j) != spec.values.end()) {
-        reader_.error(item, p, "value " + j->dump() + " is listed twice");
-        continue;
-      }
-      spec.values.push_back(std::move(*j));
-    }
-  }
-
-  void parse_probabilities(const Entry& pr, const std::string& path, ParameterSpec& spec) {
-    if (!pr.value.IsSequence()) {
-      reader_.error(pr.value, path, "expected a list of probabilities, got " +
-                                        yaml::Reader::describe(pr.value));
-      return;
-    }
-    double sum = 0;
-    std::size_t i = 0;
-    bool ok = true;
-    for (const auto& item : pr.value) {
-      const std::string p = path + "[" + std::to_string(i++) + "]";
-      auto x = reader_.number(item, p);
-      if (!x) {
-        ok = false;
-        continue;
-      }
-      if (*x < 0 || *x > 1) {
-        reader_.error(item, p, "expected a probability in [0, 1], got " + fmt(*x));
-        ok = false;
-      }
-      spec.probabilities.push_back(*x);
-      sum += *x;
-    }
-    if (!ok || spec.values.empty()) return;
-    if (spec.probabilities.size() != spec.values.size()) {
-      reader_.error(pr.value, path, "expected " + std::to_string(spec.values.size()) +
-                                        " probabilities (one per value), got " +
-                                        std::to_string(spec.probabilities.size()));
-    } else if (std::abs(sum - 1.0) > 1e-6) {
-      reader_.error(pr.value, path, "probabilities sum to " + fmt(sum) + ", expected 1");
-    }
-  }
-
-  template <typename Required>
-  void parse_bounds(const std::string& p, ParameterSpec& spec, Required& required) {
-    const Entry* lo = required("min");
-    const Entry* hi = required("max");
-    if (!lo || !hi) return;
-    std::optional<double> min, max;
-    if (spec.distribution == Distribution::kIntUniform) {
-      auto a = reader_.integer(lo->value, join_path(p, "min"));
-      auto b = reader_.integer(hi->value, join_path(p, "max"));
-      if (a) min = static_cast<double>(*a);
-      if (b) max = static_cast<double>(*b);
-    } else {
-      min = reader_.number(lo->value, join_path(p, "min"));
-      max = reader_.number(hi->value, join_path(p, "max"));
-    }
-    if (!min || !max) return;
-    spec.min = *min;
-    spec.max = *max;
-    if (*min >= *max) {
-      reader_.error(hi->value, join_path(p, "max"),
-                    "max (" + fmt(*max) + ") must be greater than min (" + fmt(*min) + ")");
-      return;
-    }
-    if (is_values_variant(spec.distribution)) {
-      if (*min <= 0)
-        reader_.error(lo->value, join_path(p, "min"),
-                      "expected min > 0 for '" + std::string(distribution_name(spec.distribution)) +
-                          "' (its bounds are values, whose log is taken), got " + fmt(*min),
-                      "for bounds in log space use '" +
-                          std::string(distribution_name(spec.distribution))
-                              .substr(0, distribution_name(spec.distribution).size() - 7) +
-                          "'");
-    } else if (is_log_space(spec.distribution)) {
-      for (const Entry* b : {lo, hi}) {
-        const double x = b == lo ? *min : *max;
-        if (std::abs(x) > kMaxExponent)
-          reader_.error(b->value, join_path(p, b->key),
-                        "bound " + fmt(x) + " is in natural-log space and e^" + fmt(x) +
-                            " overflows a double",
-                        "did you mean '" + std::string(distribution_name(spec.distribution)) +
-                            "_values' (bounds as values)?");
-      }
-    }
-  }
-
-  void parse_normal(const std::map<std::string, Entry>& m, const std::string& p, ParameterSpec& spec) {
-    if (auto mu = find(m, "mu"))
-      if (auto x = reader_.number(mu->value, join_path(p, "mu"))) spec.mu = *x;
-    if (auto sg = find(m, "sigma")) {
-      if (auto x = reader_.number(sg->value, join_path(p, "sigma"))) {
-        if (*x <= 0) reader_.error(sg->value, join_path(p, "sigma"), "expected sigma > 0, got " + fmt(*x));
-        spec.sigma = *x;
-      }
-    }
-    const bool log = spec.distribution == Distribution::kLogNormal ||
-                     spec.distribution == Distribution::kQLogNormal;
-    if (log && spec.sigma > 0 && std::abs(spec.mu) + kMaxNormalQuantile * spec.sigma > kMaxExponent)
-      reader_.error(m.count("sigma") ? m.at("sigma").value : m.at("mu").value, p,
-                    "mu and sigma are in natural-log space; e^(mu + 8.3 sigma) overflows a double");
-  }
-
-  void parse_q(const std::map<std::string, Entry>& m, const std::string& p, ParameterSpec& spec) {
-    auto qe = find(m, "q");
-    if (!qe) return;  // W&B's default: q = 1, an integer
-    auto q = reader_.number(qe->value, join_path(p, "q"));
-    if (!q) return;
-    if (*q <= 0) {
-      reader_.error(qe->value, join_path(p, "q"), "expected q > 0, got " + fmt(*q));
-      return;
-    }
-    spec.q = *q;
-    spec.q_is_integer = yaml::Reader::is_integer_scalar(qe->value);
-  }
-
-  void check_method_against_space() {
-    if (config_.method != SearchMethod::kGrid) return;
-    long double points = 1;
-    for (const auto& spec : config_.parameters) {
-      if (!spec.is_discrete()) {
-        reader_.error(spec.where, "parameters." + spec.name,
-                      "distribution '" + std::string(distribution_name(spec.distribution)) +
-                          "' is continuous; method 'grid' needs 'values', 'value', 'int_uniform' "
-                          "or 'q_uniform'",
-                      "use method 'random' or 'sobol' to sample continuous parameters");
-        continue;
-      }
-      if (!spec.probabilities.empty())
-        reader_.error(spec.where, "parameters." + spec.name + ".probabilities",
-                      "'probabilities' has no meaning in a grid, which runs every value once");
-      long double axis = 0;
-      if (spec.distribution == Distribution::kIntUniform) axis = spec.max - spec.min + 1;
-      else if (spec.distribution == Distribution::kQUniform)
-        axis = std::floor(spec.max / spec.q + 1e-9) - std::ceil(spec.min / spec.q - 1e-9) + 1;
-      else axis = static_cast<long double>(spec.values.size());
-      if (axis > 1e6) {
-        reader_.error(spec.where, "parameters." + spec.name,
-                      "this grid axis has " + fmt(static_cast<double>(axis)) +
-                          " values; at most 1000000 are allowed");
-      }
-      points *= std::max<long double>(axis, 1);
-    }
-    if (points > 1e15 && reader_.ok())
-      reader_.error(config_.method_where, "method",
-                    "the grid has " + fmt(static_cast<double>(points)) +
-                        " points; at most 1e15 can be enumerated",
-                    "use method 'random' or 'sobol' with 'trials'");
-  }
-
   yaml::Reader reader_;
   SweepConfig config_;
   YAML::Node root_;
-  std::set<std::string> names_;
   std::vector<SourceLocation> command_where_;
 };
 
@@ -842,7 +519,8 @@ SweepConfig parse_sweep_config(const std::string& text, const std::string& path)
   } catch (const YAML::Exception& e) {
     // yaml-cpp may throw while walking nodes (e.g. a malformed alias).
     const bool known = !e.mark.is_null();
-    throw ConfigError({{{path, known ? e.mark.line + 1 : 0, known ? e.mark.column + 1 : 0}, "",
+    throw ConfigError({{{path, known ? e.mark.line + 1 : 0, known ? e.mark.column + 1 : 0},
+                        "",
                         "YAML error: " + e.msg}});
   }
 }
@@ -853,8 +531,8 @@ SweepConfig load_sweep_config(const std::string& path) {
     throw ConfigError({{{path, 0, 0}, "", "is a directory; expected a sweep config file"}});
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    throw ConfigError({{{path, 0, 0}, "",
-                        std::string("cannot read the sweep config: ") + std::strerror(errno)}});
+    throw ConfigError(
+        {{{path, 0, 0}, "", std::string("cannot read the sweep config: ") + std::strerror(errno)}});
   }
   std::ostringstream buffer;
   buffer << in.rdbuf();
@@ -865,7 +543,8 @@ void require_built(const SweepConfig& config, const std::string& command) {
   if (config.unbuilt.empty()) return;
   std::vector<Diagnostic> out;
   for (const auto& f : config.unbuilt)
-    out.push_back({f.where, f.key, f.what + "; `xpscale " + command + "` cannot run this config yet"});
+    out.push_back(
+        {f.where, f.key, f.what + "; `xpscale " + command + "` cannot run this config yet"});
   throw ConfigError(std::move(out));
 }
 

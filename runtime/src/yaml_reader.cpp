@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <charconv>
-#include <cstdio>
 #include <cmath>
+#include <cstdio>
 #include <set>
 #include <sstream>
 
@@ -20,7 +20,7 @@ constexpr std::size_t kMaxConfigBytes = 4u << 20;
 // JSON values built from YAML: bounds depth and total size, which aliases
 // could otherwise multiply exponentially ("billion laughs").
 constexpr int kMaxJsonDepth = 64;
-constexpr std::size_t kMaxJsonNodes = 1'000'000;
+constexpr std::size_t kMaxJsonNodes = 100'000;
 
 enum class ScalarKind { kNull, kBool, kInt, kFloat, kString };
 
@@ -121,10 +121,14 @@ std::size_t first_invalid_utf8(const std::string& s) {
       ++i;
       continue;
     }
-    if ((c & 0xe0) == 0xc0) len = 2, cp = c & 0x1f;
-    else if ((c & 0xf0) == 0xe0) len = 3, cp = c & 0x0f;
-    else if ((c & 0xf8) == 0xf0) len = 4, cp = c & 0x07;
-    else return i;
+    if ((c & 0xe0) == 0xc0)
+      len = 2, cp = c & 0x1f;
+    else if ((c & 0xf0) == 0xe0)
+      len = 3, cp = c & 0x0f;
+    else if ((c & 0xf8) == 0xf0)
+      len = 4, cp = c & 0x07;
+    else
+      return i;
     if (i + len > s.size()) return i;
     for (std::size_t k = 1; k < len; ++k) {
       const auto cc = static_cast<unsigned char>(s[i + k]);
@@ -147,7 +151,8 @@ struct DocumentCounter : YAML::EventHandler {
   void OnDocumentEnd() override {}
   void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
   void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
-  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
   void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
                        YAML::EmitterStyle::value) override {}
   void OnSequenceEnd() override {}
@@ -161,8 +166,10 @@ struct DocumentCounter : YAML::EventHandler {
 std::optional<YAML::Node> parse_document(const std::string& text, const std::string& file,
                                          std::vector<Diagnostic>& out) {
   if (text.size() > kMaxConfigBytes) {
-    out.push_back({{file, 0, 0}, "", "file is " + std::to_string(text.size()) +
-                                          " bytes; a sweep config may be at most 4 MiB"});
+    out.push_back(
+        {{file, 0, 0},
+         "",
+         "file is " + std::to_string(text.size()) + " bytes; a sweep config may be at most 4 MiB"});
     return std::nullopt;
   }
   if (const std::size_t bad = first_invalid_utf8(text); bad != std::string::npos) {
@@ -177,7 +184,8 @@ std::optional<YAML::Node> parse_document(const std::string& text, const std::str
     }
     char hex[8];
     std::snprintf(hex, sizeof hex, "0x%02x", static_cast<unsigned char>(text[bad]));
-    out.push_back({{file, line, column}, "",
+    out.push_back({{file, line, column},
+                   "",
                    std::string("the file is not valid UTF-8: byte ") + hex + " here"});
     return std::nullopt;
   }
@@ -194,9 +202,11 @@ std::optional<YAML::Node> parse_document(const std::string& text, const std::str
       if (!starts.empty() && counter.start.pos == starts.back().pos) {
         // No progress: the parser is stuck on a character it cannot use.
         const auto pos = static_cast<std::size_t>(std::max(0, counter.start.pos));
-        const std::string what = pos < text.size() ? nlohmann::json(std::string(1, text[pos])).dump()
-                                                   : std::string("end of input");
-        out.push_back({{file, counter.start.line + 1, counter.start.column + 1}, "",
+        const std::string what = pos < text.size()
+                                     ? nlohmann::json(std::string(1, text[pos])).dump()
+                                     : std::string("end of input");
+        out.push_back({{file, counter.start.line + 1, counter.start.column + 1},
+                       "",
                        "YAML syntax error: unexpected " + what});
         return std::nullopt;
       }
@@ -204,7 +214,8 @@ std::optional<YAML::Node> parse_document(const std::string& text, const std::str
     }
     if (starts.size() > 1) {
       const YAML::Mark m = starts[1];
-      out.push_back({{file, m.line + 1, m.column + 1}, "",
+      out.push_back({{file, m.line + 1, m.column + 1},
+                     "",
                      "the file holds more than one YAML document; a sweep config is one"});
       return std::nullopt;
     }
@@ -216,10 +227,32 @@ std::optional<YAML::Node> parse_document(const std::string& text, const std::str
     return doc;
   } catch (const YAML::Exception& e) {
     const bool known = !e.mark.is_null();
-    out.push_back({{file, known ? e.mark.line + 1 : 0, known ? e.mark.column + 1 : 0}, "",
+    out.push_back({{file, known ? e.mark.line + 1 : 0, known ? e.mark.column + 1 : 0},
+                   "",
                    "YAML syntax error: " + e.msg});
     return std::nullopt;
   }
+}
+
+const Entry* find(const EntryMap& entries, const std::string& key) {
+  auto it = entries.find(key);
+  return it == entries.end() ? nullptr : &it->second;
+}
+
+std::string join_path(const std::string& path, const std::string& key) {
+  return path.empty() ? key : path + "." + key;
+}
+
+std::string format_number(double v) {
+  if (v == std::floor(v) && std::abs(v) < 1e15) return std::to_string(static_cast<long long>(v));
+  return nlohmann::json(v).dump();
+}
+
+EntryMap Reader::entry_map(const YAML::Node& map, const std::string& path,
+                           const std::vector<std::string>& known) {
+  EntryMap out;
+  for (auto& e : entries(map, path, known)) out.emplace(e.key, e);
+  return out;
 }
 
 SourceLocation Reader::location(const YAML::Node& node) const {
@@ -286,11 +319,12 @@ std::vector<Entry> Reader::entries(const YAML::Node& map, const std::string& pat
       error(key, key_path, "duplicate key '" + name + "'");
       continue;
     }
-    if (!known.empty() &&
-        std::find(known.begin(), known.end(), name) == known.end()) {
+    if (!known.empty() && std::find(known.begin(), known.end(), name) == known.end()) {
       std::string note;
-      if (auto near = nearest(name, known)) note = "did you mean '" + *near + "'?";
-      else note = "known keys here: " + quoted_list(known);
+      if (auto near = nearest(name, known))
+        note = "did you mean '" + *near + "'?";
+      else
+        note = "known keys here: " + quoted_list(known);
       error(key, key_path, "unknown key '" + name + "'", note);
       continue;
     }
@@ -355,7 +389,7 @@ std::optional<nlohmann::json> Reader::json_at(const YAML::Node& node, const std:
   }
   if (++json_nodes_ > kMaxJsonNodes) {
     if (json_nodes_ == kMaxJsonNodes + 1)
-      error(node, path, "value has more than 1000000 elements (aliases included)");
+      error(node, path, "value has more than 100000 elements (aliases included)");
     return std::nullopt;
   }
   switch (node.Type()) {

@@ -7,12 +7,13 @@
 // strings; plain ones are null (~, null, empty), bool (true/false in three
 // casings), int, float (incl. .inf/.nan) or else string.
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
 #include <yaml-cpp/yaml.h>
+#include <nlohmann/json.hpp>
 
 #include "xpscale/runtime/error.h"
 
@@ -28,6 +29,15 @@ struct Entry {
   YAML::Node key_node;
   YAML::Node value;
 };
+
+using EntryMap = std::map<std::string, Entry>;
+
+// The entry for `key`, or nullptr.
+const Entry* find(const EntryMap& entries, const std::string& key);
+// "a.b" from "a" and "b"; "b" when path is empty.
+std::string join_path(const std::string& path, const std::string& key);
+// Numbers in messages as the user wrote them: 5, not 5.0.
+std::string format_number(double v);
 
 class Reader {
  public:
@@ -47,6 +57,10 @@ class Reader {
   std::vector<Entry> entries(const YAML::Node& map, const std::string& path,
                              const std::vector<std::string>& known);
 
+  // entries() keyed by name.
+  EntryMap entry_map(const YAML::Node& map, const std::string& path,
+                     const std::vector<std::string>& known);
+
   // Typed reads: report "expected ..., got ..." and return nullopt on mismatch.
   std::optional<double> number(const YAML::Node& node, const std::string& path);
   std::optional<std::int64_t> integer(const YAML::Node& node, const std::string& path);
@@ -61,8 +75,7 @@ class Reader {
   static std::string describe(const YAML::Node& node);
 
  private:
-  std::optional<nlohmann::json> json_at(const YAML::Node& node, const std::string& path,
-                                        int depth);
+  std::optional<nlohmann::json> json_at(const YAML::Node& node, const std::string& path, int depth);
   std::string file_;
   std::vector<Diagnostic> diagnostics_;
   std::size_t json_nodes_ = 0;  // bounds the work aliases can multiply

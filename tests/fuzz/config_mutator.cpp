@@ -25,17 +25,70 @@ namespace {
 
 // Fragments that stress the loader: structure, aliases, tags, odd numbers,
 // macros, W&B and xpscale keys in the wrong places.
-const std::vector<std::string> kFragments = {
-    "{", "}", "[", "]", ":", ": ", "- ", "\n", "\n  ", "\t", "'", "\"", "&a ", "*a", "!!str ",
-    "!!int ", "!custom ", "? ", "|\n  ", ">\n  ", "#", "---\n", "...\n", "~", "null", "true",
-    "-1", "0", "1e309", "-.inf", ".nan", "0x1F", "99999999999999999999", "1.5", "-0.0",
-    "${args}", "${program}", "${nope}", "${", "parameters:\n  p: ", "values: []",
-    "distribution: ", "log_uniform", "q_uniform", "int_uniform", "normal", "min: ", "max: ",
-    "q: ", "probabilities: [0.5, 0.5]", "method: grid\n", "method: sobol\n", "trials: ",
-    "run_cap: ", "seed: ", "early_terminate: {type: hyperband, min_iter: 3}\n",
-    "scheduler: {type: pbt, resource: epoch}\n", "data: {train: {pattern: s3://b/{0..3}.tar}}\n",
-    "resources: {ranks_per_trial: 2, time_limit: 1:00}\n", "parameters:\n", "\xff\xfe", "\0",
-    "{a: {b: {c: {d: [[[[", "value: &x [1, 2]\n  y: {value: *x}\n"};
+const std::vector<std::string> kFragments = {"{",
+                                             "}",
+                                             "[",
+                                             "]",
+                                             ":",
+                                             ": ",
+                                             "- ",
+                                             "\n",
+                                             "\n  ",
+                                             "\t",
+                                             "'",
+                                             "\"",
+                                             "&a ",
+                                             "*a",
+                                             "!!str ",
+                                             "!!int ",
+                                             "!custom ",
+                                             "? ",
+                                             "|\n  ",
+                                             ">\n  ",
+                                             "#",
+                                             "---\n",
+                                             "...\n",
+                                             "~",
+                                             "null",
+                                             "true",
+                                             "-1",
+                                             "0",
+                                             "1e309",
+                                             "-.inf",
+                                             ".nan",
+                                             "0x1F",
+                                             "99999999999999999999",
+                                             "1.5",
+                                             "-0.0",
+                                             "${args}",
+                                             "${program}",
+                                             "${nope}",
+                                             "${",
+                                             "parameters:\n  p: ",
+                                             "values: []",
+                                             "distribution: ",
+                                             "log_uniform",
+                                             "q_uniform",
+                                             "int_uniform",
+                                             "normal",
+                                             "min: ",
+                                             "max: ",
+                                             "q: ",
+                                             "probabilities: [0.5, 0.5]",
+                                             "method: grid\n",
+                                             "method: sobol\n",
+                                             "trials: ",
+                                             "run_cap: ",
+                                             "seed: ",
+                                             "early_terminate: {type: hyperband, min_iter: 3}\n",
+                                             "scheduler: {type: pbt, resource: epoch}\n",
+                                             "data: {train: {pattern: s3://b/{0..3}.tar}}\n",
+                                             "resources: {ranks_per_trial: 2, time_limit: 1:00}\n",
+                                             "parameters:\n",
+                                             "\xff\xfe",
+                                             "\0",
+                                             "{a: {b: {c: {d: [[[[",
+                                             "value: &x [1, 2]\n  y: {value: *x}\n"};
 
 std::string mutate(const std::string& input, xpscale::Rng& rng) {
   std::string s = input;
@@ -111,8 +164,8 @@ int main(int argc, char** argv) {
       ++runs;
     }
   } catch (const std::exception& e) {
-    std::cerr << "config_mutator: an exception escaped the loader: " << e.what()
-              << "\ninput:\n" << current << "\n";
+    std::cerr << "config_mutator: an exception escaped the loader: " << e.what() << "\ninput:\n"
+              << current << "\n";
     return 1;
   }
   std::cout << "config_mutator: " << runs << " inputs (" << corpus.size() << " from the corpus), "

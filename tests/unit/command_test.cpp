@@ -23,8 +23,8 @@ Params params() {
 TEST(Command, DefaultIsEnvInterpreterProgramArgs) {
   const auto c = config("method: grid\nprogram: train.py\nparameters:\n  a: {value: 1}\n");
   EXPECT_EQ(build_command(c, params(), "p.json"),
-            (Argv{"/usr/bin/env", "python3", "train.py", "--lr=0.001", "--opt.name=adam", "--layers=3",
-                  "--bn=True", "--sizes=[1,2]"}));
+            (Argv{"/usr/bin/env", "python3", "train.py", "--lr=0.001", "--opt.name=adam",
+                  "--layers=3", "--bn=True", "--sizes=[1,2]"}));
 }
 
 TEST(Command, ArgsNoHyphensAndJsonForms) {
@@ -40,7 +40,9 @@ TEST(Command, ArgsNoHyphensAndJsonForms) {
 }
 
 TEST(Command, ValuesAreNeverExpandedAgain) {
-  const auto c = config("method: grid\ncommand: [run, \"${args_json}\", \"${args}\"]\nparameters:\n  a: {value: 1}\n");
+  const auto c = config(
+      "method: grid\ncommand: [run, \"${args_json}\", \"${args}\"]\nparameters:\n  a: {value: "
+      "1}\n");
   Params p;
   p["evil"] = "${program}; rm -rf /";
   EXPECT_EQ(build_command(c, p, "f"),

@@ -18,7 +18,8 @@ TEST(Duration, Forms) {
 }
 
 TEST(Duration, Malformed) {
-  for (const char* s : {"", "soon", "-5", "0", "1:60:00", "1::2", "h", "1x", "1-2", "1:2:3:4", "nan", "infs"})
+  for (const char* s :
+       {"", "soon", "-5", "0", "1:60:00", "1::2", "h", "1x", "1-2", "1:2:3:4", "nan", "infs"})
     EXPECT_FALSE(parse_duration(s)) << s;
 }
 

@@ -2,8 +2,8 @@
 // chi-square over 10k draws of the project's own generator).
 #include <cmath>
 
-#include <boost/math/distributions/normal.hpp>
 #include <gtest/gtest.h>
+#include <boost/math/distributions/normal.hpp>
 
 #include "test_util.h"
 #include "xpscale/runtime/parameter.h"
@@ -30,31 +30,39 @@ std::vector<double> draw(const ParameterSpec& p, std::uint64_t seed = 1) {
   return xs;
 }
 
-double uniform_cdf(double x, double lo, double hi) { return std::clamp((x - lo) / (hi - lo), 0.0, 1.0); }
+double uniform_cdf(double x, double lo, double hi) {
+  return std::clamp((x - lo) / (hi - lo), 0.0, 1.0);
+}
 
 TEST(Parameter, UniformPassesKs) {
   auto xs = draw(make(Distribution::kUniform, -2, 3));
-  EXPECT_LT(test::ks_statistic(xs, [](double x) { return uniform_cdf(x, -2, 3); }), test::ks_critical(kDraws));
+  EXPECT_LT(test::ks_statistic(xs, [](double x) { return uniform_cdf(x, -2, 3); }),
+            test::ks_critical(kDraws));
 }
 
 TEST(Parameter, KsDetectsAWrongDistribution) {
   // The test's own power: uniform draws are not log-uniform.
   auto xs = draw(make(Distribution::kUniform, 1, 1000));
-  EXPECT_GT(test::ks_statistic(xs, [](double x) { return uniform_cdf(std::log(x), 0, std::log(1000)); }),
-            test::ks_critical(kDraws));
+  EXPECT_GT(
+      test::ks_statistic(xs, [](double x) { return uniform_cdf(std::log(x), 0, std::log(1000)); }),
+      test::ks_critical(kDraws));
 }
 
 TEST(Parameter, LogUniformBoundsAreInNaturalLogSpace) {
   auto xs = draw(make(Distribution::kLogUniform, std::log(1e-4), std::log(1e-1)));
   for (double x : xs) ASSERT_TRUE(x >= 1e-4 * 0.999999 && x <= 1e-1 * 1.000001) << x;
-  EXPECT_LT(test::ks_statistic(xs, [](double x) { return uniform_cdf(std::log(x), std::log(1e-4), std::log(1e-1)); }),
-            test::ks_critical(kDraws));
+  EXPECT_LT(
+      test::ks_statistic(
+          xs, [](double x) { return uniform_cdf(std::log(x), std::log(1e-4), std::log(1e-1)); }),
+      test::ks_critical(kDraws));
 }
 
 TEST(Parameter, LogUniformValuesBoundsAreValues) {
   auto xs = draw(make(Distribution::kLogUniformValues, 1e-4, 1e-1));
-  EXPECT_LT(test::ks_statistic(xs, [](double x) { return uniform_cdf(std::log(x), std::log(1e-4), std::log(1e-1)); }),
-            test::ks_critical(kDraws));
+  EXPECT_LT(
+      test::ks_statistic(
+          xs, [](double x) { return uniform_cdf(std::log(x), std::log(1e-4), std::log(1e-1)); }),
+      test::ks_critical(kDraws));
 }
 
 TEST(Parameter, InvLogUniformIsOneOverExpOfUniform) {
@@ -68,8 +76,11 @@ TEST(Parameter, InvLogUniformIsOneOverExpOfUniform) {
 TEST(Parameter, InvLogUniformValuesStaysWithinItsValueBounds) {
   auto xs = draw(make(Distribution::kInvLogUniformValues, 0.01, 10));
   for (double x : xs) ASSERT_TRUE(x >= 0.01 * 0.999999 && x <= 10 * 1.000001);
-  EXPECT_LT(test::ks_statistic(xs, [](double x) { return 1 - uniform_cdf(std::log(1 / x), std::log(0.1), std::log(100)); }),
-            test::ks_critical(kDraws));
+  EXPECT_LT(
+      test::ks_statistic(
+          xs,
+          [](double x) { return 1 - uniform_cdf(std::log(1 / x), std::log(0.1), std::log(100)); }),
+      test::ks_critical(kDraws));
 }
 
 TEST(Parameter, NormalAndLogNormal) {
@@ -77,7 +88,8 @@ TEST(Parameter, NormalAndLogNormal) {
   p.mu = 2;
   p.sigma = 0.5;
   const boost::math::normal n(2, 0.5);
-  EXPECT_LT(test::ks_statistic(draw(p), [&](double x) { return boost::math::cdf(n, x); }), test::ks_critical(kDraws));
+  EXPECT_LT(test::ks_statistic(draw(p), [&](double x) { return boost::math::cdf(n, x); }),
+            test::ks_critical(kDraws));
   p.distribution = Distribution::kLogNormal;
   EXPECT_LT(test::ks_statistic(draw(p), [&](double x) { return boost::math::cdf(n, std::log(x)); }),
             test::ks_critical(kDraws));
@@ -135,7 +147,8 @@ TEST(Parameter, CategoricalHonoursProbabilities) {
   Rng rng(6, 0);
   for (int i = 0; i < kDraws; ++i) {
     const auto v = p.from_unit(rng.next_unit());
-    counts[static_cast<std::size_t>(std::find(p.values.begin(), p.values.end(), v) - p.values.begin())] += 1;
+    counts[static_cast<std::size_t>(std::find(p.values.begin(), p.values.end(), v) -
+                                    p.values.begin())] += 1;
   }
   // chi-square, 2 degrees of freedom, significance 0.001: 13.82
   EXPECT_LT(test::chi_square(counts, p.probabilities), 13.82);

@@ -1,8 +1,8 @@
 // The project's PRNG and the scrambled Sobol sequence.
 #include <set>
 
-#include <boost/random/sobol.hpp>
 #include <gtest/gtest.h>
+#include <boost/random/sobol.hpp>
 
 #include "test_util.h"
 #include "xpscale/runtime/error.h"
@@ -55,8 +55,10 @@ TEST(Sobol, EachPrefixOfPowerOfTwoLengthIsStratifiedInEveryDimension) {
     const std::uint64_t n = std::uint64_t{1} << m;
     for (unsigned d = 0; d < 6; ++d) {
       std::vector<int> cells(n, 0);
-      for (std::uint64_t i = 0; i < n; ++i) cells[static_cast<std::size_t>(sobol.point(i)[d] * static_cast<double>(n))]++;
-      for (std::uint64_t c = 0; c < n; ++c) ASSERT_EQ(cells[c], 1) << "m=" << m << " dim=" << d << " cell=" << c;
+      for (std::uint64_t i = 0; i < n; ++i)
+        cells[static_cast<std::size_t>(sobol.point(i)[d] * static_cast<double>(n))]++;
+      for (std::uint64_t c = 0; c < n; ++c)
+        ASSERT_EQ(cells[c], 1) << "m=" << m << " dim=" << d << " cell=" << c;
     }
   }
 }
@@ -72,7 +74,8 @@ TEST(Sobol, TwoDimensionalNetProperty) {
     std::vector<int> boxes(n, 0);
     for (std::uint64_t i = 0; i < n; ++i) {
       const auto p = sobol.point(i);
-      boxes[static_cast<std::size_t>(p[0] * static_cast<double>(nx)) * ny + static_cast<std::size_t>(p[1] * static_cast<double>(ny))]++;
+      boxes[static_cast<std::size_t>(p[0] * static_cast<double>(nx)) * ny +
+            static_cast<std::size_t>(p[1] * static_cast<double>(ny))]++;
     }
     for (int count : boxes) ASSERT_EQ(count, 1) << "a=" << a;
   }

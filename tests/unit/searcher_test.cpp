@@ -10,7 +10,9 @@ namespace {
 SweepConfig config(const std::string& yaml) { return parse_sweep_config(yaml, "s.yaml"); }
 
 TEST(GridSearcher, CartesianProductInFileOrderLastVariesFastest) {
-  const auto c = config("method: grid\nparameters:\n  a: {values: [1, 2]}\n  b: {values: [x, y, z]}\n  k: {value: true}\n");
+  const auto c = config(
+      "method: grid\nparameters:\n  a: {values: [1, 2]}\n  b: {values: [x, y, z]}\n  k: {value: "
+      "true}\n");
   const auto trials = plan_trials(c);
   ASSERT_EQ(trials.size(), 6u);
   EXPECT_EQ(trials[0].params.dump(), R"({"a":1,"b":"x","k":true})");
@@ -20,7 +22,9 @@ TEST(GridSearcher, CartesianProductInFileOrderLastVariesFastest) {
 }
 
 TEST(GridSearcher, IntUniformAndQUniformAreEnumerated) {
-  const auto c = config("method: grid\nparameters:\n  n: {min: 1, max: 3}\n  m: {distribution: q_uniform, min: 0, max: 1, q: 0.5}\n");
+  const auto c = config(
+      "method: grid\nparameters:\n  n: {min: 1, max: 3}\n  m: {distribution: q_uniform, min: 0, "
+      "max: 1, q: 0.5}\n");
   auto s = make_searcher(c);
   EXPECT_EQ(s->size(), 9u);
   EXPECT_EQ(plan_trials(c).back().params.dump(), R"({"n":3,"m":1.0})");
@@ -33,7 +37,9 @@ TEST(GridSearcher, TrialBudgetCapsTheGrid) {
 }
 
 TEST(GridSearcher, NestedParametersKeepDottedNames) {
-  const auto c = config("method: grid\nparameters:\n  opt:\n    parameters:\n      lr: {values: [0.1]}\n      name: {value: sgd}\n");
+  const auto c = config(
+      "method: grid\nparameters:\n  opt:\n    parameters:\n      lr: {values: [0.1]}\n      name: "
+      "{value: sgd}\n");
   EXPECT_EQ(plan_trials(c)[0].params.dump(), R"({"opt.lr":0.1,"opt.name":"sgd"})");
 }
 
@@ -75,7 +81,8 @@ TEST(RandomSearcher, PinnedValuesGuardReproducibilityAcrossBuilds) {
   const auto t = plan_trials(config(kRandom), 2);
   EXPECT_EQ(t[0].params["opt"], "sgd");
   EXPECT_EQ(t[0].params["width"], 302);
-  EXPECT_NEAR(t[0].params["lr"].get<double>(), 9.774280668801096e-05, 1e-12 * 9.774280668801096e-05);
+  EXPECT_NEAR(t[0].params["lr"].get<double>(), 9.774280668801096e-05,
+              1e-12 * 9.774280668801096e-05);
   EXPECT_NEAR(t[1].params["lr"].get<double>(), 0.009314318044442426, 1e-12 * 0.009314318044442426);
   EXPECT_EQ(t[1].params["width"], 432);
   EXPECT_EQ(t[0].params["fixed"], 3);
@@ -93,22 +100,28 @@ TEST(RandomSearcher, UnboundedWithoutTrialsIsAnError) {
 }
 
 TEST(SobolSearcher, SpreadsTrialsEvenlyAndReproducibly) {
-  const auto c = config("method: sobol\ntrials: 16\nseed: 3\nparameters:\n  x: {min: 0.0, max: 1.0}\n  y: {min: 0.0, max: 1.0}\n  k: {value: 1}\n");
+  const auto c = config(
+      "method: sobol\ntrials: 16\nseed: 3\nparameters:\n  x: {min: 0.0, max: 1.0}\n  y: {min: 0.0, "
+      "max: 1.0}\n  k: {value: 1}\n");
   const auto t = plan_trials(c);
   ASSERT_EQ(t.size(), 16u);
   std::vector<int> cells(16, 0);
-  for (const auto& trial : t) cells[static_cast<std::size_t>(trial.params["x"].get<double>() * 16)]++;
+  for (const auto& trial : t)
+    cells[static_cast<std::size_t>(trial.params["x"].get<double>() * 16)]++;
   for (int n : cells) EXPECT_EQ(n, 1);
   EXPECT_EQ(plan_trials(c)[7].params, t[7].params);
 }
 
 TEST(Searchers, BayesIsNotBuiltYet) {
-  const auto c = config("method: bayes\nmetric: {name: loss}\nparameters:\n  a: {min: 0.0, max: 1.0}\n");
+  const auto c =
+      config("method: bayes\nmetric: {name: loss}\nparameters:\n  a: {min: 0.0, max: 1.0}\n");
   try {
     make_searcher(c);
     FAIL();
   } catch (const ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find("method 'bayes' is not built yet"), std::string::npos);
+    EXPECT_NE(
+        std::string(e.what()).find("method: 'bayes' (Bayesian search with TPE) is not built yet"),
+        std::string::npos);
   }
 }
 

@@ -24,7 +24,6 @@ namespace xpscale {
 // The macros above, without "${" "}".
 const std::vector<std::string>& command_macros();
 
-
 // The argv of one trial. args_json_file is the path to substitute for
 // ${args_json_file}; the caller writes the file.
 std::vector<std::string> build_command(const SweepConfig& config, const Params& params,

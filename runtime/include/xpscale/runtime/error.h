@@ -31,8 +31,7 @@ struct SourceLocation {
 };
 
 struct Diagnostic {
-  Diagnostic(SourceLocation where_, std::string path_, std::string message_,
-             std::string note_ = {})
+  Diagnostic(SourceLocation where_, std::string path_, std::string message_, std::string note_ = {})
       : where(std::move(where_)),
         path(std::move(path_)),
         message(std::move(message_)),

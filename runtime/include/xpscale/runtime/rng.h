@@ -19,8 +19,7 @@ constexpr std::uint64_t mix64(std::uint64_t z) {
 }
 
 // 64 random bits for (seed, stream, index).
-constexpr std::uint64_t random_bits(std::uint64_t seed, std::uint64_t stream,
-                                    std::uint64_t index) {
+constexpr std::uint64_t random_bits(std::uint64_t seed, std::uint64_t stream, std::uint64_t index) {
   return mix64(mix64(mix64(seed) ^ stream) ^ index);
 }
 
@@ -31,8 +30,7 @@ constexpr double bits_to_unit(std::uint64_t bits) {
   return (static_cast<double>(bits >> 12) + 0.5) * 0x1.0p-52;
 }
 
-constexpr double random_unit(std::uint64_t seed, std::uint64_t stream,
-                             std::uint64_t index) {
+constexpr double random_unit(std::uint64_t seed, std::uint64_t stream, std::uint64_t index) {
   return bits_to_unit(random_bits(seed, stream, index));
 }
 

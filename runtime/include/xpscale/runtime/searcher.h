@@ -44,10 +44,9 @@ struct PlannedTrial {
 std::uint64_t planned_trial_count(const SweepConfig& config, const Searcher& searcher,
                                   std::optional<std::int64_t> limit = std::nullopt);
 
-// The trials a sweep would run, in memory (for tests and small sweeps): the grid (capped by the trial budget), or
-// the first `limit` (default: the trial budget) random/sobol suggestions.
-// Throws ConfigError when the number of trials is unbounded and no limit is
-// given.
+// The trials a sweep would run, in memory (for tests and small sweeps): the grid (capped by the
+// trial budget), or the first `limit` (default: the trial budget) random/sobol suggestions. Throws
+// ConfigError when the number of trials is unbounded and no limit is given.
 std::vector<PlannedTrial> plan_trials(const SweepConfig& config,
                                       std::optional<std::int64_t> limit = std::nullopt);
 

@@ -49,12 +49,12 @@ struct SchedulerSpec {
   std::string type;
   std::string resource;  // the step name the rungs count, e.g. "epoch"
   std::optional<double> min_resource, max_resource, eta;
-  std::optional<std::int64_t> brackets;           // hyperband
-  std::optional<std::int64_t> grace_period;       // median
-  std::optional<std::int64_t> min_samples;        // median
-  std::optional<std::int64_t> interval;           // pbt
-  std::optional<double> quantile;                 // pbt
-  std::optional<double> resample_probability;     // pbt
+  std::optional<std::int64_t> brackets;        // hyperband
+  std::optional<std::int64_t> grace_period;    // median
+  std::optional<std::int64_t> min_samples;     // median
+  std::optional<std::int64_t> interval;        // pbt
+  std::optional<double> quantile;              // pbt
+  std::optional<double> resample_probability;  // pbt
   SourceLocation where;
 };
 
@@ -84,8 +84,8 @@ struct UnbuiltFeature {
 };
 
 struct SweepConfig {
-  std::string path;         // as given to load_sweep_config
-  std::string text;         // the file's bytes, for the store's hash
+  std::string path;  // as given to load_sweep_config
+  std::string text;  // the file's bytes, for the store's hash
   std::string name, description;
   std::string project, entity;  // W&B labels, kept as metadata
   SearchMethod method = SearchMethod::kRandom;
