@@ -263,10 +263,17 @@ class ParameterParser {
     if (!lo || !hi) return;
     std::optional<double> min, max;
     if (spec.distribution == Distribution::kIntUniform) {
-      auto a = reader_.integer(lo->value, join_path(p, "min"));
-      auto b = reader_.integer(hi->value, join_path(p, "max"));
-      if (a) min = static_cast<double>(*a);
-      if (b) max = static_cast<double>(*b);
+      // Draws are computed in doubles, which hold integers exactly up to 2^53.
+      constexpr std::int64_t kExact = std::int64_t{1} << 53;
+      for (const Entry* bound : {lo, hi}) {
+        auto v = reader_.integer(bound->value, join_path(p, bound->key));
+        if (v && (*v > kExact || *v < -kExact)) {
+          reader_.error(bound->value, join_path(p, bound->key),
+                        "expected an integer within +-2^53, got " + std::to_string(*v));
+          v.reset();
+        }
+        if (v) (bound == lo ? min : max) = static_cast<double>(*v);
+      }
     } else {
       min = reader_.number(lo->value, join_path(p, "min"));
       max = reader_.number(hi->value, join_path(p, "max"));

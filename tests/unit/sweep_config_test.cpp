@@ -379,6 +379,13 @@ TEST(SweepConfig, StrayCommaIsASyntaxErrorNotAHang) {
             "sweep.yaml:2:1: YAML syntax error: unexpected \",\"");
 }
 
+TEST(SweepConfig, IntUniformBoundsMustBeExactInADouble) {
+  EXPECT_NE(
+      test::single_error("method: random\nparameters:\n  a: {min: 0, max: 9223372036854775807}\n")
+          .find("parameters.a.max: expected an integer within +-2^53"),
+      std::string::npos);
+}
+
 TEST(SweepConfig, InvalidUtf8IsAnErrorWithItsPlace) {
   EXPECT_EQ(test::single_error("method: grid\nparameters:\n  a\xff: {value: 1}\n"),
             "sweep.yaml:3:4: the file is not valid UTF-8: byte 0xff here");
