@@ -98,10 +98,7 @@ class Parser {
     }
     if (auto e = find(top, "command")) parse_command(*e);
     if (auto e = find(top, "run_cap")) config_.run_cap = count(*e, 1);
-    if (auto e = find(top, "trials")) {
-      config_.trials = count(*e, 1);
-      config_.trials_where = reader_.location(e->value);
-    }
+    if (auto e = find(top, "trials")) config_.trials = count(*e, 1);
     if (auto e = find(top, "seed")) {
       if (auto v = reader_.integer(e->value, "seed")) {
         if (*v < 0)

@@ -102,7 +102,7 @@ struct SweepConfig {
   std::optional<SchedulerSpec> scheduler;
   std::string out_dir;  // default: "runs/<name or file stem>"
   std::vector<UnbuiltFeature> unbuilt;
-  SourceLocation method_where, trials_where;
+  SourceLocation method_where;  // where `method:` is written, for errors about it
 
   // Whether trials run an external program (program/command) rather than
   // an in-process C++ function.
