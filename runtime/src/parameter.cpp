@@ -1,5 +1,6 @@
 #include "xpscale/runtime/parameter.h"
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <limits>
@@ -31,10 +32,6 @@ constexpr std::array<NamedDistribution, 15> kDistributions{{
     {Distribution::kLogNormal, "log_normal"},
     {Distribution::kQLogNormal, "q_log_normal"},
 }};
-
-// Past this many values a grid axis is certainly a mistake, and building it
-// would only exhaust memory.
-constexpr double kMaxGridAxis = 1e6;
 
 // Decimal places of q's shortest decimal form (0.05 -> 2), or -1 if it has
 // none short enough. Used to print 0.3 rather than 0.30000000000000004.
@@ -104,25 +101,45 @@ bool ParameterSpec::is_discrete() const {
   }
 }
 
+// The multiples of q within [min, max], as random q_uniform draws them:
+// k from first to last, k * q. The epsilon keeps bounds that are multiples of
+// q (up to rounding) inside.
+std::pair<double, double> q_grid_range(const ParameterSpec& p) {
+  constexpr double eps = 1e-9;
+  return {std::ceil(p.min / p.q - eps), std::floor(p.max / p.q + eps)};
+}
+
+double ParameterSpec::grid_size() const {
+  switch (distribution) {
+    case Distribution::kConstant:
+    case Distribution::kCategorical:
+      return static_cast<double>(values.size());
+    case Distribution::kIntUniform:
+      return max - min + 1;
+    case Distribution::kQUniform: {
+      const auto [first, last] = q_grid_range(*this);
+      return std::max(0.0, last - first + 1);
+    }
+    default:
+      throw Error(name + ": distribution '" + std::string(distribution_name(distribution)) +
+                  "' is continuous and has no grid");
+  }
+}
+
 std::vector<nlohmann::json> ParameterSpec::grid_values() const {
+  if (grid_size() > kMaxGridValues) throw Error(name + ": more than 1000000 values for a grid");
   switch (distribution) {
     case Distribution::kConstant:
     case Distribution::kCategorical:
       return values;
     case Distribution::kIntUniform: {
-      if (max - min + 1 > kMaxGridAxis)
-        throw Error(name + ": int_uniform range has more than 1000000 values for a grid");
       std::vector<nlohmann::json> out;
       for (auto v = static_cast<std::int64_t>(min); v <= static_cast<std::int64_t>(max); ++v)
         out.emplace_back(v);
       return out;
     }
     case Distribution::kQUniform: {
-      // The multiples of q within [min, max], as random q_uniform draws them.
-      const double eps = 1e-9;
-      const double first = std::ceil(min / q - eps), last = std::floor(max / q + eps);
-      if (last - first + 1 > kMaxGridAxis)
-        throw Error(name + ": q_uniform has more than 1000000 values for a grid");
+      const auto [first, last] = q_grid_range(*this);
       std::vector<nlohmann::json> out;
       for (double k = first; k <= last; k += 1) out.push_back(multiple_of_q(k, *this));
       return out;

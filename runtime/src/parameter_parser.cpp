@@ -82,7 +82,7 @@ class ParameterParser {
     }
     for (auto& e : reader_.entries(node, path, {})) {
       const std::string p = join_path(path, e.key);
-      const std::string name = prefix.empty() ? e.key : prefix + "." + e.key;
+      const std::string name = join_path(prefix, e.key);
       if (e.key.empty()) {
         reader_.error(e.key_node, p, "parameter names may not be empty");
         continue;
@@ -133,13 +133,9 @@ class ParameterParser {
       if (!s) return std::nullopt;
       auto dist = distribution_from_name(*s);
       if (!dist) {
-        std::string note;
-        if (auto near = nearest(*s, distribution_names()))
-          note = "did you mean '" + *near + "'?";
-        else
-          note = "known distributions: " + quoted_list(distribution_names());
         reader_.error(d->value, join_path(p, "distribution"),
-                      "unknown distribution " + yaml::Reader::describe(d->value), note);
+                      "unknown distribution " + yaml::Reader::describe(d->value),
+                      typo_note(*s, distribution_names(), "known distributions"));
         return std::nullopt;
       }
       spec.distribution = *dist;
@@ -367,14 +363,8 @@ void check_grid(yaml::Reader& reader, const std::vector<ParameterSpec>& paramete
     if (!spec.probabilities.empty())
       reader.error(spec.where, "parameters." + spec.name + ".probabilities",
                    "'probabilities' has no meaning in a grid, which runs every value once");
-    long double axis = 0;
-    if (spec.distribution == Distribution::kIntUniform)
-      axis = spec.max - spec.min + 1;
-    else if (spec.distribution == Distribution::kQUniform)
-      axis = std::floor(spec.max / spec.q + 1e-9) - std::ceil(spec.min / spec.q - 1e-9) + 1;
-    else
-      axis = static_cast<long double>(spec.values.size());
-    if (axis > 1e6) {
+    const long double axis = spec.grid_size();
+    if (axis > ParameterSpec::kMaxGridValues) {
       reader.error(spec.where, "parameters." + spec.name,
                    "this grid axis has " + format_number(static_cast<double>(axis)) +
                        " values; at most 1000000 are allowed");

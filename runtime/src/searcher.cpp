@@ -6,6 +6,13 @@
 namespace xpscale {
 namespace {
 
+// Sobol dimensions: one per parameter that draws (constants do not).
+unsigned searchable_count(const SweepConfig& config) {
+  unsigned n = 0;
+  for (const auto& spec : config.parameters) n += spec.is_searchable() ? 1 : 0;
+  return n;
+}
+
 // Every parameter's key, in config order, before values are filled in.
 // Nested names stay flat ("optimizer.lr"), as in the config's parameter list.
 Params empty_params(const SweepConfig& config) {
@@ -64,9 +71,7 @@ class RandomSearcher : public Searcher {
 class SobolSearcher : public Searcher {
  public:
   explicit SobolSearcher(const SweepConfig& config) : config_(config) {
-    unsigned dims = 0;
-    for (const auto& spec : config.parameters) dims += spec.is_searchable() ? 1 : 0;
-    if (dims > 0) sobol_.emplace(dims, config.seed);
+    if (const unsigned dims = searchable_count(config); dims > 0) sobol_.emplace(dims, config.seed);
   }
   std::optional<Params> suggest(std::uint64_t index) override {
     Params p = empty_params(config_);
@@ -92,8 +97,7 @@ std::unique_ptr<Searcher> make_searcher(const SweepConfig& config) {
     case SearchMethod::kRandom:
       return std::make_unique<RandomSearcher>(config);
     case SearchMethod::kSobol: {
-      unsigned dims = 0;
-      for (const auto& spec : config.parameters) dims += spec.is_searchable() ? 1 : 0;
+      const unsigned dims = searchable_count(config);
       if (dims > ScrambledSobol::max_dimensions())
         throw ConfigError({{config.method_where, "method",
                             "method 'sobol' supports at most " +

@@ -163,11 +163,9 @@ class Parser {
     auto s = reader_.string(node, path);
     if (!s) return std::nullopt;
     if (std::find(allowed.begin(), allowed.end(), *s) != allowed.end()) return s;
-    std::string note;
-    if (auto near = nearest(*s, allowed)) note = "did you mean '" + *near + "'?";
     reader_.error(node, path,
                   "expected " + quoted_list(allowed) + ", got " + yaml::Reader::describe(node),
-                  note);
+                  typo_note(*s, allowed));
     return std::nullopt;
   }
 

@@ -40,6 +40,13 @@ std::optional<std::string> nearest(std::string_view word,
   return best;
 }
 
+std::string typo_note(std::string_view word, const std::vector<std::string>& candidates,
+                      std::string_view fallback_label) {
+  if (auto near = nearest(word, candidates)) return "did you mean '" + *near + "'?";
+  if (fallback_label.empty()) return "";
+  return std::string(fallback_label) + ": " + quoted_list(candidates);
+}
+
 std::string quoted_list(const std::vector<std::string>& words) {
   std::string out;
   for (std::size_t i = 0; i < words.size(); ++i) {

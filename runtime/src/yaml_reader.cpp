@@ -320,12 +320,7 @@ std::vector<Entry> Reader::entries(const YAML::Node& map, const std::string& pat
       continue;
     }
     if (!known.empty() && std::find(known.begin(), known.end(), name) == known.end()) {
-      std::string note;
-      if (auto near = nearest(name, known))
-        note = "did you mean '" + *near + "'?";
-      else
-        note = "known keys here: " + quoted_list(known);
-      error(key, key_path, "unknown key '" + name + "'", note);
+      error(key, key_path, "unknown key '" + name + "'", typo_note(name, known, "known keys here"));
       continue;
     }
     out.push_back({name, key, it->second});

@@ -62,8 +62,15 @@ struct ParameterSpec {
   double mu = 0, sigma = 1;
   SourceLocation where;
 
+  // At most this many values on one grid axis; more is a mistake that would
+  // only exhaust memory.
+  static constexpr double kMaxGridValues = 1e6;
+
   // True when the value set is finite and enumerable (grid search).
   bool is_discrete() const;
+  // How many values grid_values() holds (a double: the range may be huge).
+  // Throws Error if !is_discrete().
+  double grid_size() const;
   // The values a grid enumerates, in order. Throws Error if !is_discrete().
   std::vector<nlohmann::json> grid_values() const;
   // The value at quantile u of the distribution; u must lie in (0, 1).

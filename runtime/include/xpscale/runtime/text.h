@@ -14,6 +14,11 @@ std::size_t edit_distance(std::string_view a, std::string_view b);
 std::optional<std::string> nearest(std::string_view word,
                                    const std::vector<std::string>& candidates);
 
+// The note for a word not among candidates: "did you mean 'x'?" for a likely
+// typo, else "<fallback_label>: 'a', 'b' or 'c'", or "" without a label.
+std::string typo_note(std::string_view word, const std::vector<std::string>& candidates,
+                      std::string_view fallback_label = {});
+
 // "'a', 'b' or 'c'"
 std::string quoted_list(const std::vector<std::string>& words);
 
