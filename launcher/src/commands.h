@@ -12,5 +12,9 @@ constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;  // any user error: flags, config, files
 
 int plan_command(const std::vector<std::string>& args);
+int run_command(const std::vector<std::string>& args);
+int launch_command(const std::vector<std::string>& args);
+int report_command(const std::vector<std::string>& args);
+int export_command(const std::vector<std::string>& args);
 
 }  // namespace xpscale::cli

@@ -21,8 +21,13 @@ struct Subcommand {
 };
 
 const Subcommand kSubcommands[] = {
+    {"run", "run a sweep's trials on the ranks of this job (or on one rank)",
+     xpscale::cli::run_command},
+    {"launch", "start `xpscale run` on N ranks with mpirun", xpscale::cli::launch_command},
     {"plan", "list the trials a sweep config would run, without running them",
      xpscale::cli::plan_command},
+    {"report", "a sweep's leaderboard from its out_dir", xpscale::cli::report_command},
+    {"export", "a sweep's store as JSON lines", xpscale::cli::export_command},
 };
 
 void print_usage(std::ostream& out) {

@@ -31,7 +31,8 @@ const std::vector<std::string> kTopKeys = {
     "program", "command", "method", "metric", "parameters", "early_terminate", "run_cap", "name",
     "description", "project", "entity",
     // xpscale keys
-    "trials", "seed", "resources", "data", "scheduler", "out_dir",
+    "trials", "seed", "resources", "data", "scheduler", "out_dir", "retries", "max_failures",
+    "max_steps",
     // W&B keys that configure W&B's own service (rejected with a reason below)
     "controller", "job", "image_uri", "imageuri", "launch"};
 const std::set<std::string> kWandbServiceKeys = {"controller", "job", "image_uri", "imageuri",
@@ -99,6 +100,9 @@ class Parser {
     if (auto e = find(top, "command")) parse_command(*e);
     if (auto e = find(top, "run_cap")) config_.run_cap = count(*e, 1);
     if (auto e = find(top, "trials")) config_.trials = count(*e, 1);
+    if (auto e = find(top, "retries")) config_.retries = count(*e, 0).value_or(0);
+    if (auto e = find(top, "max_failures")) config_.max_failures = count(*e, 0);
+    if (auto e = find(top, "max_steps")) config_.max_steps = count(*e, 1);
     if (auto e = find(top, "seed")) {
       if (auto v = reader_.integer(e->value, "seed")) {
         if (*v < 0)

@@ -97,6 +97,13 @@ struct SweepConfig {
   std::optional<std::int64_t> run_cap;  // W&B
   std::optional<std::int64_t> trials;   // xpscale; defaults to run_cap
   std::uint64_t seed = 0;
+  // A failed trial runs again up to `retries` more times (xpscale key).
+  std::int64_t retries = 0;
+  // The sweep stops handing out trials once more than this many trials
+  // have failed for good (after their retries); unset = never.
+  std::optional<std::int64_t> max_failures;
+  // report(step, ...) with step >= max_steps answers Stop (xpscale key).
+  std::optional<std::int64_t> max_steps;
   ResourcesSpec resources;
   std::optional<DatasetSpec> train_data, val_data;
   std::optional<SchedulerSpec> scheduler;

@@ -1,0 +1,133 @@
+#pragma once
+// GradientBucketer: data-parallel gradient averaging in few large
+// allreduces instead of one per tensor (PyTorch DDP's buckets, Horovod's
+// tensor fusion).
+//
+// Use, every rank of the group identically:
+//
+//   GradientBucketer bucketer(comm);           // comm: any Communicator
+//   for (auto& p : params) bucketer.add(p.grad, p.count, DataType::kF32);
+//   for each step:
+//     backward pass; as each gradient is final: bucketer.mark_ready(index);
+//     bucketer.finish();   // every gradient now holds the group average
+//
+// Buckets. At the first mark_ready/finish/bucket_count the registered
+// tensors are packed, in *reverse* registration order (the last registered
+// tensor goes first), into buckets of at most bucket_bytes, the first one
+// at most first_bucket_bytes (DDP's defaults: 25 MiB and 1 MiB). Reverse,
+// as DDP does, because the backward pass produces gradients back to front:
+// the first bucket fills first and its allreduce overlaps with the rest of
+// the backward pass. BucketOrder::kForward packs in registration order.
+// A bucket holds one dtype only (a dtype change starts a new bucket); a
+// tensor larger than the cap gets a bucket of its own. The layout is a pure
+// function of the registrations and the options, so it is the same on every
+// rank that registered the same tensors.
+//
+// Launch order. A bucket's allreduce (avg) starts as soon as all of its
+// tensors are marked ready *and* every earlier bucket has started: buckets
+// are always launched in bucket order 0, 1, 2, ... on every rank, whatever
+// the order of mark_ready calls (which may differ between ranks). This is
+// the fixed order the Communicator contract asks for.
+//
+// Memory. A bucket of several tensors is packed into a staging buffer of
+// the communicator's memory kind (Communicator::allocate/copy: host memory
+// for MPI, device memory and stream-ordered cudaMemcpyAsync for NCCL); a
+// tensor's bytes are copied in at mark_ready and the averages copied back
+// in finish(). A bucket of one tensor is reduced in place, without copies.
+// Registered buffers must stay valid (and, for NCCL, be device memory) for
+// the bucketer's life, and must not be written between mark_ready and the
+// end of finish().
+//
+// Progress. With the MPI backend a launched allreduce advances only while
+// the rank calls into MPI; mark_ready polls the in-flight buckets for that
+// reason.
+//
+// Errors: CollectiveError for misuse (add after the layout is fixed, an
+// index out of range or marked twice in a step) and for any failure of the
+// collectives. After an error
+// in finish() the step is abandoned and the next step starts afresh.
+//
+// Not thread-safe; one bucketer per communicator at a time is the intended
+// use (its collectives interleave with the caller's otherwise).
+#include <cstddef>
+#include <memory>
+#include <vector>
+
+#include "xpscale/collectives/communicator.h"
+
+namespace xpscale::collectives {
+
+enum class BucketOrder {
+  kReverse,  // last registered tensor first (DDP)
+  kForward,  // registration order
+};
+
+struct BucketerOptions {
+  std::size_t bucket_bytes = std::size_t{25} << 20;       // cap of every bucket but the first
+  std::size_t first_bucket_bytes = std::size_t{1} << 20;  // cap of bucket 0
+  BucketOrder order = BucketOrder::kReverse;
+};
+
+class GradientBucketer {
+ public:
+  // comm must outlive the bucketer. Throws CollectiveError when a cap is 0.
+  explicit GradientBucketer(Communicator& comm, BucketerOptions options = {});
+  ~GradientBucketer();
+  GradientBucketer(const GradientBucketer&) = delete;
+  GradientBucketer& operator=(const GradientBucketer&) = delete;
+
+  // Registers a gradient buffer of count elements of type; returns its index
+  // (0, 1, 2, ... in call order). Only before the layout is fixed.
+  std::size_t add(void* data, std::size_t count, DataType type);
+
+  // Number of registered tensors.
+  std::size_t tensor_count() const;
+  // Fixes the layout if needed; the number of buckets.
+  std::size_t bucket_count();
+  // Fixes the layout if needed; the bucket tensor `index` is in.
+  std::size_t bucket_of(std::size_t index);
+  // Fixes the layout if needed; bytes of bucket b.
+  std::size_t bucket_bytes(std::size_t bucket);
+
+  // Tensor `index` holds its final gradient for this step: stage it and
+  // launch every bucket that is now complete and next in order.
+  void mark_ready(std::size_t index);
+
+  // Takes any tensor not yet marked as ready now, waits for every bucket's
+  // allreduce, and leaves the group average in every registered buffer.
+  // Afterwards a new step may begin (all tensors unmarked).
+  void finish();
+
+ private:
+  struct Tensor {
+    void* data;
+    std::size_t count;
+    DataType type;
+    std::size_t bucket = 0;
+    std::size_t offset = 0;  // bytes into the bucket's staging buffer
+  };
+  struct Bucket {
+    std::vector<std::size_t> tensors;  // in packing order
+    std::size_t bytes = 0;
+    std::size_t count = 0;
+    DataType type = DataType::kF32;
+    Communicator::Buffer staging;  // empty for a one-tensor bucket
+    std::size_t pending = 0;       // tensors not yet ready this step
+    std::unique_ptr<Work> work;
+  };
+
+  void fix_layout();
+  void launch_ready_buckets();
+  void reset_step();
+  void* bucket_data(Bucket& b);
+
+  Communicator& comm_;
+  BucketerOptions options_;
+  std::vector<Tensor> tensors_;
+  std::vector<Bucket> buckets_;
+  std::vector<bool> ready_;
+  bool fixed_ = false;
+  std::size_t next_launch_ = 0;
+};
+
+}  // namespace xpscale::collectives

@@ -1,0 +1,43 @@
+#pragma once
+// External trials: the config's program/command run as a process on every
+// rank of the trial's group (`xpscale run`).
+//
+// Each rank spawns the command (no shell) with the W&B arguments and the
+// distributed environment:
+//   RANK, WORLD_SIZE          rank within the trial's group, group size
+//   LOCAL_RANK, LOCAL_WORLD_SIZE  among the group's ranks on this host
+//   MASTER_ADDR, MASTER_PORT  the group leader's host (127.0.0.1 when the
+//                             whole group is on one host) and a port that
+//                             was free there
+//   CUDA_VISIBLE_DEVICES      with resources.gpus_per_rank = g > 0: devices
+//                             [l*g, (l+1)*g) of the node, l = this rank's
+//                             node-local rank, taken from the node's own
+//                             CUDA_VISIBLE_DEVICES list when one is set
+//   XPSCALE_TRIAL_ID, XPSCALE_ATTEMPT, XPSCALE_PARAMS (JSON),
+//   XPSCALE_TRIAL_DIR, XPSCALE_CHECKPOINT_DIR, XPSCALE_METRICS_FD
+// Open MPI's and PMIx's own variables (OMPI_*, PMIX_*, PMI_*) are removed,
+// so a trial never mistakes itself for a rank of the sweep's MPI job.
+//
+// stdout/stderr go to out_dir/trials/<id>/logs/attempt<a>.rank<r>.{out,err}.
+// The group leader's metrics lines (JSON objects, "step" optional) become
+// report()s; a Stop decision, resources.time_limit, or a failed rank ends
+// the process tree of every rank of the trial (SIGTERM, grace, SIGKILL).
+// A rank whose process exits non-zero or is killed fails the trial with
+// that reason and the tail of its stderr.
+#include <chrono>
+
+#include "xpscale/runtime/run.h"
+#include "xpscale/runtime/sweep_config.h"
+
+namespace xpscale::launcher {
+
+struct ExternalTrialOptions {
+  // Between SIGTERM and SIGKILL when a trial is ended.
+  std::chrono::milliseconds kill_grace{std::chrono::seconds(10)};
+};
+
+// The train function that runs config's command. The config must be
+// external (config.is_external()); it must outlive the function.
+TrainFn external_trial(const SweepConfig& config, ExternalTrialOptions options = {});
+
+}  // namespace xpscale::launcher

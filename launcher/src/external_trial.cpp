@@ -1,0 +1,258 @@
+#include "xpscale/launcher/external_trial.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "xpscale/launcher/process.h"
+#include "xpscale/runtime/command.h"
+
+extern char** environ;
+
+namespace xpscale::launcher {
+namespace {
+
+namespace fs = std::filesystem;
+using collectives::DataType;
+using collectives::ReduceOp;
+using Clock = std::chrono::steady_clock;
+
+// A TCP port that is free on this host now (bound to port 0, then released).
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw Error(std::string("socket() for a free MASTER_PORT: ") + std::strerror(errno));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_ANY);
+  addr.sin_port = 0;
+  socklen_t len = sizeof addr;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    const int err = errno;
+    ::close(fd);
+    throw Error(std::string("finding a free MASTER_PORT: ") + std::strerror(err));
+  }
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  for (std::string item; std::getline(in, item, sep);)
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+bool starts_with_any(std::string_view kv, std::initializer_list<std::string_view> prefixes) {
+  for (auto p : prefixes)
+    if (kv.substr(0, p.size()) == p) return true;
+  return false;
+}
+
+// CUDA_VISIBLE_DEVICES for node-local rank `local_rank` with g GPUs per rank.
+std::string visible_devices(int local_rank, std::int64_t g) {
+  std::vector<std::string> node;
+  if (const char* v = std::getenv("CUDA_VISIBLE_DEVICES"); v && *v) node = split(v, ',');
+  std::string out;
+  for (std::int64_t i = 0; i < g; ++i) {
+    const std::int64_t d = local_rank * g + i;
+    std::string id = node.empty() ? std::to_string(d)
+                                  : (d < static_cast<std::int64_t>(node.size())
+                                         ? node[static_cast<std::size_t>(d)]
+                                         : std::string());
+    if (id.empty())
+      throw TrialFailed("node-local rank " + std::to_string(local_rank) + " needs GPUs " +
+                            std::to_string(local_rank * g) + ".." +
+                            std::to_string(local_rank * g + g - 1) +
+                            " but CUDA_VISIBLE_DEVICES lists only " + std::to_string(node.size()),
+                        "");
+    out += (out.empty() ? "" : ",") + id;
+  }
+  return out;
+}
+
+void write_file_atomic(const fs::path& path, const std::string& text) {
+  const fs::path tmp = path.string() + ".tmp." + std::to_string(::getpid());
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << text;
+    if (!out.flush()) throw Error("cannot write " + tmp.string() + ": " + std::strerror(errno));
+  }
+  fs::rename(tmp, path);
+}
+
+class Runner {
+ public:
+  Runner(const SweepConfig& config, ExternalTrialOptions options, Trial& trial)
+      : config_(config), options_(options), trial_(trial) {}
+
+  void run() {
+    const auto& info = trial_.info();
+    // The group agrees on one port, found on the leader's host.
+    std::int64_t port = trial_.is_leader() ? free_port() : 0;
+    trial_.comm().broadcast(&port, 1, DataType::kI64, 0);
+
+    const fs::path logs = info.trial_dir / "logs";
+    fs::create_directories(logs);
+    const std::string stem =
+        "attempt" + std::to_string(info.attempt) + ".rank" + std::to_string(info.group_rank);
+    SpawnSpec spec;
+    spec.stdout_path = logs / (stem + ".out");
+    spec.stderr_path = logs / (stem + ".err");
+    stderr_path_ = spec.stderr_path;
+    const fs::path params_file = info.trial_dir / "params.json";
+    write_file_atomic(params_file, info.params.dump() + "\n");
+    spec.argv = build_command(config_, info.params, params_file.string());
+    spec.env = environment(static_cast<int>(port));
+
+    std::optional<Process> process;
+    std::string spawn_error;
+    try {
+      process.emplace(Process::spawn(spec));
+    } catch (const std::exception& e) {
+      spawn_error = e.what();
+    }
+    supervise(process, spawn_error);
+  }
+
+ private:
+  std::vector<std::string> environment(int port) const {
+    const auto& info = trial_.info();
+    std::vector<std::string> env;
+    for (char** e = environ; *e; ++e) {
+      std::string_view kv(*e);
+      if (starts_with_any(kv, {"OMPI_", "PMIX_", "PMI_", "OPAL_", "ORTE_",
+                               "XPSCALE_METRICS_FD=", "RANK=", "WORLD_SIZE=", "LOCAL_RANK=",
+                               "LOCAL_WORLD_SIZE=", "MASTER_ADDR=", "MASTER_PORT="}))
+        continue;
+      if (config_.resources.gpus_per_rank > 0 && kv.substr(0, 21) == "CUDA_VISIBLE_DEVICES=")
+        continue;
+      env.emplace_back(kv);
+    }
+    const std::string& me = info.hosts[static_cast<std::size_t>(info.group_rank)];
+    int local_rank = 0, local_size = 0;
+    for (int r = 0; r < info.group_size; ++r) {
+      if (info.hosts[static_cast<std::size_t>(r)] != me) continue;
+      if (r < info.group_rank) ++local_rank;
+      ++local_size;
+    }
+    const bool one_host = std::all_of(info.hosts.begin(), info.hosts.end(),
+                                      [&](const std::string& h) { return h == info.hosts[0]; });
+    auto set = [&](const std::string& k, const std::string& v) { env.push_back(k + "=" + v); };
+    set("RANK", std::to_string(info.group_rank));
+    set("WORLD_SIZE", std::to_string(info.group_size));
+    set("LOCAL_RANK", std::to_string(local_rank));
+    set("LOCAL_WORLD_SIZE", std::to_string(local_size));
+    set("MASTER_ADDR", one_host ? "127.0.0.1" : info.hosts[0]);
+    set("MASTER_PORT", std::to_string(port));
+    if (config_.resources.gpus_per_rank > 0)
+      set("CUDA_VISIBLE_DEVICES",
+          visible_devices(info.local_rank, config_.resources.gpus_per_rank));
+    set("XPSCALE_TRIAL_ID", std::to_string(info.id));
+    set("XPSCALE_ATTEMPT", std::to_string(info.attempt));
+    set("XPSCALE_PARAMS", info.params.dump());
+    set("XPSCALE_TRIAL_DIR", info.trial_dir.string());
+    set("XPSCALE_CHECKPOINT_DIR", info.checkpoint_dir.string());
+    return env;
+  }
+
+  // Leader: turns the process's metrics lines into reports.
+  void forward_metrics(Process& p) {
+    for (auto& line : p.read_metrics_lines()) {
+      if (!trial_.is_leader() || stop_) continue;  // only the leader's metrics are recorded
+      auto j = nlohmann::json::parse(line, nullptr, false);
+      if (j.is_discarded() || !j.is_object()) {
+        trial_.log("ignored a metrics line that is not a JSON object: " + line.substr(0, 200));
+        continue;
+      }
+      std::int64_t step = next_step_;
+      if (auto it = j.find("step"); it != j.end()) {
+        if (it->is_number_integer()) step = it->get<std::int64_t>();
+        j.erase("step");
+      }
+      next_step_ = step + 1;
+      if (trial_.report_as_leader(step, j) == Decision::kStop) stop_ = true;
+    }
+  }
+
+  void supervise(std::optional<Process>& p, const std::string& spawn_error) {
+    const auto start = Clock::now();
+    const auto limit = config_.resources.time_limit_s;
+    auto tick = std::chrono::milliseconds(1);
+    std::optional<ExitStatus> status;
+    bool timed_out = false;
+    for (;;) {
+      if (p && !status) {
+        status = p->wait_for(tick);
+        forward_metrics(*p);
+        if (status) forward_metrics(*p);  // what it wrote just before exiting
+      }
+      if (trial_.is_leader() && limit &&
+          std::chrono::duration<double>(Clock::now() - start).count() > *limit)
+        timed_out = true;
+      const bool failed = !p || (status && !status->ok());
+      // Group-wide state: [any rank failed, stop (leader), any still running].
+      std::array<std::int64_t, 3> state{failed ? 1 : 0, (stop_ || timed_out) ? 1 : 0,
+                                        (p && !status) ? 1 : 0};
+      if (trial_.group_size() > 1)
+        trial_.comm().allreduce(state.data(), state.data(), state.size(), DataType::kI64,
+                                ReduceOp::kMax);
+      if (state[0] || state[1] || !state[2]) break;
+      if (!p || status) std::this_thread::sleep_for(tick);
+      tick = std::min(tick * 2, std::chrono::milliseconds(50));
+    }
+    if (p) {
+      // Ends the tree if it still runs, and leftovers (daemonised
+      // grandchildren) if the child has exited: no orphans either way.
+      const ExitStatus end = p->terminate_tree(options_.kill_grace);
+      if (!status) killed_ = true;
+      if (!status) status = end;
+      forward_metrics(*p);
+    }
+    const std::string tail = file_tail(stderr_path_);
+    if (!p) throw TrialFailed(spawn_error, tail);
+    if (timed_out) {
+      char buf[64];
+      std::snprintf(buf, sizeof buf, "%g", *limit);
+      throw TrialFailed(std::string("passed resources.time_limit (") + buf + " s)", tail);
+    }
+    // Killed because the trial was stopped or another rank failed: not this rank's failure.
+    if (killed_) return;
+    if (!status->ok())
+      throw TrialFailed(config_.program.empty() ? "the command " + status->describe()
+                                                : config_.program + " " + status->describe(),
+                        tail);
+  }
+
+  const SweepConfig& config_;
+  ExternalTrialOptions options_;
+  Trial& trial_;
+  fs::path stderr_path_;
+  std::int64_t next_step_ = 0;
+  bool stop_ = false;
+  bool killed_ = false;
+};
+
+}  // namespace
+
+TrainFn external_trial(const SweepConfig& config, ExternalTrialOptions options) {
+  if (!config.is_external())
+    throw UserError(config.path +
+                    " has no 'program' or 'command': `xpscale run` runs external trials. For "
+                    "trials in C++, link a trainer with xpscale::run(argc, argv, train) and run "
+                    "it with --sweep " +
+                    config.path);
+  become_subreaper();
+  return [&config, options](Trial& trial) { Runner(config, options, trial).run(); };
+}
+
+}  // namespace xpscale::launcher

@@ -1,0 +1,203 @@
+// xpscale report / export: what a sweep's store holds.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+
+#include <boost/program_options.hpp>
+
+#include "commands.h"
+#include "xpscale/runtime/command.h"
+#include "xpscale/runtime/store.h"
+
+namespace po = boost::program_options;
+
+namespace xpscale::cli {
+namespace {
+
+constexpr const char* kReportUsage =
+    "usage: xpscale report OUT_DIR [--top K] [--format table|csv|json]\n\n"
+    "The sweep's leaderboard: trials sorted by the best value of the config's metric\n"
+    "(its goal decides the order), then trials without a value, with their status,\n"
+    "parameters and, for failed ones, the reason. Reads the store; changes nothing.\n\n"
+    "options";
+
+constexpr const char* kExportUsage =
+    "usage: xpscale export OUT_DIR [--metrics]\n\n"
+    "Writes the store as JSON lines: the sweep, then one line per trial with its\n"
+    "attempts (and with --metrics its reported metrics).\n\noptions";
+
+std::string number(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.6g", v);
+  return buf;
+}
+
+std::string csv_cell(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
+std::unique_ptr<Store> open_store(const std::string& out_dir) {
+  const auto path = store_path(out_dir);
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec))
+    throw UserError(out_dir + " holds no sweep store (" + path.string() +
+                    " does not exist); pass the out_dir of a sweep");
+  try {
+    return std::make_unique<Store>(path, Store::Mode::kReadOnly);
+  } catch (const StoreError& e) {
+    throw UserError(e.what());
+  }
+}
+
+std::string positional_out_dir(const std::vector<std::string>& args, po::options_description& desc,
+                               po::variables_map& vm) {
+  std::string out_dir;
+  po::options_description hidden;
+  hidden.add_options()("out_dir", po::value<std::string>(&out_dir));
+  po::options_description all;
+  all.add(desc).add(hidden);
+  po::positional_options_description pos;
+  pos.add("out_dir", 1);
+  po::store(po::command_line_parser(args).options(all).positional(pos).run(), vm);
+  po::notify(vm);
+  return out_dir;
+}
+
+}  // namespace
+
+int report_command(const std::vector<std::string>& args) {
+  std::int64_t top = 0;
+  std::string format = "table";
+  po::options_description desc(kReportUsage);
+  desc.add_options()("help,h", "show this help")("top", po::value<std::int64_t>(&top),
+                                                 "only the best K trials")(
+      "format", po::value<std::string>(&format)->default_value("table"), "table | csv | json");
+  po::variables_map vm;
+  const std::string out_dir = positional_out_dir(args, desc, vm);
+  if (vm.count("help")) {
+    std::cout << desc;
+    return kExitOk;
+  }
+  if (out_dir.empty()) throw UserError("report: missing OUT_DIR; see --help");
+  if (format != "table" && format != "csv" && format != "json")
+    throw UserError("report: --format must be table, csv or json, got '" + format + "'");
+  if (vm.count("top") && top < 1) throw UserError("report: --top must be >= 1");
+
+  auto store = open_store(out_dir);
+  const auto sweep = store->sweep();
+  const std::string metric = sweep ? sweep->metric : "";
+  const bool maximize = sweep && sweep->goal == Goal::kMaximize;
+  auto trials = store->trials();
+  // Trials with a value first, best first; then the rest by id.
+  std::stable_sort(trials.begin(), trials.end(), [&](const TrialRow& a, const TrialRow& b) {
+    if (a.best_value.has_value() != b.best_value.has_value()) return a.best_value.has_value();
+    if (!a.best_value) return a.id < b.id;
+    return maximize ? *a.best_value > *b.best_value : *a.best_value < *b.best_value;
+  });
+  if (top > 0 && static_cast<std::size_t>(top) < trials.size())
+    trials.resize(static_cast<std::size_t>(top));
+
+  std::vector<std::string> param_names;
+  for (const auto& t : trials)
+    for (const auto& [k, v] : t.params.items())
+      if (std::find(param_names.begin(), param_names.end(), k) == param_names.end())
+        param_names.push_back(k);
+
+  if (format == "json") {
+    auto out = nlohmann::ordered_json::array();
+    for (const auto& t : trials) {
+      nlohmann::ordered_json j;
+      j["id"] = t.id;
+      j["status"] = trial_status_name(t.status);
+      j["metric"] = metric;
+      j["best_value"] = t.best_value ? nlohmann::ordered_json(*t.best_value) : nullptr;
+      j["best_step"] = t.best_step ? nlohmann::ordered_json(*t.best_step) : nullptr;
+      j["last_step"] = t.last_step ? nlohmann::ordered_json(*t.last_step) : nullptr;
+      j["params"] = t.params;
+      j["attempts"] = t.attempts;
+      j["seconds"] = t.started_at && t.finished_at
+                         ? nlohmann::ordered_json(*t.finished_at - *t.started_at)
+                         : nullptr;
+      j["reason"] = t.reason;
+      out.push_back(std::move(j));
+    }
+    std::cout << out.dump(2) << '\n';
+    return kExitOk;
+  }
+
+  std::vector<std::string> header{"rank", "trial", "status", metric.empty() ? "value" : metric,
+                                  "step"};
+  header.insert(header.end(), param_names.begin(), param_names.end());
+  header.insert(header.end(), {"attempts", "seconds", "reason"});
+  std::vector<std::vector<std::string>> rows;
+  int rank = 0;
+  for (const auto& t : trials) {
+    std::vector<std::string> row{t.best_value ? std::to_string(++rank) : "-", std::to_string(t.id),
+                                 std::string(trial_status_name(t.status)),
+                                 t.best_value ? number(*t.best_value) : "",
+                                 t.best_step ? std::to_string(*t.best_step) : ""};
+    for (const auto& p : param_names) {
+      auto it = t.params.find(p);
+      row.push_back(it == t.params.end() ? "" : format_arg_value(*it));
+    }
+    row.push_back(std::to_string(t.attempts));
+    row.push_back(t.started_at && t.finished_at ? number(*t.finished_at - *t.started_at) : "");
+    std::string reason = t.reason;
+    if (format == "table" && reason.size() > 60) reason = reason.substr(0, 57) + "...";
+    row.push_back(reason);
+    rows.push_back(std::move(row));
+  }
+  if (format == "csv") {
+    for (std::size_t i = 0; i < header.size(); ++i)
+      std::cout << (i ? "," : "") << csv_cell(header[i]);
+    std::cout << '\n';
+    for (const auto& row : rows) {
+      for (std::size_t i = 0; i < row.size(); ++i) std::cout << (i ? "," : "") << csv_cell(row[i]);
+      std::cout << '\n';
+    }
+    return kExitOk;
+  }
+  std::vector<std::size_t> width(header.size());
+  for (std::size_t i = 0; i < header.size(); ++i) width[i] = header[i].size();
+  for (const auto& row : rows)
+    for (std::size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], row[i].size());
+  auto print_row = [&](const std::vector<std::string>& row) {
+    std::string line;
+    for (std::size_t i = 0; i < row.size(); ++i) {
+      std::string cell = row[i];
+      if (i + 1 < row.size()) cell.resize(width[i], ' ');
+      line += (i ? "  " : "") + cell;
+    }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    std::cout << line << '\n';
+  };
+  if (sweep)
+    std::cout << "sweep " << (sweep->name.empty() ? sweep->config_path : sweep->name) << " ("
+              << sweep->config_path << "), " << (metric.empty() ? "no metric" : metric) << " "
+              << (maximize ? "maximize" : "minimize") << ", " << sweep->planned << " trials\n";
+  print_row(header);
+  for (const auto& row : rows) print_row(row);
+  return kExitOk;
+}
+
+int export_command(const std::vector<std::string>& args) {
+  bool with_metrics = false;
+  po::options_description desc(kExportUsage);
+  desc.add_options()("help,h", "show this help")("metrics", po::bool_switch(&with_metrics),
+                                                 "include every reported metric row");
+  po::variables_map vm;
+  const std::string out_dir = positional_out_dir(args, desc, vm);
+  if (vm.count("help")) {
+    std::cout << desc;
+    return kExitOk;
+  }
+  if (out_dir.empty()) throw UserError("export: missing OUT_DIR; see --help");
+  open_store(out_dir)->export_jsonl(std::cout, with_metrics);
+  return kExitOk;
+}
+
+}  // namespace xpscale::cli

@@ -1,0 +1,73 @@
+// xpscale run: a sweep of external trials on the ranks of this MPI job.
+#include <iostream>
+
+#include <boost/program_options.hpp>
+
+#include "commands.h"
+#include "xpscale/launcher/external_trial.h"
+#include "xpscale/runtime/run.h"
+
+namespace po = boost::program_options;
+
+namespace xpscale::cli {
+
+namespace {
+constexpr const char* kUsage =
+    "usage: xpscale run SWEEP.yaml [options]\n"
+    "       mpirun -n N xpscale run SWEEP.yaml [options]\n\n"
+    "Runs the sweep's trials, one per group of resources.ranks_per_trial ranks, each\n"
+    "group taking the next trial as soon as it is free. Trials are the config's\n"
+    "program/command, started on every rank of the group with RANK, WORLD_SIZE,\n"
+    "MASTER_ADDR, MASTER_PORT, XPSCALE_PARAMS, ... (docs/runtime.md). Without mpirun\n"
+    "it runs on one rank. Results go to a store in out_dir; a run on an out_dir\n"
+    "that holds this sweep resumes it.\n\noptions";
+}  // namespace
+
+int run_command(const std::vector<std::string>& args) {
+  RunOptions options;
+  std::string out_dir;
+  std::int64_t trials = 0;
+  double grace_s = 10;
+  po::options_description desc(kUsage);
+  desc.add_options()("help,h", "show this help")("out-dir", po::value<std::string>(&out_dir),
+                                                 "where results go (default: the config's)")(
+      "trials", po::value<std::int64_t>(&trials), "run at most N trials")(
+      "resume", po::bool_switch(&options.resume),
+      "continue the sweep stored in out_dir (an error if there is none)")(
+      "force", po::bool_switch(&options.force), "run even if out_dir holds another config's store")(
+      "quiet,q", po::bool_switch(&options.quiet), "no progress output")(
+      "progress-interval", po::value<double>(&options.progress_interval_s)->default_value(10),
+      "seconds between progress lines when stderr is not a terminal")(
+      "kill-grace", po::value<double>(&grace_s)->default_value(10),
+      "seconds between SIGTERM and SIGKILL when a trial is ended");
+  po::options_description hidden;
+  hidden.add_options()("sweep", po::value<std::string>(&options.sweep_path));
+  po::options_description all;
+  all.add(desc).add(hidden);
+  po::positional_options_description pos;
+  pos.add("sweep", 1);
+  po::variables_map vm;
+  po::store(po::command_line_parser(args).options(all).positional(pos).run(), vm);
+  po::notify(vm);
+  if (vm.count("help")) {
+    std::cout << desc;
+    return kExitOk;
+  }
+  if (options.sweep_path.empty()) throw UserError("run: missing SWEEP.yaml; see --help");
+  if (vm.count("out-dir")) options.out_dir = out_dir;
+  if (vm.count("trials")) {
+    if (trials < 1) throw UserError("--trials must be >= 1, got " + std::to_string(trials));
+    options.trials = trials;
+  }
+  if (!(grace_s >= 0)) throw UserError("--kill-grace must be >= 0 seconds");
+  // The trial processes own the devices; the launcher's group communicator
+  // only carries small control reductions, on the CPU.
+  options.backend = "mpi";
+  launcher::ExternalTrialOptions ext;
+  ext.kill_grace = std::chrono::milliseconds(static_cast<std::int64_t>(grace_s * 1000));
+  return run_and_report(
+      options, [ext](const SweepConfig& config) { return launcher::external_trial(config, ext); },
+      "xpscale");
+}
+
+}  // namespace xpscale::cli
