@@ -67,9 +67,9 @@ void train(xpscale::Trial& trial) {
   if (trial.has_param("momentum")) options.momentum = trial.param<double>("momentum");
   if (trial.has_param("seed")) options.seed = trial.param<std::uint64_t>("seed");
   const int epochs = trial.has_param("epochs") ? trial.param<int>("epochs") : kDefaultEpochs;
-  const std::filesystem::path data_dir = trial.has_param("data_dir")
-                                             ? trial.param<std::string>("data_dir")
-                                             : fmnist::default_data_dir();
+  const std::filesystem::path data_dir =
+      trial.has_param("data_dir") ? std::filesystem::path(trial.param<std::string>("data_dir"))
+                                  : fmnist::default_data_dir();
   auto& comm = trial.comm();
 
   std::shared_ptr<const fmnist::Dataset> data;

@@ -169,6 +169,10 @@ class Runner {
   void forward_metrics(Process& p) {
     for (auto& line : p.read_metrics_lines()) {
       if (!trial_.is_leader() || stop_) continue;  // only the leader's metrics are recorded
+      if (Process::is_cut_line(line)) {
+        trial_.log("ignored a metrics line longer than 1 MiB (starts " + line.substr(0, 80) + ")");
+        continue;
+      }
       auto j = nlohmann::json::parse(line, nullptr, false);
       if (j.is_discarded() || !j.is_object()) {
         trial_.log("ignored a metrics line that is not a JSON object: " + line.substr(0, 200));

@@ -5,13 +5,11 @@
 // the child only makes async-signal-safe calls (the runtime has threads).
 #include "xpscale/launcher/process.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,58 +18,31 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <map>
-#include <memory>
-#include <mutex>
 #include <set>
 #include <system_error>
 #include <thread>
 
+#include "process_tree.h"
 #include "xpscale/runtime/error.h"
 
 namespace xpscale::launcher {
 namespace {
 
+using detail::all_processes;
+using detail::errno_text;
+using detail::Fd;
+using detail::pidfd_open;
+using detail::ProcInfo;
+using detail::read_stat;
+using detail::register_live;
+using detail::send_signal;
+using detail::tree_members;
+using detail::unregister_live;
+
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-// Through syscall(): glibc 2.36's <sys/pidfd.h> lacks extern "C" (links fail
-// from C++), and older glibc has no wrappers at all.
-int pidfd_open(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
-int pidfd_send_signal(int pidfd, int sig) {
-  return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
-}
-
-std::string errno_text(int err) { return std::system_category().message(err); }
-
 std::string quoted(const std::filesystem::path& p) { return "'" + p.string() + "'"; }
-
-// Owns a file descriptor.
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  Fd& operator=(Fd&& o) noexcept {
-    if (this != &o) {
-      reset();
-      fd_ = std::exchange(o.fd_, -1);
-    }
-    return *this;
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() { reset(); }
-  int get() const { return fd_; }
-  int release() { return std::exchange(fd_, -1); }
-  void reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
 
 // Moves fd to a number >= 10 (close-on-exec), so that the child's dup2() onto
 // 0..3 can never clobber a descriptor it still has to copy.
@@ -96,141 +67,6 @@ Fd open_output(const std::filesystem::path& path) {
   if (fd < 0)
     throw Error("cannot open " + quoted(path) + " for trial output: " + errno_text(errno));
   return high_fd(Fd(fd), "trial output");
-}
-
-// ---- /proc ----------------------------------------------------------------
-
-struct ProcInfo {
-  pid_t pid = 0;
-  pid_t ppid = 0;
-  pid_t pgrp = 0;
-  char state = '?';
-  unsigned long long start = 0;  // clock ticks after boot
-};
-
-std::optional<ProcInfo> read_stat(pid_t pid) {
-  char path[48];
-  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
-  Fd fd(::open(path, O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) return std::nullopt;
-  char buf[1024];
-  ssize_t n;
-  do n = ::read(fd.get(), buf, sizeof buf - 1);
-  while (n < 0 && errno == EINTR);
-  if (n <= 0) return std::nullopt;
-  buf[n] = '\0';
-  // The command name is in parentheses and may itself contain ") ".
-  const char* rparen = std::strrchr(buf, ')');
-  if (rparen == nullptr) return std::nullopt;
-  ProcInfo p;
-  p.pid = pid;
-  int ppid = 0, pgrp = 0;
-  // state ppid pgrp, 16 fields we skip (session .. itrealvalue), starttime.
-  if (std::sscanf(rparen + 1,
-                  " %c %d %d %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %llu",
-                  &p.state, &ppid, &pgrp, &p.start) != 4)
-    return std::nullopt;
-  p.ppid = ppid;
-  p.pgrp = pgrp;
-  return p;
-}
-
-std::vector<ProcInfo> all_processes() {
-  std::unique_ptr<DIR, int (*)(DIR*)> dir(::opendir("/proc"), &::closedir);
-  if (!dir) throw Error("cannot list /proc to find trial processes: " + errno_text(errno));
-  std::vector<ProcInfo> out;
-  while (const dirent* e = ::readdir(dir.get())) {
-    char* end = nullptr;
-    const long pid = std::strtol(e->d_name, &end, 10);
-    if (pid <= 0 || *end != '\0') continue;
-    if (auto p = read_stat(static_cast<pid_t>(pid))) out.push_back(*p);
-  }
-  return out;
-}
-
-// Live Processes of this process, for telling apart whose orphan is whose.
-struct LiveProcess {
-  pid_t pgid;
-  unsigned long long start;
-};
-std::mutex& live_mutex() {
-  static std::mutex m;
-  return m;
-}
-std::vector<LiveProcess>& live_processes() {
-  static std::vector<LiveProcess> v;
-  return v;
-}
-void register_live(pid_t pgid, unsigned long long start) {
-  std::lock_guard lock(live_mutex());
-  live_processes().push_back({pgid, start});
-}
-void unregister_live(pid_t pgid) {
-  std::lock_guard lock(live_mutex());
-  std::erase_if(live_processes(), [&](const LiveProcess& l) { return l.pgid == pgid; });
-}
-
-using Preexisting = std::vector<std::pair<pid_t, unsigned long long>>;
-
-// The members of the tree of the Process whose child is `child` (see the
-// rule in process.h).
-std::vector<ProcInfo> tree_members(const std::vector<ProcInfo>& all, pid_t child,
-                                   unsigned long long child_start, bool child_unreaped,
-                                   const Preexisting& preexisting) {
-  const pid_t self = ::getpid();
-  const pid_t self_pgrp = ::getpgrp();
-  std::vector<LiveProcess> live;
-  {
-    std::lock_guard lock(live_mutex());
-    live = live_processes();
-  }
-  auto orphan_is_ours = [&](const ProcInfo& p) {
-    if (p.start < child_start || p.pgrp == self_pgrp) return false;
-    if (std::find(preexisting.begin(), preexisting.end(), std::pair(p.pid, p.start)) !=
-        preexisting.end())
-      return false;
-    const LiveProcess* owner = nullptr;
-    for (const auto& l : live) {
-      if (l.pgid == child) continue;
-      if (p.pgrp == l.pgid || p.pid == l.pgid) return false;
-      if (l.start <= p.start && (owner == nullptr || l.start > owner->start)) owner = &l;
-    }
-    return owner == nullptr || owner->start <= child_start;  // a tie goes to us
-  };
-  std::set<pid_t> in;
-  std::multimap<pid_t, const ProcInfo*> children;
-  for (const auto& p : all) {
-    if (p.pid == self) continue;
-    children.emplace(p.ppid, &p);
-    const bool root = p.pid == child ? child_unreaped && p.start == child_start
-                                     : (p.pgrp == child && p.start >= child_start) ||
-                                           (p.ppid == self && orphan_is_ours(p));
-    if (root) in.insert(p.pid);
-  }
-  std::vector<pid_t> todo(in.begin(), in.end());
-  while (!todo.empty()) {
-    const pid_t parent = todo.back();
-    todo.pop_back();
-    for (auto [it, end] = children.equal_range(parent); it != end; ++it)
-      if (in.insert(it->second->pid).second) todo.push_back(it->second->pid);
-  }
-  std::vector<ProcInfo> out;
-  for (const auto& p : all)
-    if (in.count(p.pid)) out.push_back(p);
-  return out;
-}
-
-// Signals p unless its pid now names another process (checked through a
-// pidfd, so the check cannot race with pid reuse).
-void send_signal(const ProcInfo& p, int sig) {
-  Fd fd(pidfd_open(p.pid));
-  if (fd.get() < 0) {
-    if (errno == ENOSYS) ::kill(p.pid, sig);
-    return;  // ESRCH: already gone
-  }
-  const auto now = read_stat(p.pid);
-  if (!now || now->start != p.start) return;
-  pidfd_send_signal(fd.get(), sig);
 }
 
 // ---- the child --------------------------------------------------------------
@@ -261,7 +97,7 @@ struct ChildPlan {
   sigemptyset(&dfl.sa_mask);
   for (int s = 1; s < NSIG; ++s) ::sigaction(s, &dfl, nullptr);  // fails harmlessly for KILL etc.
   if (::setpgid(0, 0) != 0) child_fail(c.error_fd, kStageSetup, errno);
-  if (false) child_fail(c.error_fd, kStageSetup, errno);
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) child_fail(c.error_fd, kStageSetup, errno);
   if (::getppid() != c.parent) ::_exit(127);  // the parent died before prctl
   sigset_t none;
   sigemptyset(&none);
@@ -686,102 +522,6 @@ std::vector<std::string> Process::read_metrics_lines() {
 void become_subreaper() {
   if (::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0)
     throw Error("prctl(PR_SET_CHILD_SUBREAPER): " + errno_text(errno));
-}
-
-// ---- file_tail ------------------------------------------------------------------
-
-namespace {
-
-// Replaces every byte that does not start a valid UTF-8 sequence (overlong
-// forms, surrogates and code points past U+10FFFF included) by U+FFFD.
-std::string valid_utf8(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  std::size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
-      out += static_cast<char>(c);
-      ++i;
-      continue;
-    }
-    std::size_t len = 0;
-    char32_t cp = 0, min = 0;
-    if ((c >> 5) == 0x6) {
-      len = 2;
-      cp = c & 0x1F;
-      min = 0x80;
-    } else if ((c >> 4) == 0xE) {
-      len = 3;
-      cp = c & 0x0F;
-      min = 0x800;
-    } else if ((c >> 3) == 0x1E) {
-      len = 4;
-      cp = c & 0x07;
-      min = 0x10000;
-    }
-    bool ok = len != 0 && i + len <= s.size();
-    for (std::size_t k = 1; ok && k < len; ++k) {
-      const auto cc = static_cast<unsigned char>(s[i + k]);
-      ok = (cc & 0xC0) == 0x80;
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    ok = ok && cp >= min && cp <= 0x10FFFF && (cp < 0xD800 || cp > 0xDFFF);
-    if (ok) {
-      out.append(s.substr(i, len));
-      i += len;
-    } else {
-      out += "\xEF\xBF\xBD";
-      ++i;
-    }
-  }
-  return out;
-}
-
-}  // namespace
-
-std::string file_tail(const std::filesystem::path& path, std::size_t max_bytes) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) {
-    if (errno == ENOENT) return "";
-    throw Error("cannot read " + quoted(path) + ": " + errno_text(errno));
-  }
-  struct stat st {};
-  if (::fstat(fd.get(), &st) != 0)
-    throw Error("cannot read " + quoted(path) + ": " + errno_text(errno));
-  const auto size = static_cast<std::size_t>(st.st_size);
-  if (max_bytes == 0 || size == 0) return "";
-  const std::size_t start = size > max_bytes ? size - max_bytes : 0;
-  // One byte more before the window, to see whether it starts a line.
-  const std::size_t from = start > 0 ? start - 1 : 0;
-  std::string buf(size - from, '\0');
-  std::size_t got = 0;
-  while (got < buf.size()) {
-    const ssize_t n =
-        ::pread(fd.get(), buf.data() + got, buf.size() - got, static_cast<off_t>(from + got));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw Error("cannot read " + quoted(path) + ": " + errno_text(errno));
-    if (n == 0) break;  // the file shrank meanwhile
-    got += static_cast<std::size_t>(n);
-  }
-  buf.resize(got);
-  std::string_view tail(buf);
-  if (start > 0 && !tail.empty()) {
-    const bool at_line_start = tail.front() == '\n';
-    tail.remove_prefix(1);
-    if (!at_line_start) {
-      const std::size_t nl = tail.find('\n');
-      if (nl != std::string_view::npos && nl + 1 < tail.size()) {
-        tail.remove_prefix(nl + 1);
-      } else {
-        for (int k = 0;
-             k < 3 && !tail.empty() && (static_cast<unsigned char>(tail.front()) & 0xC0) == 0x80;
-             ++k)
-          tail.remove_prefix(1);
-      }
-    }
-  }
-  return valid_utf8(tail);
 }
 
 }  // namespace xpscale::launcher

@@ -14,6 +14,7 @@
 #include "coordinator.h"
 #include "group_worker.h"
 #include "protocol.h"
+#include "xpscale/collectives/device.h"
 #include "xpscale/collectives/mpi_check.h"
 #include "xpscale/runtime/groups.h"
 #include "xpscale/runtime/searcher.h"
@@ -280,6 +281,10 @@ RunSummary run_sweep(const RunOptions& options, const TrainFactory& make_train) 
       XPSCALE_MPI_CHECK(MPI_Comm_dup(group_comm, &gctl));
       collectives::Options copts;
       copts.backend = options.backend;
+      // The GPU follows the node-local rank in the whole job (computed here
+      // with MPI_Comm_split_type, not taken from launcher variables that an
+      // mpirun inside a Slurm allocation may have inherited).
+      if (const int devices = cuda_device_count(); devices > 0) copts.device = local_rank % devices;
       auto comm = collectives::make_communicator(group_comm, copts);
       const auto& members = layout.members[static_cast<std::size_t>(group)];
       detail::GroupContext ctx;

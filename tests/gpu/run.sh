@@ -27,3 +27,21 @@ echo "== build"
 cmake --build "$build" -j "$jobs"
 echo "== test"
 XPSCALE_REQUIRE_GPU=1 ctest --test-dir "$build" -L gpu --output-on-failure
+
+# NCCL needs one GPU per rank of a communicator: with several GPUs, run the
+# NCCL tests and the benchmark with one rank per GPU too.
+gpus=$(XPSCALE_REQUIRE_GPU=0 "$build/tests/gpu/gpu_selftest_test" --gtest_filter=Gpu.Selftest* 2>/dev/null \
+  | sed -n 's/^\([0-9][0-9]*\) CUDA device(s)$/\1/p' | head -1)
+gpus=${gpus:-1}
+mpi=(mpiexec --oversubscribe)
+[[ $(id -u) == 0 ]] && mpi+=(--allow-run-as-root)
+if (( gpus > 1 )); then
+  echo "== NCCL tests on $gpus ranks"
+  XPSCALE_REQUIRE_GPU=1 "${mpi[@]}" -n "$gpus" "$build/tests/gpu/nccl_communicator_test"
+fi
+echo "== NCCL allreduce benchmark ($gpus rank(s))"
+"${mpi[@]}" -n "$gpus" "$build/bench/allreduce/allreduce_bench" --backend nccl
+if (( gpus >= 4 )); then
+  echo "== NCCL allreduce benchmark, 2 trial groups reducing at once"
+  "${mpi[@]}" -n "$gpus" "$build/bench/allreduce/allreduce_bench" --backend nccl --groups 2
+fi

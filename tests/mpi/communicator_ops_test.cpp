@@ -16,6 +16,7 @@
 
 #include "collectives_test_util.h"
 #include "xpscale/collectives/communicator.h"
+#include "xpscale/collectives/device.h"
 
 namespace xpscale::collectives {
 namespace {
@@ -294,6 +295,21 @@ TEST(MpiCommunicator, AutoPicksMpiWithoutGpu) {
   auto comm = make_communicator(MPI_COMM_WORLD);
   if (resolve_backend("auto") == "mpi") {
     EXPECT_EQ(comm->backend(), "mpi");
+  }
+}
+
+TEST(MpiCommunicator, NcclWithoutGpuOrNcclThrowsSayingWhy) {
+  if (cuda_device_count() > 0) GTEST_SKIP() << "this rank has a GPU (tests/gpu covers nccl)";
+  Options options;
+  options.backend = "nccl";
+  try {
+    make_communicator(MPI_COMM_WORLD, options);
+    FAIL() << "no exception";
+  } catch (const CollectiveError& e) {
+    const std::string what = e.what();
+    const std::string expected =
+        built_with_nccl() ? "backend nccl needs a CUDA device" : "this build has no NCCL";
+    EXPECT_NE(what.find(expected), std::string::npos) << what;
   }
 }
 

@@ -2,6 +2,7 @@
 // with a message that names the file and what is wrong.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <cmath>
@@ -23,9 +24,10 @@ using testing::HasSubstr;
 class IdxTest : public testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("fmnist_idx_test_" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()) +
-            "_" + testing::UnitTest::GetInstance()->current_test_info()->name());
+    // The pid keeps concurrent runs (ctest -j, other build trees) apart.
+    dir_ =
+        fs::temp_directory_path() / ("fmnist_idx_test_" + std::to_string(::getpid()) + "_" +
+                                     testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
   }

@@ -3,6 +3,7 @@
 // run continues where it stopped; bad checkpoints are named.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
@@ -54,8 +55,9 @@ std::vector<float> params_of(const DataParallelTrainer& t) {
 class TempDir : public testing::Test {
  protected:
   void SetUp() override {
+    // The pid keeps concurrent runs (ctest -j, other build trees) apart.
     dir_ =
-        fs::temp_directory_path() / (std::string("fmnist_trainer_test_") +
+        fs::temp_directory_path() / ("fmnist_trainer_test_" + std::to_string(::getpid()) + "_" +
                                      testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);

@@ -291,12 +291,17 @@ TEST_F(ProcessTest, NoMetricsPipeWhenDisabled) {
 }
 
 TEST_F(ProcessTest, TerminateTreeEndsGroupSetsidAndTermIgnoringDescendants) {
-  auto p =
-      Process::spawn(sh("sleep 1000 & setsid sleep 1000 & sh -c 'trap \"\" TERM; sleep 1000; :' & "
-                        "trap '' TERM; wait"));
+  // A sleep in the group; a shell in a session of its own (found through its
+  // parent, so it gets SIGTERM during the grace period and says so); a shell
+  // and its sleep that ignore SIGTERM, as does the direct child.
+  auto p = Process::spawn(
+      sh("sleep 1000 & "
+         "setsid sh -c 'trap \"echo setsid-term >&3; exit 0\" TERM; sleep 1000 & wait' & "
+         "sh -c 'trap \"\" TERM; sleep 1000; :' & "
+         "trap '' TERM; echo ready >&3; wait"));
   ASSERT_TRUE(eventually([&] { return count_comm(marked(marker_), "sleep") == 3; }));
   const auto pids = marked(marker_);
-  EXPECT_EQ(pids.size(), 5u);  // sh, three sleeps, the TERM-ignoring sh
+  EXPECT_EQ(pids.size(), 6u);  // three sh, three sleep
   const auto t0 = Clock::now();
   const auto status = p.terminate_tree(300ms);
   const auto took = Clock::now() - t0;
@@ -306,6 +311,12 @@ TEST_F(ProcessTest, TerminateTreeEndsGroupSetsidAndTermIgnoringDescendants) {
   EXPECT_EQ(marked(marker_), std::vector<pid_t>{});
   for (pid_t pid : pids) EXPECT_FALSE(fs::exists("/proc/" + std::to_string(pid))) << pid;
   EXPECT_EQ(p.terminate_tree(1s), status);  // again: nothing left, same status
+  Lines lines;
+  while (p.metrics_fd() >= 0) {
+    auto more = p.read_metrics_lines();
+    lines.insert(lines.end(), more.begin(), more.end());
+  }
+  EXPECT_EQ(lines, (Lines{"ready", "setsid-term"}));
 }
 
 TEST_F(ProcessTest, TerminateTreeReturnsEarlyWhenEverythingEndsOnSigterm) {
@@ -398,11 +409,9 @@ TEST_F(ProcessTest, ChildDiesWithTheProcessThatSpawnedIt) {
   ASSERT_EQ(::pipe(fds), 0);
   const pid_t middle = ::fork();
   ASSERT_GE(middle, 0);
+  const auto s = spec({"sleep", "1000"});
   if (middle == 0) {  // spawn, report the pid, and die without cleaning up
     ::close(fds[0]);
-    auto s = spec({"sleep", "1000"});
-    s.stdout_path.clear();
-    s.stderr_path.clear();
     auto p = Process::spawn(s);
     const pid_t pid = p.pid();
     [[maybe_unused]] auto n = ::write(fds[1], &pid, sizeof pid);
@@ -416,7 +425,12 @@ TEST_F(ProcessTest, ChildDiesWithTheProcessThatSpawnedIt) {
   ASSERT_EQ(::waitpid(middle, nullptr, 0), middle);
   // PR_SET_PDEATHSIG killed it; as subreaper we inherit and reap it.
   int status = 0;
-  ASSERT_TRUE(eventually([&] { return ::waitpid(grandchild, &status, WNOHANG) == grandchild; }));
+  const bool reaped =
+      eventually([&] { return ::waitpid(grandchild, &status, WNOHANG) == grandchild; });
+  if (!reaped) {
+    ::kill(grandchild, SIGKILL);
+    FAIL() << "the child outlived the process that spawned it";
+  }
   EXPECT_TRUE(WIFSIGNALED(status));
   EXPECT_EQ(WTERMSIG(status), SIGKILL);
 }

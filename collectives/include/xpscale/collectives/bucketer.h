@@ -38,9 +38,12 @@
 // the bucketer's life, and must not be written between mark_ready and the
 // end of finish().
 //
-// Progress. With the MPI backend a launched allreduce advances only while
-// the rank calls into MPI; mark_ready polls the in-flight buckets for that
-// reason.
+// Progress. With a backend that progresses on its own
+// (Communicator::async_progress(), NCCL) a bucket's allreduce runs in the
+// background from the mark_ready that completes it until finish(). With
+// MPI, which advances a non-blocking collective only while it is polled
+// and whose non-blocking algorithms are slower than its blocking ones, the
+// bucket is reduced (blocking) inside that mark_ready instead.
 //
 // Errors: CollectiveError for misuse (add after the layout is fixed, an
 // index out of range or marked twice in a step) and for any failure of the

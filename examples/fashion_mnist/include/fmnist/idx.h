@@ -3,7 +3,8 @@
 // (http://yann.lecun.com/exdb/mnist/): a 4-byte magic (0, 0, type, number
 // of dimensions), one big-endian uint32 per dimension, then the elements
 // in row-major order. Only the unsigned-byte type (0x08) is supported,
-// which is what both data sets use.
+// which is what both data sets use. Written here because no packaged
+// library reads IDX; zlib does the decompression.
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>

@@ -1,6 +1,8 @@
 #pragma once
 // A two-layer perceptron, inputs -> hidden (ReLU) -> classes, trained with
-// softmax cross-entropy. float32 on the CPU with Eigen.
+// softmax cross-entropy. float32 on the CPU with Eigen doing the matrix
+// products; the rest (ReLU, softmax, two bias sums) is a few lines, which
+// is why this is not a deep-learning framework's C++ API.
 //
 // All parameters live in one contiguous buffer and all gradients in another
 // of the same layout, so that a data-parallel trainer can reduce them as a

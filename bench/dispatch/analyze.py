@@ -1,0 +1,89 @@
+#!/usr/bin/python3
+"""Reads an xpscale store (stdlib sqlite3) and prints one JSON line about a
+sweep's dispatch: trials/s over the run's wall_s and, with --busy, how busy
+the groups were.
+
+  analyze.py STORE --label L [--busy] [--outer-s S]
+
+busy fraction = sum over attempts of (finished_at - started_at)
+                / (groups * (last finished_at - first started_at))
+started_at is stamped by the coordinator when it dispatches, finished_at by
+the group leader when the train function returned, so what is not busy is
+the round trip leader -> coordinator -> leader (result, store commit,
+next trial) plus the end of the sweep, when groups that finish early wait
+for the last trial. The line splits the two: gap_* are the per-group
+pauses between one attempt's end and the next one's start; tail_s is, per
+group, how long before the sweep's end its last trial ended.
+"""
+import argparse
+import json
+import sqlite3
+import statistics
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("store")
+    ap.add_argument("--label", required=True)
+    ap.add_argument("--busy", action="store_true")
+    ap.add_argument("--outer-s", type=float)
+    a = ap.parse_args()
+    db = sqlite3.connect(f"file:{a.store}?mode=ro", uri=True)
+    summary, groups, run_started = db.execute(
+        "SELECT summary, groups, started_at FROM runs ORDER BY run DESC LIMIT 1"
+    ).fetchone()
+    summary = json.loads(summary)
+    rows = db.execute(
+        "SELECT a.grp, a.started_at, a.finished_at, a.status, t.params FROM attempts a "
+        "JOIN trials t ON t.id = a.trial ORDER BY a.grp, a.started_at"
+    ).fetchall()
+    n = len(rows)
+    done = sum(1 for r in rows if r[3] == "completed")
+    wall = summary["wall_s"]
+    line = {
+        "bench": "dispatch",
+        "measure": a.label,
+        "groups": groups,
+        "trials": n,
+        "completed": done,
+        "wall_s": round(wall, 4),
+        "trials_per_s": round(n / wall, 2),
+    }
+    first = min(r[1] for r in rows)
+    last = max(r[2] for r in rows)
+    line["span_s"] = round(last - first, 4)  # first dispatch to last finish
+    line["span_trials_per_s"] = round(n / (last - first), 2)
+    # Rank 0 from opening the store to the first dispatch: the queue of
+    # trials written to the store (grows with the trial count), then the
+    # groups' communicators.
+    line["prepare_s"] = round(first - run_started, 4)
+    if a.outer_s:
+        line["outer_s"] = round(a.outer_s, 4)
+        line["outer_trials_per_s"] = round(n / a.outer_s, 2)
+        line["startup_and_teardown_s"] = round(a.outer_s - wall, 4)
+    if a.busy:
+        busy = sum(r[2] - r[1] for r in rows)
+        line["group_busy_fraction"] = round(busy / (groups * (last - first)), 5)
+        gaps, tails, own = [], [], []
+        for g in range(groups):
+            mine = [r for r in rows if r[0] == g]
+            gaps += [b[1] - p[2] for p, b in zip(mine, mine[1:])]
+            tails.append(last - mine[-1][2])
+            own.append(sum(r[2] - r[1] for r in mine) / (mine[-1][2] - first))
+        line["gap_mean_ms"] = round(1e3 * statistics.mean(gaps), 3)
+        line["gap_max_ms"] = round(1e3 * max(gaps), 3)
+        line["tail_s"] = [round(t, 4) for t in tails]
+        # Busy fraction with each group's own last finish as its end: what
+        # dispatch alone loses, without the end-of-sweep drain.
+        line["busy_fraction_without_tail"] = round(statistics.mean(own), 5)
+        ms = [json.loads(r[4]).get("ms", 0) for r in rows]
+        over = [(r[2] - r[1]) * 1e3 - m for r, m in zip(rows, ms)]
+        line["trial_ms_mean"] = round(statistics.mean(ms), 2)
+        # Recorded attempt length minus the asked sleep: the sleep's own
+        # overshoot plus the reply's way to the leader.
+        line["attempt_overshoot_ms_mean"] = round(statistics.mean(over), 3)
+    print(json.dumps(line), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# bench/dispatch: how many no-op trials per second the sweep runtime
+# dispatches on 4 ranks, against one mpirun per trial and against Optuna
+# (4 worker processes sharing one storage), plus how busy the groups stay on
+# trials of random length. Prints one JSON line per measurement on stdout,
+# the last one the summary; build output and progress go to stderr.
+#
+#   bench/dispatch/run.sh
+#   XPSCALE_BUILD_DIR=/tmp/b bench/dispatch/run.sh     # build dir (default build/)
+#
+# Knobs (environment): DISPATCH_RANKS (4), DISPATCH_TRIALS (20000),
+# DISPATCH_LOOP_TRIALS (20), DISPATCH_OPTUNA_TRIALS (2000),
+# DISPATCH_BUSY_TRIALS (200), DISPATCH_KEEP=1 keeps the work dir. The build
+# follows scripts/setup: XPSCALE_BUILD_TYPE (RelWithDebInfo), XPSCALE_CUDA
+# (AUTO), XPSCALE_WERROR (ON), XPSCALE_JOBS (nproc).
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$root"
+
+ranks=${DISPATCH_RANKS:-4}
+trials=${DISPATCH_TRIALS:-20000}
+loop_trials=${DISPATCH_LOOP_TRIALS:-20}
+optuna_trials=${DISPATCH_OPTUNA_TRIALS:-2000}
+busy_trials=${DISPATCH_BUSY_TRIALS:-200}
+py=/usr/bin/python3 # Debian's, where python3-optuna lives
+here=bench/dispatch
+
+if ! "$py" -c 'import optuna' 2>/dev/null; then
+  echo "run.sh: Optuna is missing for $py; run scripts/setup (or apt-get install python3-optuna)" >&2
+  exit 2
+fi
+
+build=${XPSCALE_BUILD_DIR:-build}
+if [ ! -f "$build/build.ninja" ]; then
+  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE="${XPSCALE_BUILD_TYPE:-RelWithDebInfo}" \
+    -DXPSCALE_CUDA="${XPSCALE_CUDA:-AUTO}" -DXPSCALE_WERROR="${XPSCALE_WERROR:-ON}" >&2
+fi
+cmake --build "$build" -j "${XPSCALE_JOBS:-$(nproc)}" --target dispatch_noop >&2
+noop=$(cd "$build" && pwd)/bench/dispatch/dispatch_noop
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/xpscale-dispatch.XXXXXX")
+if [ "${DISPATCH_KEEP:-0}" = 1 ]; then
+  echo "run.sh: work dir $work" >&2
+else
+  trap 'rm -rf "$work"' EXIT
+fi
+
+mpi=(mpiexec --oversubscribe)
+[ "$(id -u)" -eq 0 ] && mpi+=(--allow-run-as-root)
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.6f", b - a }'; }
+emit() { echo "$1" | tee -a "$work/lines.jsonl"; }
+
+# (a) No-op trials through xpscale. trials_per_s uses the run's wall_s from
+# the store (coordinator start to end: dispatch only); outer_* adds mpiexec,
+# MPI_Init, writing the queue of trials to the store and teardown.
+cat >"$work/noop.json" <<EOF
+{"method": "random", "trials": $trials, "seed": 1,
+ "parameters": {"x": {"distribution": "uniform", "min": 0, "max": 1}},
+ "resources": {"ranks_per_trial": 1}, "out_dir": "$work/noop"}
+EOF
+echo "run.sh: (a) $trials no-op trials on $ranks ranks" >&2
+t0=$(now)
+"${mpi[@]}" -n "$ranks" "$noop" --sweep "$work/noop.json" --quiet >&2
+t1=$(now)
+emit "$("$py" $here/analyze.py "$work/noop/xpscale.db" --label xpscale_noop \
+  --outer-s "$(elapsed "$t0" "$t1")")"
+
+# (b) One mpiexec per trial, the same no-op trial outside xpscale
+# (MPI_Init, nothing, MPI_Finalize): one after another, as a shell loop does,
+# and with $ranks launches at a time, as `xargs -P` does.
+echo "run.sh: (b) $loop_trials mpiexec launches" >&2
+t0=$(now)
+for ((i = 0; i < loop_trials; ++i)); do "${mpi[@]}" -n 1 "$noop" --once; done
+t1=$(now)
+emit "$("$py" -c 'import json, sys; n, s = int(sys.argv[1]), float(sys.argv[2]); print(json.dumps({"bench": "dispatch", "measure": "mpirun_loop", "launches_at_once": 1, "trials": n, "wall_s": round(s, 4), "trials_per_s": round(n / s, 3)}))' \
+  "$loop_trials" "$(elapsed "$t0" "$t1")")"
+t0=$(now)
+seq "$loop_trials" | xargs -P "$ranks" -I{} "${mpi[@]}" -n 1 "$noop" --once
+t1=$(now)
+emit "$("$py" -c 'import json, sys; n, p, s = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]); print(json.dumps({"bench": "dispatch", "measure": "mpirun_parallel", "launches_at_once": p, "trials": n, "wall_s": round(s, 4), "trials_per_s": round(n / s, 3)}))' \
+  "$loop_trials" "$ranks" "$(elapsed "$t0" "$t1")")"
+
+# (c) Optuna, $ranks worker processes on one storage: RDBStorage on SQLite
+# (the headline peer; JournalFileStorage only if SQLite's locking fails),
+# then JournalFileStorage, Optuna 3.1's faster file storage, for reference.
+echo "run.sh: (c) Optuna, $optuna_trials trials, $ranks workers" >&2
+for storage in auto journal; do
+  t0=$(now)
+  line=$("$py" $here/optuna_peer.py --dir "$work/optuna-$storage" --trials "$optuna_trials" \
+    --workers "$ranks" --storage "$storage")
+  t1=$(now)
+  emit "$("$py" -c 'import json, sys; d = json.loads(sys.argv[1]); d["measure"] = sys.argv[2]; s = float(sys.argv[3]); d["outer_s"] = round(s, 4); d["outer_trials_per_s"] = round(d["trials"] / s, 2); print(json.dumps(d))' \
+    "$line" "optuna_$storage" "$(elapsed "$t0" "$t1")")"
+done
+
+# (d) Busy fraction: trials that sleep 10-100 ms.
+cat >"$work/busy.json" <<EOF
+{"method": "random", "trials": $busy_trials, "seed": 1,
+ "parameters": {"ms": {"distribution": "int_uniform", "min": 10, "max": 100}},
+ "resources": {"ranks_per_trial": 1}, "out_dir": "$work/busy"}
+EOF
+echo "run.sh: (d) $busy_trials trials of 10-100 ms on $ranks ranks" >&2
+t0=$(now)
+"${mpi[@]}" -n "$ranks" "$noop" --sweep "$work/busy.json" --quiet >&2
+t1=$(now)
+emit "$("$py" $here/analyze.py "$work/busy/xpscale.db" --label xpscale_busy --busy \
+  --outer-s "$(elapsed "$t0" "$t1")")"
+
+"$py" - "$work/lines.jsonl" "$ranks" <<'EOF'
+import json, sys
+m = {d["measure"]: d for d in map(json.loads, open(sys.argv[1]))}
+x = m["xpscale_noop"]["trials_per_s"]
+print(json.dumps({
+    "bench": "dispatch",
+    "measure": "ratios_outer",  # every rate with its start-up included
+    "vs_mpirun_loop": round(m["xpscale_noop"]["outer_trials_per_s"] / m["mpirun_loop"]["trials_per_s"], 1),
+    "vs_mpirun_parallel": round(m["xpscale_noop"]["outer_trials_per_s"] / m["mpirun_parallel"]["trials_per_s"], 1),
+    "vs_optuna": round(m["xpscale_noop"]["outer_trials_per_s"] / m["optuna_auto"]["outer_trials_per_s"], 2),
+    "vs_optuna_journal": round(m["xpscale_noop"]["outer_trials_per_s"] / m["optuna_journal"]["outer_trials_per_s"], 2),
+}))
+print(json.dumps({
+    "bench": "dispatch",
+    "measure": "ratios_other_peers",
+    "vs_mpirun_parallel": round(x / m["mpirun_parallel"]["trials_per_s"], 1),
+    "vs_optuna_journal": round(x / m["optuna_journal"]["trials_per_s"], 2),
+}))
+print(json.dumps({
+    "bench": "dispatch",
+    "ranks": int(sys.argv[2]),
+    "trials_per_s": x,
+    "vs_mpirun_loop": round(x / m["mpirun_loop"]["trials_per_s"], 1),
+    "vs_optuna": round(x / m["optuna_auto"]["trials_per_s"], 2),
+    "group_busy_fraction": m["xpscale_busy"]["group_busy_fraction"],
+}))
+EOF

@@ -1,0 +1,156 @@
+// Finding and signalling the process tree of an external trial (process_tree.h).
+#include "process_tree.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/syscall.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <system_error>
+
+#include "xpscale/runtime/error.h"
+
+namespace xpscale::launcher::detail {
+namespace {
+
+struct LiveProcess {
+  pid_t pgid;
+  unsigned long long start;
+};
+std::mutex& live_mutex() {
+  static std::mutex m;
+  return m;
+}
+std::vector<LiveProcess>& live_processes() {
+  static std::vector<LiveProcess> v;
+  return v;
+}
+
+// Through syscall(): glibc 2.36's <sys/pidfd.h> lacks extern "C" (links fail
+// from C++), and older glibc has no wrappers at all.
+int pidfd_send_signal(int pidfd, int sig) {
+  return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
+}
+
+}  // namespace
+
+std::string errno_text(int err) { return std::system_category().message(err); }
+
+int pidfd_open(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+
+std::optional<ProcInfo> read_stat(pid_t pid) {
+  char path[48];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+  Fd fd(::open(path, O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) return std::nullopt;
+  char buf[1024];
+  ssize_t n;
+  do n = ::read(fd.get(), buf, sizeof buf - 1);
+  while (n < 0 && errno == EINTR);
+  if (n <= 0) return std::nullopt;
+  buf[n] = '\0';
+  // The command name is in parentheses and may itself contain ") ".
+  const char* rparen = std::strrchr(buf, ')');
+  if (rparen == nullptr) return std::nullopt;
+  ProcInfo p;
+  p.pid = pid;
+  int ppid = 0, pgrp = 0;
+  // state ppid pgrp, 16 fields we skip (session .. itrealvalue), starttime.
+  if (std::sscanf(rparen + 1,
+                  " %c %d %d %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %llu",
+                  &p.state, &ppid, &pgrp, &p.start) != 4)
+    return std::nullopt;
+  p.ppid = ppid;
+  p.pgrp = pgrp;
+  return p;
+}
+
+std::vector<ProcInfo> all_processes() {
+  std::unique_ptr<DIR, int (*)(DIR*)> dir(::opendir("/proc"), &::closedir);
+  if (!dir) throw Error("cannot list /proc to find trial processes: " + errno_text(errno));
+  std::vector<ProcInfo> out;
+  while (const dirent* e = ::readdir(dir.get())) {
+    char* end = nullptr;
+    const long pid = std::strtol(e->d_name, &end, 10);
+    if (pid <= 0 || *end != '\0') continue;
+    if (auto p = read_stat(static_cast<pid_t>(pid))) out.push_back(*p);
+  }
+  return out;
+}
+
+void register_live(pid_t pgid, unsigned long long start) {
+  std::lock_guard lock(live_mutex());
+  live_processes().push_back({pgid, start});
+}
+void unregister_live(pid_t pgid) {
+  std::lock_guard lock(live_mutex());
+  std::erase_if(live_processes(), [&](const LiveProcess& l) { return l.pgid == pgid; });
+}
+
+std::vector<ProcInfo> tree_members(const std::vector<ProcInfo>& all, pid_t child,
+                                   unsigned long long child_start, bool child_unreaped,
+                                   const Preexisting& preexisting) {
+  const pid_t self = ::getpid();
+  const pid_t self_pgrp = ::getpgrp();
+  std::vector<LiveProcess> live;
+  {
+    std::lock_guard lock(live_mutex());
+    live = live_processes();
+  }
+  auto orphan_is_ours = [&](const ProcInfo& p) {
+    if (p.start < child_start || p.pgrp == self_pgrp) return false;
+    if (std::find(preexisting.begin(), preexisting.end(), std::pair(p.pid, p.start)) !=
+        preexisting.end())
+      return false;
+    const LiveProcess* owner = nullptr;
+    for (const auto& l : live) {
+      if (l.pgid == child) continue;
+      if (p.pgrp == l.pgid || p.pid == l.pgid) return false;
+      if (l.start <= p.start && (owner == nullptr || l.start > owner->start)) owner = &l;
+    }
+    return owner == nullptr || owner->start <= child_start;  // a tie goes to us
+  };
+  std::set<pid_t> in;
+  std::multimap<pid_t, const ProcInfo*> children;
+  for (const auto& p : all) {
+    if (p.pid == self) continue;
+    children.emplace(p.ppid, &p);
+    const bool root = p.pid == child ? child_unreaped && p.start == child_start
+                                     : (p.pgrp == child && p.start >= child_start) ||
+                                           (p.ppid == self && orphan_is_ours(p));
+    if (root) in.insert(p.pid);
+  }
+  std::vector<pid_t> todo(in.begin(), in.end());
+  while (!todo.empty()) {
+    const pid_t parent = todo.back();
+    todo.pop_back();
+    for (auto [it, end] = children.equal_range(parent); it != end; ++it)
+      if (in.insert(it->second->pid).second) todo.push_back(it->second->pid);
+  }
+  std::vector<ProcInfo> out;
+  for (const auto& p : all)
+    if (in.count(p.pid)) out.push_back(p);
+  return out;
+}
+
+void send_signal(const ProcInfo& p, int sig) {
+  Fd fd(pidfd_open(p.pid));
+  if (fd.get() < 0) {
+    if (errno == ENOSYS) ::kill(p.pid, sig);
+    return;  // ESRCH: already gone
+  }
+  const auto now = read_stat(p.pid);
+  if (!now || now->start != p.start) return;
+  pidfd_send_signal(fd.get(), sig);
+}
+
+}  // namespace xpscale::launcher::detail
