@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Reads an xpscale store (stdlib sqlite3) and prints one JSON line about a
-sweep's dispatch: trials/s over the run's wall_s and, with --busy, how busy
-the groups were.
+sweep's dispatch: trials/s (over the run's wall_s, over the sweep from
+opening the store to the last trial's end, and over the caller's outer
+time) and, with --busy, how busy the groups were.
 
   analyze.py STORE --label L [--busy] [--outer-s S]
 
@@ -16,9 +17,23 @@ pauses between one attempt's end and the next one's start; tail_s is, per
 group, how long before the sweep's end its last trial ended.
 """
 import argparse
+import heapq
 import json
 import sqlite3
 import statistics
+
+
+def ideal_busy_fraction(lengths, groups):
+    """The busy fraction of a perfect dispatcher (no gaps) handing out these
+    trial lengths in this order to the first free group: what the end of
+    the sweep alone costs."""
+    free = [(0.0, g) for g in range(groups)]
+    end = 0.0
+    for length in lengths:
+        t, g = heapq.heappop(free)
+        end = max(end, t + length)
+        heapq.heappush(free, (t + length, g))
+    return sum(lengths) / (groups * end)
 
 
 def main():
@@ -35,7 +50,7 @@ def main():
     summary = json.loads(summary)
     rows = db.execute(
         "SELECT a.grp, a.started_at, a.finished_at, a.status, t.params FROM attempts a "
-        "JOIN trials t ON t.id = a.trial ORDER BY a.grp, a.started_at"
+        "JOIN trials t ON t.id = a.trial ORDER BY a.started_at"
     ).fetchall()
     n = len(rows)
     done = sum(1 for r in rows if r[3] == "completed")
@@ -46,21 +61,28 @@ def main():
         "groups": groups,
         "trials": n,
         "completed": done,
+        # The run summary's wall_s: the coordinator thread's life, dispatch only.
         "wall_s": round(wall, 4),
-        "trials_per_s": round(n / wall, 2),
+        "wall_trials_per_s": round(n / wall, 2),
     }
     first = min(r[1] for r in rows)
     last = max(r[2] for r in rows)
-    line["span_s"] = round(last - first, 4)  # first dispatch to last finish
-    line["span_trials_per_s"] = round(n / (last - first), 2)
     # Rank 0 from opening the store to the first dispatch: the queue of
     # trials written to the store (grows with the trial count), then the
     # groups' communicators.
     line["prepare_s"] = round(first - run_started, 4)
+    # Opening the store to the last trial's end: every cost that grows with
+    # the trial count (queueing them in the store, dispatch), none of the
+    # fixed ones (mpiexec, MPI_Init, exit). The headline rate.
+    line["sweep_s"] = round(last - run_started, 4)
+    line["trials_per_s"] = round(n / (last - run_started), 2)
+    # What one group spends per trial, start to start.
+    line["group_cycle_us"] = round(1e6 * groups * (last - first) / n, 1)
     if a.outer_s:
         line["outer_s"] = round(a.outer_s, 4)
         line["outer_trials_per_s"] = round(n / a.outer_s, 2)
-        line["startup_and_teardown_s"] = round(a.outer_s - wall, 4)
+        # The fixed costs: mpiexec, MPI_Init, reading the config, exit.
+        line["fixed_s"] = round(a.outer_s - (last - run_started), 4)
     if a.busy:
         busy = sum(r[2] - r[1] for r in rows)
         line["group_busy_fraction"] = round(busy / (groups * (last - first)), 5)
@@ -79,6 +101,7 @@ def main():
         ms = [json.loads(r[4]).get("ms", 0) for r in rows]
         over = [(r[2] - r[1]) * 1e3 - m for r, m in zip(rows, ms)]
         line["trial_ms_mean"] = round(statistics.mean(ms), 2)
+        line["ideal_busy_fraction"] = round(ideal_busy_fraction([m / 1e3 for m in ms], groups), 5)
         # Recorded attempt length minus the asked sleep: the sleep's own
         # overshoot plus the reply's way to the leader.
         line["attempt_overshoot_ms_mean"] = round(statistics.mean(over), 3)

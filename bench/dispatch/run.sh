@@ -51,20 +51,33 @@ now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.6f", b - a }'; }
 emit() { echo "$1" | tee -a "$work/lines.jsonl"; }
 
-# (a) No-op trials through xpscale. trials_per_s uses the run's wall_s from
-# the store (coordinator start to end: dispatch only); outer_* adds mpiexec,
-# MPI_Init, writing the queue of trials to the store and teardown.
-cat >"$work/noop.json" <<EOF
+# (a) No-op trials through xpscale. trials_per_s counts from rank 0 opening
+# the store to the last trial's end: every cost that grows with the trial
+# count (the queue written to the store, dispatch), none of the fixed ones
+# (mpiexec, MPI_Init, exit: fixed_s), as the Optuna figure counts from its
+# workers' barrier. wall_trials_per_s uses the run summary's wall_s (dispatch
+# only), outer_trials_per_s the shell's clock around mpiexec.
+noop_sweep() { # label out_dir
+  cat >"$work/$1.json" <<EOF
 {"method": "random", "trials": $trials, "seed": 1,
  "parameters": {"x": {"distribution": "uniform", "min": 0, "max": 1}},
- "resources": {"ranks_per_trial": 1}, "out_dir": "$work/noop"}
+ "resources": {"ranks_per_trial": 1}, "out_dir": "$2"}
 EOF
+  local t0 t1
+  t0=$(now)
+  "${mpi[@]}" -n "$ranks" "$noop" --sweep "$work/$1.json" --quiet >&2
+  t1=$(now)
+  emit "$("$py" $here/analyze.py "$2/xpscale.db" --label "$1" --outer-s "$(elapsed "$t0" "$t1")")"
+}
 echo "run.sh: (a) $trials no-op trials on $ranks ranks" >&2
-t0=$(now)
-"${mpi[@]}" -n "$ranks" "$noop" --sweep "$work/noop.json" --quiet >&2
-t1=$(now)
-emit "$("$py" $here/analyze.py "$work/noop/xpscale.db" --label xpscale_noop \
-  --outer-s "$(elapsed "$t0" "$t1")")"
+noop_sweep xpscale_noop "$work/noop"
+# Diagnostic: the same with out_dir on tmpfs, where the trials' directories
+# and the store's writes cost no disk file system work.
+if [ -d /dev/shm ] && [ -w /dev/shm ]; then
+  shm=$(mktemp -d /dev/shm/xpscale-dispatch.XXXXXX)
+  [ "${DISPATCH_KEEP:-0}" = 1 ] || trap 'rm -rf "$work" "$shm"' EXIT
+  noop_sweep xpscale_noop_tmpfs "$shm"
+fi
 
 # (b) One mpiexec per trial, the same no-op trial outside xpscale
 # (MPI_Init, nothing, MPI_Finalize): one after another, as a shell loop does,
@@ -110,7 +123,7 @@ emit "$("$py" $here/analyze.py "$work/busy/xpscale.db" --label xpscale_busy --bu
 "$py" - "$work/lines.jsonl" "$ranks" <<'EOF'
 import json, sys
 m = {d["measure"]: d for d in map(json.loads, open(sys.argv[1]))}
-x = m["xpscale_noop"]["trials_per_s"]
+x = m["xpscale_noop"]["trials_per_s"]  # opening the store to the last trial's end
 print(json.dumps({
     "bench": "dispatch",
     "measure": "ratios_outer",  # every rate with its start-up included
@@ -122,6 +135,7 @@ print(json.dumps({
 print(json.dumps({
     "bench": "dispatch",
     "measure": "ratios_other_peers",
+    "vs_optuna_by_wall_s": round(m["xpscale_noop"]["wall_trials_per_s"] / m["optuna_auto"]["trials_per_s"], 2),
     "vs_mpirun_parallel": round(x / m["mpirun_parallel"]["trials_per_s"], 1),
     "vs_optuna_journal": round(x / m["optuna_journal"]["trials_per_s"], 2),
 }))

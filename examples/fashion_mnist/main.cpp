@@ -88,7 +88,10 @@ void train(xpscale::Trial& trial) {
     trial.log("resumed from the checkpoint of epoch " + std::to_string(resumed));
   }
 
-  for (std::int64_t epoch = std::max<std::int64_t>(resumed, 0) + 1; epoch <= epochs; ++epoch) {
+  const std::int64_t first = std::max<std::int64_t>(resumed, 0) + 1;
+  if (first > epochs && trial.is_leader())
+    trial.log("all " + std::to_string(epochs) + " epochs were done before the restart");
+  for (std::int64_t epoch = first; epoch <= epochs; ++epoch) {
     const auto start = std::chrono::steady_clock::now();
     const double loss = trainer.train_epoch(epoch);
     const double seconds =

@@ -30,19 +30,18 @@ import struct
 import sys
 import time
 
-import numpy as np
-
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
 import xpscale_report as xr  # noqa: E402
 
 try:
+    import numpy as np
     import torch
     import torch.distributed as dist
     import torch.nn.functional as F
     from torch.nn.parallel import DistributedDataParallel
 except ImportError as e:
-    sys.exit(f"train.py: cannot import torch with {sys.executable} ({e}); install Debian's "
-             "python3-torch and run this script with /usr/bin/python3")
+    sys.exit(f"train.py: {sys.executable}: {e}; install Debian's python3-torch and "
+             "python3-numpy and run this script with /usr/bin/python3")
 
 DEFAULTS = {
     "lr": 0.05,

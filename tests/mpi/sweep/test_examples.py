@@ -1,0 +1,58 @@
+"""The examples as users run them, end to end under mpiexec: the C++
+Fashion-MNIST trainer (in-process, groups of 2 ranks) and the PyTorch DDP
+trainer (external, gloo). Short versions of the example sweeps.
+
+Environment (set by CMake): XPSCALE_BIN, XPSCALE_FMNIST (the trainer),
+XPSCALE_TEST_TMP.
+"""
+import json
+import os
+import sqlite3
+import subprocess
+import tempfile
+import unittest
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+MPI = ["mpiexec", "--allow-run-as-root", "--oversubscribe"]
+ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+
+
+class ExamplesTest(unittest.TestCase):
+    def sweep(self, cfg, argv, ranks):
+        tmp = tempfile.mkdtemp(prefix="examples-", dir=os.environ.get("XPSCALE_TEST_TMP"))
+        out = os.path.join(tmp, "out")
+        cfg["out_dir"] = out
+        path = os.path.join(tmp, "sweep.yaml")
+        with open(path, "w") as f:
+            json.dump(cfg, f)
+        p = subprocess.run(MPI + ["-n", str(ranks)] + argv + [path], cwd=REPO, env=ENV,
+                           capture_output=True, text=True, timeout=600)
+        self.assertEqual(p.returncode, 0, p.stderr[-4000:])
+        con = sqlite3.connect(os.path.join(out, "xpscale.db"))
+        rows = con.execute("SELECT id, status, best_value, reason FROM trials ORDER BY id").fetchall()
+        con.close()
+        return rows
+
+    def test_fashion_mnist_cpp_reaches_85_percent(self):
+        cfg = {"method": "grid", "metric": {"name": "test_accuracy", "goal": "maximize"},
+               "parameters": {"lr": {"values": [0.03, 0.05]}, "hidden": {"value": 128},
+                              "batch_size": {"value": 128}, "epochs": {"value": 2}},
+               "resources": {"ranks_per_trial": 2}}
+        rows = self.sweep(cfg, [os.environ["XPSCALE_FMNIST"], "--quiet", "--sweep"], ranks=4)
+        self.assertEqual([r[1] for r in rows], ["completed", "completed"], rows)
+        self.assertGreaterEqual(max(r[2] for r in rows), 0.85, rows)
+
+    def test_pytorch_ddp_external_trial(self):
+        cfg = {"method": "grid", "metric": {"name": "test_accuracy", "goal": "maximize"},
+               "program": "examples/pytorch/train.py",
+               "command": ["/usr/bin/python3", "${program}", "${args}"],
+               "parameters": {"lr": {"value": 0.05}, "hidden": {"value": 128},
+                              "batch_size": {"value": 128}, "epochs": {"value": 1}},
+               "resources": {"ranks_per_trial": 2, "time_limit": "3m"}}
+        rows = self.sweep(cfg, [os.environ["XPSCALE_BIN"], "run", "--quiet"], ranks=2)
+        self.assertEqual(rows[0][1], "completed", rows)
+        self.assertGreaterEqual(rows[0][2], 0.75, rows)
+
+
+if __name__ == "__main__":
+    unittest.main()
