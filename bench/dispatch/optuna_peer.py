@@ -18,6 +18,7 @@ import multiprocessing as mp
 import os
 import sys
 import time
+import traceback
 
 
 def make_storage(kind, directory):
@@ -52,7 +53,8 @@ def worker(kind, directory, name, n_trials, seed, barrier, out):
         out.put({"ok": True, "start": start, "end": time.time()})
     except Exception as e:  # reported to the parent, which may fall back
         barrier.abort()
-        out.put({"ok": False, "error": f"{type(e).__name__}: {e}"})
+        where = traceback.extract_tb(e.__traceback__)[-1]
+        out.put({"ok": False, "error": f"{type(e).__name__}: {e} ({where.filename}:{where.lineno})"})
 
 
 def run(kind, directory, trials, workers):

@@ -100,10 +100,11 @@ emit "$("$py" -c 'import json, sys; n, p, s = int(sys.argv[1]), int(sys.argv[2])
 echo "run.sh: (c) Optuna, $optuna_trials trials, $ranks workers" >&2
 for storage in auto journal; do
   t0=$(now)
+  # A failing peer prints its error as its line; the summary then says null.
   line=$("$py" $here/optuna_peer.py --dir "$work/optuna-$storage" --trials "$optuna_trials" \
-    --workers "$ranks" --storage "$storage")
+    --workers "$ranks" --storage "$storage") || true
   t1=$(now)
-  emit "$("$py" -c 'import json, sys; d = json.loads(sys.argv[1]); d["measure"] = sys.argv[2]; s = float(sys.argv[3]); d["outer_s"] = round(s, 4); d["outer_trials_per_s"] = round(d["trials"] / s, 2); print(json.dumps(d))' \
+  emit "$("$py" -c 'import json, sys; d = json.loads(sys.argv[1]); d["measure"] = sys.argv[2]; s = float(sys.argv[3]); d["outer_s"] = round(s, 4); d["outer_trials_per_s"] = round(d["trials"] / s, 2) if "trials" in d else None; print(json.dumps(d))' \
     "$line" "optuna_$storage" "$(elapsed "$t0" "$t1")")"
 done
 
@@ -123,28 +124,36 @@ emit "$("$py" $here/analyze.py "$work/busy/xpscale.db" --label xpscale_busy --bu
 "$py" - "$work/lines.jsonl" "$ranks" <<'EOF'
 import json, sys
 m = {d["measure"]: d for d in map(json.loads, open(sys.argv[1]))}
-x = m["xpscale_noop"]["trials_per_s"]  # opening the store to the last trial's end
+
+
+def ratio(a, b, digits=2):
+    return round(a / b, digits) if a and b else None
+
+
+noop, loop, par = m["xpscale_noop"], m["mpirun_loop"], m["mpirun_parallel"]
+opt, journal = m["optuna_auto"], m["optuna_journal"]
+x = noop["trials_per_s"]  # opening the store to the last trial's end
 print(json.dumps({
     "bench": "dispatch",
     "measure": "ratios_outer",  # every rate with its start-up included
-    "vs_mpirun_loop": round(m["xpscale_noop"]["outer_trials_per_s"] / m["mpirun_loop"]["trials_per_s"], 1),
-    "vs_mpirun_parallel": round(m["xpscale_noop"]["outer_trials_per_s"] / m["mpirun_parallel"]["trials_per_s"], 1),
-    "vs_optuna": round(m["xpscale_noop"]["outer_trials_per_s"] / m["optuna_auto"]["outer_trials_per_s"], 2),
-    "vs_optuna_journal": round(m["xpscale_noop"]["outer_trials_per_s"] / m["optuna_journal"]["outer_trials_per_s"], 2),
+    "vs_mpirun_loop": ratio(noop["outer_trials_per_s"], loop["trials_per_s"], 1),
+    "vs_mpirun_parallel": ratio(noop["outer_trials_per_s"], par["trials_per_s"], 1),
+    "vs_optuna": ratio(noop["outer_trials_per_s"], opt.get("outer_trials_per_s")),
+    "vs_optuna_journal": ratio(noop["outer_trials_per_s"], journal.get("outer_trials_per_s")),
 }))
 print(json.dumps({
     "bench": "dispatch",
     "measure": "ratios_other_peers",
-    "vs_optuna_by_wall_s": round(m["xpscale_noop"]["wall_trials_per_s"] / m["optuna_auto"]["trials_per_s"], 2),
-    "vs_mpirun_parallel": round(x / m["mpirun_parallel"]["trials_per_s"], 1),
-    "vs_optuna_journal": round(x / m["optuna_journal"]["trials_per_s"], 2),
+    "vs_optuna_by_wall_s": ratio(noop["wall_trials_per_s"], opt.get("trials_per_s")),
+    "vs_mpirun_parallel": ratio(x, par["trials_per_s"], 1),
+    "vs_optuna_journal": ratio(x, journal.get("trials_per_s")),
 }))
 print(json.dumps({
     "bench": "dispatch",
     "ranks": int(sys.argv[2]),
     "trials_per_s": x,
-    "vs_mpirun_loop": round(x / m["mpirun_loop"]["trials_per_s"], 1),
-    "vs_optuna": round(x / m["optuna_auto"]["trials_per_s"], 2),
+    "vs_mpirun_loop": ratio(x, loop["trials_per_s"], 1),
+    "vs_optuna": ratio(x, opt.get("trials_per_s")),
     "group_busy_fraction": m["xpscale_busy"]["group_busy_fraction"],
 }))
 EOF

@@ -103,6 +103,7 @@ class Runner {
 
     const fs::path logs = info.trial_dir / "logs";
     fs::create_directories(logs);
+    trial_.checkpoint_dir();  // creates it: the process may write there
     const std::string stem =
         "attempt" + std::to_string(info.attempt) + ".rank" + std::to_string(info.group_rank);
     SpawnSpec spec;

@@ -1,5 +1,6 @@
 #include "protocol.h"
 
+#include <algorithm>
 #include <string>
 #include <thread>
 
@@ -42,9 +43,9 @@ void Backoff::idle() {
   if (idle_for < microseconds(50)) return;  // a reply usually comes within this: spin
   if (idle_for < milliseconds(2)) {
     std::this_thread::yield();
-    std::this_thread::sleep_for(microseconds(20));
+    std::this_thread::sleep_for(std::min(microseconds(20), max_sleep_));
   } else {
-    std::this_thread::sleep_for(microseconds(500));
+    std::this_thread::sleep_for(max_sleep_);
   }
 }
 

@@ -81,10 +81,15 @@ Message recv_json(MPI_Comm comm, int source, int tag);
 // after each hit.
 class Backoff {
  public:
+  // Sleeps grow to at most max_sleep. The coordinator uses a short cap:
+  // every microsecond it sleeps is a microsecond a finished group waits.
+  explicit Backoff(std::chrono::microseconds max_sleep = std::chrono::microseconds(500))
+      : max_sleep_(max_sleep) {}
   void reset() { idle_since_.reset(); }
   void idle();
 
  private:
+  std::chrono::microseconds max_sleep_;
   std::optional<std::chrono::steady_clock::time_point> idle_since_;
 };
 

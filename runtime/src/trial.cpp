@@ -52,6 +52,18 @@ Trial::Trial(Info info, collectives::Communicator& comm, detail::TrialChannel& c
   resume_step_ = read_checkpoint_step(info_.checkpoint_dir);
 }
 
+const std::filesystem::path& Trial::checkpoint_dir() const {
+  if (!checkpoint_dir_made_) {
+    std::error_code ec;
+    std::filesystem::create_directories(info_.checkpoint_dir, ec);
+    if (ec)
+      throw Error("cannot create the checkpoint directory " + info_.checkpoint_dir.string() + ": " +
+                  ec.message());
+    checkpoint_dir_made_ = true;
+  }
+  return info_.checkpoint_dir;
+}
+
 bool Trial::has_param(std::string_view name) const {
   return info_.params.contains(std::string(name));
 }

@@ -44,8 +44,9 @@ def main():
     start = xpscale_report.resume_step() + 1
     for step in range(start, a.steps + 1):
         time.sleep(a.ms / 1000.0)
-        xpscale_report.checkpoint_saved(step)
-        xpscale_report.report(step=step, loss=(a.x - 3) ** 2 + step / 100.0)
+        if xpscale_report.is_leader():  # the ranks share the checkpoint dir
+            xpscale_report.checkpoint_saved(step)
+            xpscale_report.report(step=step, loss=(a.x - 3) ** 2 + step / 100.0)
 
 
 if __name__ == "__main__":

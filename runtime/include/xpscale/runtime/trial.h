@@ -127,8 +127,9 @@ class Trial {
   Decision report_as_leader(std::int64_t step, const nlohmann::json& metrics);
 
   // A directory that belongs to this trial, the same across retries and
-  // resumed sweeps. Created before the train function runs.
-  const std::filesystem::path& checkpoint_dir() const { return info_.checkpoint_dir; }
+  // resumed sweeps. Created on the first call (not for every trial: a
+  // mkdir per trial and rank dominated the cost of short trials).
+  const std::filesystem::path& checkpoint_dir() const;
   // The step of the last checkpoint_saved() of an earlier attempt of this
   // trial, or -1 when there is none (start from scratch).
   std::int64_t resume_step() const { return resume_step_; }
@@ -149,6 +150,7 @@ class Trial {
   detail::TrialChannel* channel_;
   std::string stop_reason_;
   std::int64_t resume_step_ = -1;
+  mutable bool checkpoint_dir_made_ = false;
 };
 
 // The step recorded by checkpoint_saved() in `checkpoint_dir`, or -1.
