@@ -8,6 +8,13 @@
 #include "xpscale/collectives/error.h"
 
 namespace xpscale::detail {
+namespace {}  // namespace
+
+// A member's kTagOutcome message.
+GroupWorker::Outcome GroupWorker::outcome_of(const nlohmann::json& body) {
+  return {body.value("ok", false), body.value("reason", ""), body.value("stderr_tail", "")};
+}
+
 namespace {
 
 std::string describe_current_exception() {
@@ -150,8 +157,7 @@ Decision GroupWorker::report(std::int64_t step, const nlohmann::json& metrics,
         break;
       }
       if (msg.tag == kTagOutcome) {
-        member_outcomes_[m] = {msg.body.value("ok", false), msg.body.value("reason", ""),
-                               msg.body.value("stderr_tail", "")};
+        member_outcomes_[m] = outcome_of(msg.body);
         break;
       }
     }
@@ -180,8 +186,7 @@ void GroupWorker::collect_outcomes() {
             ctx_.gctl, m, kTagDecision,
             {{"seq", seq_}, {"stop", true}, {"reason", "the trial ended on the group leader"}});
       } else if (msg.tag == kTagOutcome) {
-        member_outcomes_[m] = {msg.body.value("ok", false), msg.body.value("reason", ""),
-                               msg.body.value("stderr_tail", "")};
+        member_outcomes_[m] = outcome_of(msg.body);
       }
     }
   }

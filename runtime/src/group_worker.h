@@ -45,6 +45,7 @@ class GroupWorker final : public TrialChannel {
     std::string reason, stderr_tail;
   };
 
+  static Outcome outcome_of(const nlohmann::json& body);
   void leader_loop(const TrainFn& train);
   void member_loop(const TrainFn& train);
   Outcome run_trial(const TrainFn& train, const nlohmann::json& msg);
