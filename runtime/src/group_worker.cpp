@@ -8,7 +8,6 @@
 #include "xpscale/collectives/error.h"
 
 namespace xpscale::detail {
-namespace {}  // namespace
 
 // A member's kTagOutcome message.
 GroupWorker::Outcome GroupWorker::outcome_of(const nlohmann::json& body) {
