@@ -1,0 +1,33 @@
+#pragma once
+// Reads a byte range of an HTTP object as parallel ranged GETs, delivered
+// in order; shared by the S3 and HTTP Sources. Internal.
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "curl_transfer.h"
+#include "xpscale/sharding/source.h"
+
+namespace xpscale::detail {
+
+// Builds the GET for bytes [first, last] (inclusive, as in a Range header):
+// URL, Range, If-Match and, for S3, the signature.
+using RangeRequest = std::function<Request(std::uint64_t first, std::uint64_t last)>;
+
+// Delivers bytes [begin, end) of the object named `url` (for messages) to
+// sink, in order, fetching parts of options.part_size bytes with up to
+// options.max_parallel in flight. Each part is checked: 206 with the asked
+// Content-Range (or 200 with the whole object), exactly its length, and
+// the response's ETag equal to `etag` when both are known (so a replaced
+// object is caught even by a server that ignores If-Match); a part cut
+// short resumes where it stopped. Throws ShardingError naming the URL and
+// the range.
+void read_ranges(const CurlShare& share, const TransferOptions& options, const std::string& url,
+                 const std::string& etag, std::uint64_t begin, std::uint64_t end,
+                 const RangeRequest& build, const ByteSink& sink);
+
+// Resolves read()'s (offset, length) against the object's size: the end of
+// the range, or ShardingError naming the URL when it passes the end.
+std::uint64_t range_end(const ObjectInfo& object, std::uint64_t offset, std::uint64_t length);
+
+}  // namespace xpscale::detail

@@ -1,0 +1,133 @@
+#!/usr/bin/python3
+"""Starts or stops s3rver (tests/integration/s3/node_modules, pinned by
+package-lock.json) on a free loopback port, for ctest fixtures and the
+benchmark.
+
+  s3_server.py start --state DIR [--bucket NAME ...]   # prints the endpoint
+  s3_server.py proxy --state DIR [fault_proxy.py options]
+  s3_server.py stop --state DIR                          # both
+
+DIR receives s3rver's data, its log, `pid` and `endpoint`
+(http://127.0.0.1:PORT); `proxy` starts fault_proxy.py in front of that
+server and writes `proxy.pid`, `proxy_endpoint` and the proxy's log. s3rver accepts the access key S3RVER (any secret:
+it does not verify SigV4) and answers 403 InvalidAccessKeyId to any other.
+"""
+import argparse
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+HERE = pathlib.Path(__file__).resolve().parent
+S3RVER = HERE / "node_modules" / "s3rver" / "bin" / "s3rver.js"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(port, proc, seconds):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+def start(state, buckets):
+    if not S3RVER.exists():
+        sys.exit(f"s3_server.py: {S3RVER} is missing; run scripts/setup "
+                 f"(or `npm ci` in {HERE})")
+    stop(state, quiet=True)
+    data = state / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    for attempt in range(5):  # another process may take the port meanwhile
+        port = free_port()
+        args = ["node", "--openssl-legacy-provider", str(S3RVER), "-d", str(data),
+                "-a", "127.0.0.1", "-p", str(port), "--silent"]
+        for b in buckets:
+            args += ["--configure-bucket", b]
+        log = open(state / "s3rver.log", "ab")
+        proc = subprocess.Popen(args, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        if wait_listening(port, proc, 60):
+            (state / "pid").write_text(str(proc.pid))
+            endpoint = f"http://127.0.0.1:{port}"
+            (state / "endpoint").write_text(endpoint)
+            print(endpoint)
+            return
+        if proc.poll() is None:
+            proc.kill()
+    sys.exit(f"s3_server.py: s3rver did not start; see {state / 's3rver.log'}")
+
+
+def start_proxy(state, proxy_args):
+    stop(state, quiet=True, name="proxy.pid")
+    target = (state / "endpoint").read_text().removeprefix("http://")
+    port_file = state / "proxy.port"
+    port_file.unlink(missing_ok=True)
+    log = open(state / "proxy.out", "ab")
+    proc = subprocess.Popen([sys.executable, str(HERE / "fault_proxy.py"), "--target", target,
+                             "--port-file", str(port_file), "--log", str(state / "proxy.log")]
+                            + proxy_args, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + 30
+    while not port_file.exists() or not port_file.read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            sys.exit(f"s3_server.py: the fault proxy did not start; see {state / 'proxy.out'}")
+        time.sleep(0.1)
+    (state / "proxy.pid").write_text(str(proc.pid))
+    endpoint = f"http://127.0.0.1:{port_file.read_text()}"
+    (state / "proxy_endpoint").write_text(endpoint)
+    print(endpoint)
+
+
+def stop(state, quiet=False, name="pid"):
+    pid_file = state / name
+    if not pid_file.exists():
+        if not quiet:
+            print("s3_server.py: not running")
+        return
+    pid = int(pid_file.read_text())
+    try:
+        os.killpg(pid, signal.SIGTERM)  # its own session: node and nothing else
+        for _ in range(50):
+            os.kill(pid, 0)
+            time.sleep(0.1)
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    pid_file.unlink()
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("action", choices=["start", "proxy", "stop"])
+    p.add_argument("--state", required=True, type=pathlib.Path)
+    p.add_argument("--bucket", action="append", default=[])
+    a, proxy_args = p.parse_known_args()
+    if proxy_args and a.action != "proxy":
+        p.error(f"unknown arguments {proxy_args}")
+    a.state.mkdir(parents=True, exist_ok=True)
+    if a.action == "start":
+        start(a.state, a.bucket)
+    elif a.action == "proxy":
+        start_proxy(a.state, proxy_args)
+    else:
+        stop(a.state, name="proxy.pid", quiet=True)
+        stop(a.state)
+
+
+if __name__ == "__main__":
+    main()
