@@ -15,6 +15,7 @@ it does not verify SigV4) and answers 403 InvalidAccessKeyId to any other.
 import argparse
 import os
 import pathlib
+import shutil
 import signal
 import socket
 import subprocess
@@ -48,9 +49,11 @@ def start(state, buckets):
     if not S3RVER.exists():
         sys.exit(f"s3_server.py: {S3RVER} is missing; run scripts/setup "
                  f"(or `npm ci` in {HERE})")
+    stop(state, quiet=True, name="proxy.pid")
     stop(state, quiet=True)
     data = state / "data"
-    data.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(data, ignore_errors=True)  # every run starts from empty buckets
+    data.mkdir(parents=True)
     for attempt in range(5):  # another process may take the port meanwhile
         port = free_port()
         args = ["node", "--openssl-legacy-provider", str(S3RVER), "-d", str(data),
@@ -76,6 +79,7 @@ def start_proxy(state, proxy_args):
     target = (state / "endpoint").read_text().removeprefix("http://")
     port_file = state / "proxy.port"
     port_file.unlink(missing_ok=True)
+    (state / "proxy.log").unlink(missing_ok=True)
     log = open(state / "proxy.out", "ab")
     proc = subprocess.Popen([sys.executable, str(HERE / "fault_proxy.py"), "--target", target,
                              "--port-file", str(port_file), "--log", str(state / "proxy.log")]

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <random>
 #include <string>
 
@@ -222,6 +223,15 @@ TEST(S3Source, UnreachableEndpointFailsAfterBoundedRetries) {
   EXPECT_LT(took, std::chrono::seconds(60));
 }
 
+// How many requests the fault proxy has answered with each fault so far
+// (its log: one "FAULT METHOD TARGET" line per request).
+std::map<std::string, int> proxy_faults() {
+  std::ifstream log(std::string(std::getenv("XPSCALE_S3_STATE")) + "/proxy.log");
+  std::map<std::string, int> counts;
+  for (std::string fault, rest; log >> fault && std::getline(log, rest);) ++counts[fault];
+  return counts;
+}
+
 // Several whole objects read through the fault proxy (resets, 503
 // SlowDown, truncated bodies): every byte arrives once, in order.
 TEST(S3Source, RecoversFromInjectedFaults) {
@@ -232,6 +242,7 @@ TEST(S3Source, RecoversFromInjectedFaults) {
   o.transfer.retry.base_delay = std::chrono::milliseconds(5);
   o.transfer.retry.max_delay = std::chrono::milliseconds(200);
   auto proxied = make_s3_source(o);
+  const auto before = proxy_faults();
   for (int i = 0; i < 6; ++i) {
     const std::string key = "faults/obj-" + std::to_string(i) + ".bin";
     const std::string bytes = random_bytes((std::size_t{1} << 20) * (i + 1) + 333 * i, 100 + i);
@@ -244,6 +255,12 @@ TEST(S3Source, RecoversFromInjectedFaults) {
   proxied->put(s3_url("faults/through-proxy.bin"), "written through faults");
   EXPECT_EQ(read_all(*direct, direct->stat(s3_url("faults/through-proxy.bin"))),
             "written through faults");
+  // The proxy is seeded: the faults drawn for the first N requests are
+  // fixed, and these ~30 requests meet every kind.
+  auto after = proxy_faults();
+  for (const char* kind : {"reset", "slowdown", "truncate"}) {
+    EXPECT_GT(after[kind], before.count(kind) != 0 ? before.at(kind) : 0) << kind;
+  }
 }
 
 // s3rver serves objects to anonymous GETs, so it doubles as a web server.
