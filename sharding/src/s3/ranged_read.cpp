@@ -1,6 +1,7 @@
 #include "ranged_read.h"
 
 #include <cstdint>
+#include <exception>
 #include <limits>
 #include <memory>
 #include <vector>
@@ -16,25 +17,84 @@ std::string range_text(std::uint64_t begin, std::uint64_t end) {
   return "bytes " + std::to_string(begin) + "-" + std::to_string(end - 1);
 }
 
-// One part [begin, end): keeps what it has received across attempts.
+// Part buffers for reuse by the reads of this thread. Fresh multi-MiB
+// buffers cost a page fault per 4 KiB on first touch (glibc hands big
+// blocks back to the kernel on free), which measured as a third of the
+// client's CPU time in bench/loader; kept buffers are bounded in count.
+class BufferCache {
+ public:
+  static constexpr std::size_t kMaxKept = 4;
+  std::string take(std::size_t capacity) {
+    for (auto it = kept_.begin(); it != kept_.end(); ++it) {
+      if (it->capacity() >= capacity) {
+        std::string out = std::move(*it);
+        kept_.erase(it);
+        return out;
+      }
+    }
+    std::string out;
+    out.reserve(capacity);
+    return out;
+  }
+  void give(std::string&& buffer) {
+    buffer.clear();
+    if (kept_.size() < kMaxKept) kept_.push_back(std::move(buffer));
+  }
+
+ private:
+  std::vector<std::string> kept_;
+};
+
+thread_local BufferCache buffer_cache;
+
+// Where a read's bytes go. The part at `head` (every part before it has
+// been delivered) streams straight into the sink; later parts buffer until
+// they become the head, so bytes reach the sink in order and most of them
+// without a copy.
+struct Delivery {
+  const ByteSink& sink;
+  std::size_t head = 0;
+  bool stopped = false;           // the sink returned false
+  std::exception_ptr sink_error;  // the sink threw (inside a curl callback)
+
+  // Hands bytes to the sink; false when it stopped or threw.
+  bool give(const char* data, std::size_t size) {
+    try {
+      if (sink(data, size)) return true;
+      stopped = true;
+    } catch (...) {
+      sink_error = std::current_exception();
+    }
+    return false;
+  }
+};
+
+// One part [begin, end): keeps count of what it has received across
+// attempts (delivered to the sink, or buffered), so a retry resumes at the
+// first missing byte.
 class PartJob : public Job {
  public:
   PartJob(const RangeRequest& build, const std::string& url, const std::string& etag,
-          std::uint64_t begin, std::uint64_t end)
-      : build_(build), url_(url), etag_(etag), begin_(begin), end_(end) {
-    bytes_.reserve(end - begin);
-  }
+          Delivery& delivery, std::size_t index, std::uint64_t begin, std::uint64_t end)
+      : build_(build),
+        url_(url),
+        etag_(etag),
+        delivery_(delivery),
+        index_(index),
+        begin_(begin),
+        end_(end) {}
 
   std::unique_ptr<Transfer> start(const CurlShare& share, const RetryPolicy& policy) override {
-    const std::uint64_t first = begin_ + bytes_.size();
-    attempt_first_ = first;
+    attempt_first_ = begin_ + received();
     checked_ = false;
     return std::make_unique<Transfer>(
-        share, build_(first, end_ - 1), policy,
+        share, build_(attempt_first_, end_ - 1), policy,
         [this](const char* data, std::size_t size) { return take(data, size); });
   }
 
   std::string finish() override {
+    if (delivery_.sink_error) std::rethrow_exception(delivery_.sink_error);
+    if (delivery_.stopped) return "";
     if (overflow_) throw ShardingError(what() + ": the server sent more bytes than asked");
     if (etag_changed_) {
       throw ShardingError(url_ + ": the object changed during the read: ETag " + etag_ +
@@ -50,18 +110,30 @@ class PartJob : public Job {
     if (transfer->result() != CURLE_OK || transfer->status() / 100 != 2) {
       throw_http_error(*transfer, url_ + " (" + what() + ")");
     }
-    if (bytes_.size() < end_ - begin_) {
-      return "short body: " + std::to_string(bytes_.size()) + " of " +
-             std::to_string(end_ - begin_) + " bytes";
+    if (received() < end_ - begin_) {
+      return "short body: " + std::to_string(received()) + " of " + std::to_string(end_ - begin_) +
+             " bytes";
     }
     return "";
   }
 
   std::string what() const override { return "GET " + url_ + " " + range_text(begin_, end_); }
-  std::string& bytes() { return bytes_; }
+
+  // Gives the sink what this part has buffered (it has become the head);
+  // later bytes stream straight through. False when the sink stopped.
+  bool flush() {
+    if (buffer_.empty()) return true;
+    const bool ok = delivery_.give(buffer_.data(), buffer_.size());
+    delivered_ += buffer_.size();
+    buffer_cache.give(std::move(buffer_));
+    buffer_ = std::string();
+    return ok;
+  }
 
  private:
-  // Accepts a 2xx body chunk; checks the answer covers what was asked.
+  std::uint64_t received() const { return delivered_ + buffer_.size(); }
+
+  // Takes a 2xx body chunk (from inside curl: must not throw).
   bool take(const char* data, std::size_t size) {
     if (!checked_) {
       checked_ = true;
@@ -75,11 +147,17 @@ class PartJob : public Job {
         return false;
       }
     }
-    if (bytes_.size() + size > end_ - begin_) {
+    if (received() + size > end_ - begin_) {
       overflow_ = true;
       return false;
     }
-    bytes_.append(data, size);
+    if (delivery_.head == index_ && buffer_.empty()) {
+      delivered_ += size;
+      return delivery_.give(data, size);
+    }
+    const std::uint64_t missing = end_ - begin_ - received();
+    if (buffer_.empty() && buffer_.capacity() < missing) buffer_ = buffer_cache.take(missing);
+    buffer_.append(data, size);
     return true;
   }
 
@@ -95,10 +173,13 @@ class PartJob : public Job {
   const RangeRequest& build_;
   const std::string& url_;
   const std::string& etag_;
+  Delivery& delivery_;
+  std::size_t index_;
   std::uint64_t begin_;
   std::uint64_t end_;
   std::uint64_t attempt_first_ = 0;
-  std::string bytes_;
+  std::uint64_t delivered_ = 0;
+  std::string buffer_;
   bool checked_ = false;
   bool overflow_ = false;
   bool range_mismatch_ = false;
@@ -126,25 +207,27 @@ void read_ranges(const CurlShare& share, const TransferOptions& options, const s
                  const std::string& etag, std::uint64_t begin, std::uint64_t end,
                  const RangeRequest& build, const ByteSink& sink) {
   const std::uint64_t part = std::max<std::uint64_t>(options.part_size, 1);
+  Delivery delivery{sink, 0, false, nullptr};
   std::vector<std::unique_ptr<PartJob>> parts;
   std::vector<Job*> jobs;
   for (std::uint64_t at = begin; at < end; at += std::min(part, end - at)) {
-    parts.push_back(std::make_unique<PartJob>(build, url, etag, at, std::min(end, at + part)));
+    parts.push_back(std::make_unique<PartJob>(build, url, etag, delivery, parts.size(), at,
+                                              std::min(end, at + part)));
     jobs.push_back(parts.back().get());
   }
-  // Parts finish in any order; they go to the sink in order, each as soon
-  // as every part before it has gone (run_jobs bounds how many wait).
+  // Parts finish in any order; as the head finishes, the next unfinished
+  // part becomes the head and hands over what it has buffered so far.
   std::vector<bool> finished(parts.size(), false);
-  std::size_t next = 0;
   run_jobs(jobs, options.max_parallel, share, options.retry, [&](std::size_t i) {
     finished[i] = true;
-    for (; next < parts.size() && finished[next]; ++next) {
-      std::string& bytes = parts[next]->bytes();
-      if (!sink(bytes.data(), bytes.size())) return false;
-      std::string().swap(bytes);  // free the part's memory now
+    if (delivery.stopped) return false;
+    while (delivery.head < parts.size() && finished[delivery.head]) {
+      if (!parts[delivery.head]->flush()) return false;
+      ++delivery.head;
     }
-    return true;
+    return delivery.head == parts.size() || parts[delivery.head]->flush();
   });
+  if (delivery.sink_error) std::rethrow_exception(delivery.sink_error);
 }
 
 }  // namespace xpscale::detail
