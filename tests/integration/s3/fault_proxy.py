@@ -7,6 +7,8 @@ against the faults object stores really show:
   slowdown  503 SlowDown with an S3 error body, the request never forwarded
   truncate  the server's answer is forwarded, its body cut at a random byte,
             then the connection is reset
+  stall     the answer's headers and part of its body are sent, then nothing
+            for --stall-seconds (a hung server: clients must time out)
 
 Each request draws one fault (or none) with the given rates from
 random.Random(seed); after --max-faults faults every request passes. One
@@ -14,7 +16,7 @@ request per client connection (the answer says Connection: close).
 
   fault_proxy.py --target 127.0.0.1:4568 [--port 0] [--port-file F] [--seed 1]
                  [--reset-rate 0.1] [--slowdown-rate 0.1] [--truncate-rate 0.1]
-                 [--max-faults 1000] [--log F]
+                 [--stall-rate 0] [--stall-seconds 30] [--max-faults 1000] [--log F]
 
 Prints "listening on PORT" once ready (and writes PORT to --port-file);
 --log appends one line per request (the fault drawn, method, target).
@@ -34,9 +36,9 @@ class Faults:
     def __init__(self, args):
         self.rng = random.Random(args.seed)
         self.rates = [("reset", args.reset_rate), ("slowdown", args.slowdown_rate),
-                      ("truncate", args.truncate_rate)]
+                      ("truncate", args.truncate_rate), ("stall", args.stall_rate)]
         self.left = args.max_faults
-        self.counts = {"reset": 0, "slowdown": 0, "truncate": 0, "none": 0}
+        self.counts = {"reset": 0, "slowdown": 0, "truncate": 0, "stall": 0, "none": 0}
 
     def draw(self):
         x = self.rng.random()
@@ -129,6 +131,12 @@ async def handle(reader, writer, args, faults, log):
         await writer.drain()
         reset(writer)
         return
+    if fault == "stall":
+        writer.write(head + response_body[:faults.cut(len(response_body))])
+        await writer.drain()
+        await asyncio.sleep(args.stall_seconds)
+        reset(writer)
+        return
     writer.write(head + response_body)
     try:
         await writer.drain()
@@ -147,10 +155,12 @@ async def main():
     p.add_argument("--reset-rate", type=float, default=0.1)
     p.add_argument("--slowdown-rate", type=float, default=0.1)
     p.add_argument("--truncate-rate", type=float, default=0.1)
+    p.add_argument("--stall-rate", type=float, default=0.0)
+    p.add_argument("--stall-seconds", type=float, default=30.0)
     p.add_argument("--max-faults", type=int, default=1000)
     p.add_argument("--log")
     args = p.parse_args()
-    if args.reset_rate + args.slowdown_rate + args.truncate_rate > 1:
+    if args.reset_rate + args.slowdown_rate + args.truncate_rate + args.stall_rate > 1:
         sys.exit("fault_proxy.py: the fault rates add up to more than 1")
     faults = Faults(args)
     log = open(args.log, "a") if args.log else None

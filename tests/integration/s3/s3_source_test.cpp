@@ -9,6 +9,7 @@
 #include <fstream>
 #include <map>
 #include <random>
+#include <stdexcept>
 #include <string>
 
 #include "xpscale/sharding/error.h"
@@ -225,8 +226,8 @@ TEST(S3Source, UnreachableEndpointFailsAfterBoundedRetries) {
 
 // How many requests the fault proxy has answered with each fault so far
 // (its log: one "FAULT METHOD TARGET" line per request).
-std::map<std::string, int> proxy_faults() {
-  std::ifstream log(std::string(std::getenv("XPSCALE_S3_STATE")) + "/proxy.log");
+std::map<std::string, int> proxy_faults(const std::string& name = "proxy") {
+  std::ifstream log(std::string(std::getenv("XPSCALE_S3_STATE")) + "/" + name + ".log");
   std::map<std::string, int> counts;
   for (std::string fault, rest; log >> fault && std::getline(log, rest);) ++counts[fault];
   return counts;
@@ -263,6 +264,35 @@ TEST(S3Source, RecoversFromInjectedFaults) {
   }
 }
 
+// The "stall" proxy sends part of an answer and then nothing for 30 s (its
+// first draws, seeded, include stalls): the stall timeout ends the attempt
+// and the part resumes on a fresh connection.
+TEST(S3Source, HungTransfersTimeOutAndResume) {
+  auto direct = make_s3_source(options());
+  S3Options o = options(state_file("stall_endpoint"));
+  o.transfer.part_size = 1 << 20;
+  o.transfer.retry.stall_timeout = std::chrono::milliseconds(1000);
+  o.transfer.retry.base_delay = std::chrono::milliseconds(5);
+  auto proxied = make_s3_source(o);
+  const std::string bytes = random_bytes((3 << 20) + 7, 77);
+  direct->put(s3_url("stall/obj.bin"), bytes);
+  const ObjectInfo info = direct->stat(s3_url("stall/obj.bin"));
+  EXPECT_TRUE(read_all(*proxied, info) == bytes);
+  EXPECT_GE(proxy_faults("stall")["stall"], 1);
+}
+
+TEST(S3Source, ExceptionFromTheSinkPropagates) {
+  S3Options o = options();
+  o.transfer.part_size = 1 << 20;
+  auto s3 = make_s3_source(o);
+  s3->put(s3_url("sink/throws.bin"), random_bytes(3 << 20, 9));
+  const ObjectInfo info = s3->stat(s3_url("sink/throws.bin"));
+  EXPECT_THROW(
+      s3->read(info, 0, UINT64_MAX,
+               [](const char*, std::size_t) -> bool { throw std::logic_error("consumer failed"); }),
+      std::logic_error);
+}
+
 // s3rver serves objects to anonymous GETs, so it doubles as a web server.
 TEST(HttpSource, StatAndRangedReadsOfAPlainUrl) {
   auto s3 = make_s3_source(options());
@@ -277,6 +307,10 @@ TEST(HttpSource, StatAndRangedReadsOfAPlainUrl) {
   EXPECT_EQ(info.etag, s3->stat(s3_url("http/object.bin")).etag);
   EXPECT_TRUE(read_all(*http, info) == bytes);
   EXPECT_TRUE(read_all(*http, info, 1000, 2 << 20) == bytes.substr(1000, 2 << 20));
+  // s3rver takes anonymous PUTs too.
+  const Url put_url = parse_url(state_file("endpoint") + "/xpscale-test/http/put.bin");
+  http->put(put_url, "put over plain http");
+  EXPECT_EQ(read_all(*http, http->stat(put_url)), "put over plain http");
 }
 
 TEST(HttpSource, MissingUrlIs404AndListingIsRefused) {
