@@ -144,33 +144,45 @@ std::string Transfer::header(const std::string& name) const {
   return it == response_headers_.end() ? std::string() : it->second;
 }
 
+// libcurl's callbacks are C: an exception must not cross them. Each one
+// keeps what it throws for Multi::step to rethrow, and fails the transfer.
 std::size_t Transfer::on_write(char* data, std::size_t size, std::size_t n, void* self) {
   auto& t = *static_cast<Transfer*>(self);
   const std::size_t bytes = size * n;
-  t.body_bytes_ += bytes;
-  const long code = t.status();
-  if (code / 100 == 2 && t.on_body_) {
-    if (!t.on_body_(data, bytes)) {
-      t.stopped_ = true;
-      return CURL_WRITEFUNC_ERROR;
+  try {
+    t.body_bytes_ += bytes;
+    const long code = t.status();
+    if (code / 100 == 2 && t.on_body_) {
+      if (!t.on_body_(data, bytes)) {
+        t.stopped_ = true;
+        return CURL_WRITEFUNC_ERROR;
+      }
+    } else if (code / 100 == 2 || t.body_.size() < (64u << 10)) {
+      t.body_.append(data, bytes);  // error bodies: only their start matters
     }
-  } else if (code / 100 == 2 || t.body_.size() < (64u << 10)) {
-    t.body_.append(data, bytes);  // error bodies: only their start matters
+    return bytes;
+  } catch (...) {
+    t.callback_error_ = std::current_exception();
+    return CURL_WRITEFUNC_ERROR;
   }
-  return bytes;
 }
 
 std::size_t Transfer::on_header(char* data, std::size_t size, std::size_t n, void* self) {
   auto& t = *static_cast<Transfer*>(self);
-  const std::string_view line(data, size * n);
-  if (line.starts_with("HTTP/")) t.response_headers_.clear();  // a new response (100, redirect)
-  const std::size_t colon = line.find(':');
-  if (colon != std::string_view::npos) {
-    std::string name(trim(line.substr(0, colon)));
-    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    t.response_headers_[name] = trim(line.substr(colon + 1));
+  try {
+    const std::string_view line(data, size * n);
+    if (line.starts_with("HTTP/")) t.response_headers_.clear();  // a new response (100, redirect)
+    const std::size_t colon = line.find(':');
+    if (colon != std::string_view::npos) {
+      std::string name(trim(line.substr(0, colon)));
+      for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      t.response_headers_[name] = trim(line.substr(colon + 1));
+    }
+    return size * n;
+  } catch (...) {
+    t.callback_error_ = std::current_exception();
+    return 0;  // != size * n: curl fails the transfer
   }
-  return size * n;
 }
 
 std::size_t Transfer::on_read(char* data, std::size_t size, std::size_t n, void* self) {
@@ -212,6 +224,7 @@ std::vector<Transfer*> Multi::step(std::chrono::milliseconds wait) {
     Transfer* t = active_.at(msg->easy_handle);
     t->set_result(msg->data.result);
     remove(*t);
+    if (t->callback_error_) std::rethrow_exception(t->callback_error_);
     done.push_back(t);
   }
   if (done.empty() && running > 0) {

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <map>
 #include <memory>
@@ -89,7 +90,9 @@ class Transfer {
   std::uint64_t body_bytes_ = 0;
   bool stopped_ = false;
   std::map<std::string, std::string> response_headers_;
+  std::exception_ptr callback_error_;  // thrown inside a callback; Multi::step rethrows
   char error_[CURL_ERROR_SIZE] = {};
+  friend class Multi;
 };
 
 // Runs transfers concurrently on one multi handle (one thread).
