@@ -47,14 +47,17 @@ def main():
         client.download_fileobj(a.bucket, key, sink, Config=config)
         return sink
 
+    cpu0 = time.process_time()
     t0 = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(a.threads) as pool:
         sinks = list(pool.map(fetch, keys))
     seconds = time.monotonic() - t0
+    cpu = time.process_time() - cpu0
     total = sum(s.bytes for s in sinks)
     print(json.dumps({"bench": "loader", "measure": "boto3", "objects": len(keys),
                       "bytes": total, "seconds": round(seconds, 4),
                       "mib_per_s": round(total / (1 << 20) / seconds, 2),
+                      "cpu_s": round(cpu, 4),
                       "threads": a.threads, "parallel_parts": a.parallel_parts,
                       "part_size": a.part_size, "checksum": sum(s.sum for s in sinks)}))
 

@@ -9,7 +9,7 @@
 #   XPSCALE_BUILD_DIR=/tmp/b bench/loader/run_s3.sh
 #
 # Knobs (environment): S3_BENCH_OBJECTS (16), S3_BENCH_SIZE (bytes, 32 MiB),
-# S3_BENCH_ROUNDS (3), S3_BENCH_THREADS (objects in flight, 4),
+# S3_BENCH_ROUNDS (5, after one warm-up round), S3_BENCH_THREADS (objects in flight, 4),
 # S3_BENCH_PARTS (ranged parts in flight per object, 4), S3_BENCH_PART_SIZE
 # (8 MiB). curl gets THREADS x PARTS parallel transfers, boto3 THREADS
 # objects at a time with PARTS threads each: the same connection count.
@@ -19,7 +19,7 @@ cd "$root"
 
 objects=${S3_BENCH_OBJECTS:-16}
 size=${S3_BENCH_SIZE:-$((32 << 20))}
-rounds=${S3_BENCH_ROUNDS:-3}
+rounds=${S3_BENCH_ROUNDS:-5}
 threads=${S3_BENCH_THREADS:-4}
 parts=${S3_BENCH_PARTS:-4}
 part_size=${S3_BENCH_PART_SIZE:-$((8 << 20))}
@@ -55,37 +55,46 @@ for ((i = 0; i < objects; ++i)); do
   printf 'url = "%s/bench/data/obj-%06d.bin"\noutput = "/dev/null"\n' "$endpoint" "$i"
 done >"$work/curl.cfg"
 
-now() { date +%s.%N; }
+# One round: each reader reads every object once; lines go to $1 (the
+# warm-up round, which fills s3rver's page cache and JIT, to /dev/null).
+round() {
+  "$bench" "${common[@]}" --threads "$threads" --parallel-parts "$parts" \
+    --part-size "$part_size" | tee -a "$1"
+  # curl's wall and CPU time from GNU time's -f format, on stderr.
+  /usr/bin/time -f '%e %U %S' -o "$work/curl.time" \
+    curl -sS --fail --parallel --parallel-max $((threads * parts)) -K "$work/curl.cfg"
+  "$py" -c 'import json, sys; n, b, p = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]); e, u, s = map(float, open(sys.argv[4]).read().split()[-3:]); print(json.dumps({"bench": "loader", "measure": "curl", "objects": n, "bytes": n * b, "seconds": e, "mib_per_s": round(n * b / 1048576 / e, 2), "cpu_s": round(u + s, 4), "parallel": p}))' \
+    "$objects" "$size" $((threads * parts)) "$work/curl.time" | tee -a "$1"
+  "$py" $here/boto3_peer.py "${common[@]}" --threads "$threads" --parallel-parts "$parts" \
+    --part-size "$part_size" | tee -a "$1"
+}
+echo "run_s3.sh: warm-up round (not counted)" >&2
+round /dev/null >/dev/null
 for ((r = 1; r <= rounds; ++r)); do
   echo "run_s3.sh: round $r of $rounds" >&2
-  "$bench" "${common[@]}" --threads "$threads" --parallel-parts "$parts" \
-    --part-size "$part_size" | tee -a "$work/lines.jsonl"
-  t0=$(now)
-  curl -sS --fail --parallel --parallel-max $((threads * parts)) -K "$work/curl.cfg"
-  t1=$(now)
-  "$py" -c 'import json, sys; n, b, s = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[4]) - float(sys.argv[3]); print(json.dumps({"bench": "loader", "measure": "curl", "objects": n, "bytes": n * b, "seconds": round(s, 4), "mib_per_s": round(n * b / 1048576 / s, 2), "parallel": int(sys.argv[5])}))' \
-    "$objects" "$size" "$t0" "$t1" $((threads * parts)) | tee -a "$work/lines.jsonl"
-  "$py" $here/boto3_peer.py "${common[@]}" --threads "$threads" --parallel-parts "$parts" \
-    --part-size "$part_size" | tee -a "$work/lines.jsonl"
+  round "$work/lines.jsonl"
 done
 
 "$py" - "$work/lines.jsonl" "$((objects * size))" <<'PY'
 import json, statistics, sys
 lines = [json.loads(l) for l in open(sys.argv[1])]
 expected = int(sys.argv[2])
-rate = {}
+rate, cpu = {}, {}
 for m in ("xpscale_s3", "curl", "boto3"):
     runs = [l for l in lines if l["measure"] == m]
     bad = [l for l in runs if l["bytes"] != expected]
     if bad:
         sys.exit(f"run_s3.sh: {m} read {bad[0]['bytes']} bytes, not {expected}")
     rate[m] = statistics.median(l["mib_per_s"] for l in runs)
+    cpu[m] = statistics.median(l["cpu_s"] for l in runs)
 sums = {l["checksum"] for l in lines if "checksum" in l}
 if len(sums) != 1:
     sys.exit(f"run_s3.sh: readers disagree on the bytes (checksums {sorted(sums)})")
 print(json.dumps({"bench": "loader", "part": "s3", "objects": len(lines) and lines[0]["objects"],
                   "bytes": expected, "xpscale_mib_per_s": rate["xpscale_s3"],
                   "curl_mib_per_s": rate["curl"], "boto3_mib_per_s": rate["boto3"],
+                  "xpscale_cpu_s": cpu["xpscale_s3"], "curl_cpu_s": cpu["curl"],
+                  "boto3_cpu_s": cpu["boto3"],
                   "s3_vs_curl": round(rate["xpscale_s3"] / rate["curl"], 3),
                   "s3_vs_boto3": round(rate["xpscale_s3"] / rate["boto3"], 3)}))
 PY

@@ -9,8 +9,10 @@
 // --put writes N objects of BYTES random bytes under P and exits. Without
 // it, the objects listed under P are read by T threads (one object at a
 // time each, K ranged parts in flight per object) and one JSON line is
-// printed: bytes, seconds, MiB/s and a checksum of the bytes (so that the
+// printed: bytes, seconds, MiB/s, CPU seconds and a checksum of the bytes (so that the
 // reads cannot be skipped).
+#include <sys/resource.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -87,10 +89,19 @@ void put(xpscale::Source& s3, const Args& a) {
   }
 }
 
+// User + system CPU time of this process so far, in seconds.
+double cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
 void read(xpscale::Source& s3, const Args& a) {
   const auto objects = s3.list(xpscale::Url{"s3", a.bucket, a.prefix});
   std::atomic<std::size_t> next{0};
   std::atomic<std::uint64_t> total{0}, checksum{0};
+  const double cpu0 = cpu_seconds();
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<std::thread> pool;
   for (unsigned t = 0; t < a.threads; ++t) {
@@ -112,12 +123,13 @@ void read(xpscale::Source& s3, const Args& a) {
   }
   for (auto& th : pool) th.join();
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double cpu = cpu_seconds() - cpu0;
   std::printf(
       "{\"bench\":\"loader\",\"measure\":\"%s\",\"objects\":%zu,\"bytes\":%llu,\"seconds\":%.4f,"
-      "\"mib_per_s\":%.2f,\"threads\":%u,\"parallel_parts\":%u,\"part_size\":%llu,"
+      "\"mib_per_s\":%.2f,\"cpu_s\":%.4f,\"threads\":%u,\"parallel_parts\":%u,\"part_size\":%llu,"
       "\"checksum\":%llu}\n",
       a.label.c_str(), objects.size(), static_cast<unsigned long long>(total.load()), s,
-      static_cast<double>(total.load()) / (1 << 20) / s, a.threads, a.parallel_parts,
+      static_cast<double>(total.load()) / (1 << 20) / s, cpu, a.threads, a.parallel_parts,
       static_cast<unsigned long long>(a.part_size),
       static_cast<unsigned long long>(checksum.load()));
 }

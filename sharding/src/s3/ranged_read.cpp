@@ -218,15 +218,18 @@ void read_ranges(const CurlShare& share, const TransferOptions& options, const s
   // Parts finish in any order; as the head finishes, the next unfinished
   // part becomes the head and hands over what it has buffered so far.
   std::vector<bool> finished(parts.size(), false);
-  run_jobs(jobs, options.max_parallel, share, options.retry, [&](std::size_t i) {
-    finished[i] = true;
-    if (delivery.stopped) return false;
-    while (delivery.head < parts.size() && finished[delivery.head]) {
-      if (!parts[delivery.head]->flush()) return false;
-      ++delivery.head;
-    }
-    return delivery.head == parts.size() || parts[delivery.head]->flush();
-  });
+  // Up to max_parallel parts in flight, and as many again may wait,
+  // buffered, behind a slow head, so one slow part does not idle the others.
+  run_jobs(jobs, options.max_parallel, 2 * std::size_t{options.max_parallel}, share, options.retry,
+           [&](std::size_t i) {
+             finished[i] = true;
+             if (delivery.stopped) return false;
+             while (delivery.head < parts.size() && finished[delivery.head]) {
+               if (!parts[delivery.head]->flush()) return false;
+               ++delivery.head;
+             }
+             return delivery.head == parts.size() || parts[delivery.head]->flush();
+           });
   if (delivery.sink_error) std::rethrow_exception(delivery.sink_error);
 }
 

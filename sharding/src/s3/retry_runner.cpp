@@ -102,9 +102,11 @@ void throw_http_error(const Transfer& t, const std::string& url) {
   throw ShardingError(url + ": " + what);
 }
 
-void run_jobs(const std::vector<Job*>& jobs, std::size_t window, const CurlShare& share,
-              const RetryPolicy& policy, const std::function<bool(std::size_t)>& on_done) {
-  window = std::max<std::size_t>(window, 1);
+void run_jobs(const std::vector<Job*>& jobs, std::size_t in_flight, std::size_t lookahead,
+              const CurlShare& share, const RetryPolicy& policy,
+              const std::function<bool(std::size_t)>& on_done) {
+  in_flight = std::max<std::size_t>(in_flight, 1);
+  lookahead = std::max(lookahead, in_flight);
   std::vector<Slot> slots(jobs.size());
   std::map<Transfer*, std::size_t> running;
   Multi multi;
@@ -114,7 +116,8 @@ void run_jobs(const std::vector<Job*>& jobs, std::size_t window, const CurlShare
   while (first_open < jobs.size()) {
     const auto now = Clock::now();
     auto next_wake = now + std::chrono::milliseconds(200);
-    for (std::size_t i = first_open; i < std::min(jobs.size(), first_open + window); ++i) {
+    const std::size_t last = std::min(jobs.size(), first_open + lookahead);
+    for (std::size_t i = first_open; i < last && running.size() < in_flight; ++i) {
       Slot& s = slots[i];
       if (s.done || s.running) continue;
       if (s.next_start > now) {
@@ -178,7 +181,7 @@ class SingleJob : public Job {
 std::unique_ptr<Transfer> perform(const CurlShare& share, const RetryPolicy& policy,
                                   const std::function<Request()>& build, const std::string& what) {
   SingleJob job(build, what);
-  run_jobs({&job}, 1, share, policy, [](std::size_t) { return true; });
+  run_jobs({&job}, 1, 1, share, policy, [](std::size_t) { return true; });
   return std::move(job.transfer);
 }
 

@@ -38,14 +38,15 @@ std::string transient_fault(const Transfer& t);
 // Message: 404 "no such object", 403 "access denied", 412 "changed".
 [[noreturn]] void throw_http_error(const Transfer& t, const std::string& url);
 
-// Runs jobs, at most `window` at a time, starting job i only once every job
-// before i - window has finished (so that a caller delivering results in
-// order buffers at most `window` of them). on_done(i) is called as job i
-// finishes; returning false abandons the rest. Throws the first fatal
-// error, or ShardingError naming the job and its last fault when a job runs
-// out of attempts or time.
-void run_jobs(const std::vector<Job*>& jobs, std::size_t window, const CurlShare& share,
-              const RetryPolicy& policy, const std::function<bool(std::size_t)>& on_done);
+// Runs jobs, at most `in_flight` at a time, starting job i only once every
+// job before i - lookahead has finished (so that a caller delivering
+// results in order holds at most `lookahead` of them; lookahead >=
+// in_flight). on_done(i) is called as job i finishes; returning false
+// abandons the rest. Throws the first fatal error, or ShardingError naming
+// the job and its last fault when a job runs out of attempts or time.
+void run_jobs(const std::vector<Job*>& jobs, std::size_t in_flight, std::size_t lookahead,
+              const CurlShare& share, const RetryPolicy& policy,
+              const std::function<bool(std::size_t)>& on_done);
 
 // One request with retries; returns its last attempt (any status: the
 // caller judges it with throw_http_error).

@@ -222,8 +222,8 @@ void S3Source::put_multipart(const Url& url, const std::string& name, std::strin
           *this, url, upload_id, static_cast<int>(parts.size() + 1), bytes.substr(at, part)));
       jobs.push_back(parts.back().get());
     }
-    detail::run_jobs(jobs, options_.transfer.max_parallel, share_, options_.transfer.retry,
-                     [](std::size_t) { return true; });
+    detail::run_jobs(jobs, options_.transfer.max_parallel, options_.transfer.max_parallel, share_,
+                     options_.transfer.retry, [](std::size_t) { return true; });
     std::vector<std::string> etags;
     for (const auto& p : parts) etags.push_back(p->etag);
     const std::string xml = detail::complete_upload_xml(etags);

@@ -36,7 +36,9 @@ struct RetryPolicy {
 
 struct TransferOptions {
   std::uint64_t part_size = std::uint64_t{8} << 20;  // bytes per ranged GET
-  unsigned max_parallel = 8;                         // parts in flight per read()
+  // Parts in flight per read(). A read buffers at most 2 * max_parallel
+  // parts (those that arrive ahead of a slower earlier one).
+  unsigned max_parallel = 8;
   RetryPolicy retry;
 };
 
