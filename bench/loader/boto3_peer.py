@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """bench/loader's boto3 peer: downloads every object under a prefix with
-boto3's download_fileobj (s3transfer: ranged parts on a thread pool) into a
-writer that only counts, `--threads` objects at a time, and prints one JSON
-line like s3_bench's. Timed from after the listing to the last byte."""
+boto3's download_fileobj (s3transfer: ranged parts on a thread pool, its
+default TransferConfig) into a writer that only counts, `--threads`
+objects at a time over a pool of `--threads` connections, and prints one
+JSON line like s3_bench's. Timed from after the listing to the last byte."""
 import argparse
 import concurrent.futures
 import json
@@ -30,17 +31,14 @@ def main():
     p.add_argument("--endpoint", required=True)
     p.add_argument("--bucket", required=True)
     p.add_argument("--prefix", default="")
-    p.add_argument("--threads", type=int, default=4)
-    p.add_argument("--parallel-parts", type=int, default=4)
-    p.add_argument("--part-size", type=int, default=8 << 20)
+    p.add_argument("--threads", type=int, default=16)
     a = p.parse_args()
     client = boto3.client("s3", endpoint_url=a.endpoint,
                           config=Config(s3={"addressing_style": "path"},
-                                        max_pool_connections=a.threads * a.parallel_parts))
+                                        max_pool_connections=a.threads))
     keys = [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(
         Bucket=a.bucket, Prefix=a.prefix) for o in page.get("Contents", [])]
-    config = TransferConfig(multipart_threshold=a.part_size, multipart_chunksize=a.part_size,
-                            max_concurrency=a.parallel_parts)
+    config = TransferConfig()
 
     def fetch(key):
         sink = Discard()
@@ -58,8 +56,8 @@ def main():
                       "bytes": total, "seconds": round(seconds, 4),
                       "mib_per_s": round(total / (1 << 20) / seconds, 2),
                       "cpu_s": round(cpu, 4),
-                      "threads": a.threads, "parallel_parts": a.parallel_parts,
-                      "part_size": a.part_size, "checksum": sum(s.sum for s in sinks)}))
+                      "threads": a.threads, "part_size": config.multipart_chunksize,
+                      "checksum": sum(s.sum for s in sinks)}))
 
 
 if __name__ == "__main__":

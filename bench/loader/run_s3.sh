@@ -9,10 +9,12 @@
 #   XPSCALE_BUILD_DIR=/tmp/b bench/loader/run_s3.sh
 #
 # Knobs (environment): S3_BENCH_OBJECTS (16), S3_BENCH_SIZE (bytes, 32 MiB),
-# S3_BENCH_ROUNDS (5, after one warm-up round), S3_BENCH_THREADS (objects in flight, 4),
-# S3_BENCH_PARTS (ranged parts in flight per object, 4), S3_BENCH_PART_SIZE
-# (8 MiB). curl gets THREADS x PARTS parallel transfers, boto3 THREADS
-# objects at a time with PARTS threads each: the same connection count.
+# S3_BENCH_ROUNDS (5, after one warm-up round), S3_BENCH_READERS (objects
+# read at once, 16). Every reader gets the same connection count: READERS
+# reader threads sharing one S3 Source (its defaults: 8 MiB parts, 8 in
+# flight shared among the reads), `curl --parallel-max READERS`, boto3
+# with READERS threads sharing a pool of READERS connections (its
+# TransferConfig defaults: 8 MiB chunks, max_concurrency 10).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
@@ -20,9 +22,7 @@ cd "$root"
 objects=${S3_BENCH_OBJECTS:-16}
 size=${S3_BENCH_SIZE:-$((32 << 20))}
 rounds=${S3_BENCH_ROUNDS:-5}
-threads=${S3_BENCH_THREADS:-4}
-parts=${S3_BENCH_PARTS:-4}
-part_size=${S3_BENCH_PART_SIZE:-$((8 << 20))}
+readers=${S3_BENCH_READERS:-16}
 py=/usr/bin/python3 # Debian's, where python3-boto3 lives
 here=bench/loader
 
@@ -58,15 +58,13 @@ done >"$work/curl.cfg"
 # One round: each reader reads every object once; lines go to $1 (the
 # warm-up round, which fills s3rver's page cache and JIT, to /dev/null).
 round() {
-  "$bench" "${common[@]}" --threads "$threads" --parallel-parts "$parts" \
-    --part-size "$part_size" | tee -a "$1"
+  "$bench" "${common[@]}" --threads "$readers" | tee -a "$1"
   # curl's wall and CPU time from GNU time's -f format, on stderr.
   /usr/bin/time -f '%e %U %S' -o "$work/curl.time" \
-    curl -sS --fail --parallel --parallel-max $((threads * parts)) -K "$work/curl.cfg"
+    curl -sS --fail --parallel --parallel-max "$readers" -K "$work/curl.cfg"
   "$py" -c 'import json, sys; n, b, p = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]); e, u, s = map(float, open(sys.argv[4]).read().split()[-3:]); print(json.dumps({"bench": "loader", "measure": "curl", "objects": n, "bytes": n * b, "seconds": e, "mib_per_s": round(n * b / 1048576 / e, 2), "cpu_s": round(u + s, 4), "parallel": p}))' \
-    "$objects" "$size" $((threads * parts)) "$work/curl.time" | tee -a "$1"
-  "$py" $here/boto3_peer.py "${common[@]}" --threads "$threads" --parallel-parts "$parts" \
-    --part-size "$part_size" | tee -a "$1"
+    "$objects" "$size" "$readers" "$work/curl.time" | tee -a "$1"
+  "$py" $here/boto3_peer.py "${common[@]}" --threads "$readers" | tee -a "$1"
 }
 echo "run_s3.sh: warm-up round (not counted)" >&2
 round /dev/null >/dev/null

@@ -7,8 +7,10 @@
 //            [--parallel-parts K] [--part-size BYTES] [--label L]
 //
 // --put writes N objects of BYTES random bytes under P and exits. Without
-// it, the objects listed under P are read by T threads (one object at a
-// time each, K ranged parts in flight per object) and one JSON line is
+// it, the objects listed under P are read by T threads (16) sharing one
+// Source, one object at a time each (K, BYTES: TransferOptions'
+// max_parallel and part_size, the library's defaults unless given), and
+// one JSON line is
 // printed: bytes, seconds, MiB/s, CPU seconds and a checksum of the bytes (so that the
 // reads cannot be skipped).
 #include <sys/resource.h>
@@ -31,8 +33,11 @@ namespace {
 
 struct Args {
   std::string endpoint, bucket, prefix, label = "xpscale_s3";
-  std::uint64_t put = 0, size = 0, part_size = std::uint64_t{8} << 20;
-  unsigned threads = 4, parallel_parts = 4;
+  std::uint64_t put = 0, size = 0;
+  unsigned threads = 16;
+  // 0: the library's defaults (TransferOptions).
+  std::uint64_t part_size = 0;
+  unsigned parallel_parts = 0;
 };
 
 Args parse(int argc, char** argv) {
@@ -70,8 +75,8 @@ xpscale::S3Options options(const Args& a) {
   xpscale::S3Options o = xpscale::s3_options_from_env();
   o.endpoint = a.endpoint;
   o.path_style = true;
-  o.transfer.part_size = a.part_size;
-  o.transfer.max_parallel = a.parallel_parts;
+  if (a.part_size != 0) o.transfer.part_size = a.part_size;
+  if (a.parallel_parts != 0) o.transfer.max_parallel = a.parallel_parts;
   return o;
 }
 
@@ -97,7 +102,7 @@ double cpu_seconds() {
          static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
 }
 
-void read(xpscale::Source& s3, const Args& a) {
+void read(xpscale::Source& s3, const Args& a, const xpscale::TransferOptions& transfer) {
   const auto objects = s3.list(xpscale::Url{"s3", a.bucket, a.prefix});
   std::atomic<std::size_t> next{0};
   std::atomic<std::uint64_t> total{0}, checksum{0};
@@ -129,8 +134,8 @@ void read(xpscale::Source& s3, const Args& a) {
       "\"mib_per_s\":%.2f,\"cpu_s\":%.4f,\"threads\":%u,\"parallel_parts\":%u,\"part_size\":%llu,"
       "\"checksum\":%llu}\n",
       a.label.c_str(), objects.size(), static_cast<unsigned long long>(total.load()), s,
-      static_cast<double>(total.load()) / (1 << 20) / s, cpu, a.threads, a.parallel_parts,
-      static_cast<unsigned long long>(a.part_size),
+      static_cast<double>(total.load()) / (1 << 20) / s, cpu, a.threads, transfer.max_parallel,
+      static_cast<unsigned long long>(transfer.part_size),
       static_cast<unsigned long long>(checksum.load()));
 }
 
@@ -139,11 +144,12 @@ void read(xpscale::Source& s3, const Args& a) {
 int main(int argc, char** argv) {
   try {
     const Args a = parse(argc, argv);
-    auto s3 = xpscale::make_s3_source(options(a));
+    const xpscale::S3Options o = options(a);
+    auto s3 = xpscale::make_s3_source(o);
     if (a.put > 0) {
       put(*s3, a);
     } else {
-      read(*s3, a);
+      read(*s3, a, o.transfer);
     }
     return 0;
   } catch (const std::invalid_argument& e) {

@@ -53,7 +53,7 @@ class HttpSource : public Source {
     const std::uint64_t end = detail::range_end(info, offset, length);
     if (end == offset) return;
     detail::read_ranges(
-        share_, options_, info.url, info.etag, offset, end,
+        share_, budget_, options_, info.url, info.etag, offset, end,
         [&](std::uint64_t first, std::uint64_t last) {
           Request r{"GET", info.url, {}, {}};
           r.headers.push_back("Range: bytes=" + std::to_string(first) + "-" + std::to_string(last));
@@ -84,6 +84,7 @@ class HttpSource : public Source {
 
   TransferOptions options_;
   detail::CurlShare share_;
+  detail::ReadBudget budget_;
 };
 
 }  // namespace

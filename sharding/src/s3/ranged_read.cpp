@@ -203,10 +203,20 @@ std::uint64_t range_end(const ObjectInfo& object, std::uint64_t offset, std::uin
   return offset + length;
 }
 
-void read_ranges(const CurlShare& share, const TransferOptions& options, const std::string& url,
-                 const std::string& etag, std::uint64_t begin, std::uint64_t end,
-                 const RangeRequest& build, const ByteSink& sink) {
-  const std::uint64_t part = std::max<std::uint64_t>(options.part_size, 1);
+ReadBudget::Lease::Lease(ReadBudget& budget, unsigned max_parallel)
+    : budget_(budget), in_flight_(std::max(1u, max_parallel / ++budget.active_)) {}
+
+ReadBudget::Lease::~Lease() { --budget_.active_; }
+
+void read_ranges(const CurlShare& share, ReadBudget& budget, const TransferOptions& options,
+                 const std::string& url, const std::string& etag, std::uint64_t begin,
+                 std::uint64_t end, const RangeRequest& build, const ByteSink& sink) {
+  const ReadBudget::Lease lease(budget, options.max_parallel);
+  const unsigned in_flight = lease.in_flight();
+  // One part in flight: one GET for the whole range (it still resumes at
+  // the first missing byte after a fault).
+  const std::uint64_t part =
+      in_flight == 1 ? end - begin : std::max<std::uint64_t>(options.part_size, 1);
   Delivery delivery{sink, 0, false, nullptr};
   std::vector<std::unique_ptr<PartJob>> parts;
   std::vector<Job*> jobs;
@@ -220,16 +230,15 @@ void read_ranges(const CurlShare& share, const TransferOptions& options, const s
   std::vector<bool> finished(parts.size(), false);
   // Up to max_parallel parts in flight, and as many again may wait,
   // buffered, behind a slow head, so one slow part does not idle the others.
-  run_jobs(jobs, options.max_parallel, 2 * std::size_t{options.max_parallel}, share, options.retry,
-           [&](std::size_t i) {
-             finished[i] = true;
-             if (delivery.stopped) return false;
-             while (delivery.head < parts.size() && finished[delivery.head]) {
-               if (!parts[delivery.head]->flush()) return false;
-               ++delivery.head;
-             }
-             return delivery.head == parts.size() || parts[delivery.head]->flush();
-           });
+  run_jobs(jobs, in_flight, 2 * std::size_t{in_flight}, share, options.retry, [&](std::size_t i) {
+    finished[i] = true;
+    if (delivery.stopped) return false;
+    while (delivery.head < parts.size() && finished[delivery.head]) {
+      if (!parts[delivery.head]->flush()) return false;
+      ++delivery.head;
+    }
+    return delivery.head == parts.size() || parts[delivery.head]->flush();
+  });
   if (delivery.sink_error) std::rethrow_exception(delivery.sink_error);
 }
 

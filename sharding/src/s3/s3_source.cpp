@@ -73,7 +73,7 @@ class S3Source : public Source {
     const std::uint64_t end = detail::range_end(info, offset, length);
     if (end == offset) return;
     detail::read_ranges(
-        share_, options_.transfer, info.url, info.etag, offset, end,
+        share_, budget_, options_.transfer, info.url, info.etag, offset, end,
         [&](std::uint64_t first, std::uint64_t last) {
           HeaderList headers{
               {"Range", "bytes=" + std::to_string(first) + "-" + std::to_string(last)}};
@@ -162,6 +162,7 @@ class S3Source : public Source {
   std::string scheme_ = "https";
   std::string endpoint_host_;
   CurlShare share_;
+  detail::ReadBudget budget_;
 };
 
 // One part of a multipart upload: PUT ?partNumber=N&uploadId=U.

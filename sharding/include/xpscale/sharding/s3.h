@@ -5,11 +5,13 @@
 //
 // Reads split into parts of part_size bytes fetched max_parallel at a time
 // (ranged GETs, each with If-Match on the object's ETag) and delivered in
-// order. Every request is retried on 5xx, 429/SlowDown, timeouts, refused
-// and reset connections and short bodies, with full-jitter exponential
-// backoff (delay ~ uniform(0, min(max_delay, base_delay * 2^attempt))),
-// at most retry.max_attempts times and for at most retry.max_total per
-// request; a part resumes at the first byte it has not received.
+// order. Concurrent reads of one Source share that budget: a read that
+// starts while k - 1 others run gets max(1, max_parallel / k) parts in
+// flight, and with 1 fetches its range as a single streamed GET. Every request is retried on 5xx,
+// 429/SlowDown, timeouts, refused and reset connections and short bodies, with full-jitter
+// exponential backoff (delay ~ uniform(0, min(max_delay, base_delay * 2^attempt))), at most
+// retry.max_attempts times and for at most retry.max_total per request; a part resumes at the first
+// byte it has not received.
 #include <chrono>
 #include <cstdint>
 #include <memory>
