@@ -56,7 +56,8 @@ class HttpSource : public Source {
         share_, budget_, options_, info.url, info.etag, offset, end,
         [&](std::uint64_t first, std::uint64_t last) {
           Request r{"GET", info.url, {}, {}};
-          r.headers.push_back("Range: bytes=" + std::to_string(first) + "-" + std::to_string(last));
+          const std::string range = detail::range_value(first, last, info.size);
+          if (!range.empty()) r.headers.push_back("Range: " + range);
           if (!info.etag.empty()) r.headers.push_back("If-Match: " + info.etag);
           return r;
         },

@@ -188,6 +188,11 @@ class PartJob : public Job {
 
 }  // namespace
 
+std::string range_value(std::uint64_t first, std::uint64_t last, std::uint64_t size) {
+  if (first == 0 && last + 1 == size) return "";
+  return "bytes=" + std::to_string(first) + "-" + std::to_string(last);
+}
+
 std::uint64_t range_end(const ObjectInfo& object, std::uint64_t offset, std::uint64_t length) {
   if (offset > object.size) {
     throw ShardingError(object.url + ": read at offset " + std::to_string(offset) +

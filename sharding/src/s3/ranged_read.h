@@ -52,6 +52,11 @@ void read_ranges(const CurlShare& share, ReadBudget& budget, const TransferOptio
                  const std::string& url, const std::string& etag, std::uint64_t begin,
                  std::uint64_t end, const RangeRequest& build, const ByteSink& sink);
 
+// The Range header's value for bytes [first, last] of an object of `size`
+// bytes: "bytes=first-last", or "" for the whole object, which a plain GET
+// fetches (servers answer it more cheaply: s3rver measurably so).
+std::string range_value(std::uint64_t first, std::uint64_t last, std::uint64_t size);
+
 // Resolves read()'s (offset, length) against the object's size: the end of
 // the range, or ShardingError naming the URL when it passes the end.
 std::uint64_t range_end(const ObjectInfo& object, std::uint64_t offset, std::uint64_t length);

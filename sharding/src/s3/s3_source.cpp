@@ -75,8 +75,9 @@ class S3Source : public Source {
     detail::read_ranges(
         share_, budget_, options_.transfer, info.url, info.etag, offset, end,
         [&](std::uint64_t first, std::uint64_t last) {
-          HeaderList headers{
-              {"Range", "bytes=" + std::to_string(first) + "-" + std::to_string(last)}};
+          HeaderList headers;
+          const std::string range = detail::range_value(first, last, info.size);
+          if (!range.empty()) headers.emplace_back("Range", range);
           if (!info.etag.empty()) headers.emplace_back("If-Match", info.etag);
           return build("GET", url.bucket_or_host, url.path, {}, headers);
         },
