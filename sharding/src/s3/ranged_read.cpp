@@ -1,0 +1,250 @@
+#include "ranged_read.h"
+
+#include <cstdint>
+#include <exception>
+#include <limits>
+#include <memory>
+#include <vector>
+
+#include "retry_runner.h"
+#include "xpscale/sharding/error.h"
+
+namespace xpscale::detail {
+
+namespace {
+
+std::string range_text(std::uint64_t begin, std::uint64_t end) {
+  return "bytes " + std::to_string(begin) + "-" + std::to_string(end - 1);
+}
+
+// Part buffers for reuse by the reads of this thread. Fresh multi-MiB
+// buffers cost a page fault per 4 KiB on first touch (glibc hands big
+// blocks back to the kernel on free), which measured as a third of the
+// client's CPU time in bench/loader; kept buffers are bounded in count.
+class BufferCache {
+ public:
+  static constexpr std::size_t kMaxKept = 4;
+  std::string take(std::size_t capacity) {
+    for (auto it = kept_.begin(); it != kept_.end(); ++it) {
+      if (it->capacity() >= capacity) {
+        std::string out = std::move(*it);
+        kept_.erase(it);
+        return out;
+      }
+    }
+    std::string out;
+    out.reserve(capacity);
+    return out;
+  }
+  void give(std::string&& buffer) {
+    buffer.clear();
+    if (kept_.size() < kMaxKept) kept_.push_back(std::move(buffer));
+  }
+
+ private:
+  std::vector<std::string> kept_;
+};
+
+thread_local BufferCache buffer_cache;
+
+// Where a read's bytes go. The part at `head` (every part before it has
+// been delivered) streams straight into the sink; later parts buffer until
+// they become the head, so bytes reach the sink in order and most of them
+// without a copy.
+struct Delivery {
+  const ByteSink& sink;
+  std::size_t head = 0;
+  bool stopped = false;           // the sink returned false
+  std::exception_ptr sink_error;  // the sink threw (inside a curl callback)
+
+  // Hands bytes to the sink; false when it stopped or threw.
+  bool give(const char* data, std::size_t size) {
+    try {
+      if (sink(data, size)) return true;
+      stopped = true;
+    } catch (...) {
+      sink_error = std::current_exception();
+    }
+    return false;
+  }
+};
+
+// One part [begin, end): keeps count of what it has received across
+// attempts (delivered to the sink, or buffered), so a retry resumes at the
+// first missing byte.
+class PartJob : public Job {
+ public:
+  PartJob(const RangeRequest& build, const std::string& url, const std::string& etag,
+          Delivery& delivery, std::size_t index, std::uint64_t begin, std::uint64_t end)
+      : build_(build),
+        url_(url),
+        etag_(etag),
+        delivery_(delivery),
+        index_(index),
+        begin_(begin),
+        end_(end) {}
+
+  std::unique_ptr<Transfer> start(const CurlShare& share, const RetryPolicy& policy) override {
+    attempt_first_ = begin_ + received();
+    checked_ = false;
+    return std::make_unique<Transfer>(
+        share, build_(attempt_first_, end_ - 1), policy,
+        [this](const char* data, std::size_t size) { return take(data, size); });
+  }
+
+  std::string finish() override {
+    if (delivery_.sink_error) std::rethrow_exception(delivery_.sink_error);
+    if (delivery_.stopped) return "";
+    if (overflow_) throw ShardingError(what() + ": the server sent more bytes than asked");
+    if (etag_changed_) {
+      throw ShardingError(url_ + ": the object changed during the read: ETag " + etag_ +
+                          " became " + transfer->header("etag") + " (" + what() + ")");
+    }
+    if (range_mismatch_) {
+      throw ShardingError(what() + ": the server answered HTTP " +
+                          std::to_string(transfer->status()) + " with Content-Range \"" +
+                          transfer->header("content-range") + "\", not the range asked");
+    }
+    const std::string fault = transient_fault(*transfer);
+    if (!fault.empty()) return fault;
+    if (transfer->result() != CURLE_OK || transfer->status() / 100 != 2) {
+      throw_http_error(*transfer, url_ + " (" + what() + ")");
+    }
+    if (received() < end_ - begin_) {
+      return "short body: " + std::to_string(received()) + " of " + std::to_string(end_ - begin_) +
+             " bytes";
+    }
+    return "";
+  }
+
+  std::string what() const override { return "GET " + url_ + " " + range_text(begin_, end_); }
+
+  // Gives the sink what this part has buffered (it has become the head);
+  // later bytes stream straight through. False when the sink stopped.
+  bool flush() {
+    if (buffer_.empty()) return true;
+    const bool ok = delivery_.give(buffer_.data(), buffer_.size());
+    delivered_ += buffer_.size();
+    buffer_cache.give(std::move(buffer_));
+    buffer_ = std::string();
+    return ok;
+  }
+
+ private:
+  std::uint64_t received() const { return delivered_ + buffer_.size(); }
+
+  // Takes a 2xx body chunk (from inside curl: must not throw).
+  bool take(const char* data, std::size_t size) {
+    if (!checked_) {
+      checked_ = true;
+      const std::string etag = transfer->header("etag");
+      if (!etag_.empty() && !etag.empty() && etag != etag_) {
+        etag_changed_ = true;
+        return false;
+      }
+      if (!answers_request()) {
+        range_mismatch_ = true;
+        return false;
+      }
+    }
+    if (received() + size > end_ - begin_) {
+      overflow_ = true;
+      return false;
+    }
+    if (delivery_.head == index_ && buffer_.empty()) {
+      delivered_ += size;
+      return delivery_.give(data, size);
+    }
+    const std::uint64_t missing = end_ - begin_ - received();
+    if (buffer_.empty() && buffer_.capacity() < missing) buffer_ = buffer_cache.take(missing);
+    buffer_.append(data, size);
+    return true;
+  }
+
+  bool answers_request() const {
+    const long status = transfer->status();
+    if (status == 206) {
+      const std::string expect = "bytes " + std::to_string(attempt_first_) + "-";
+      return transfer->header("content-range").starts_with(expect);
+    }
+    return status == 200 && attempt_first_ == 0;  // the whole object: size checked by take
+  }
+
+  const RangeRequest& build_;
+  const std::string& url_;
+  const std::string& etag_;
+  Delivery& delivery_;
+  std::size_t index_;
+  std::uint64_t begin_;
+  std::uint64_t end_;
+  std::uint64_t attempt_first_ = 0;
+  std::uint64_t delivered_ = 0;
+  std::string buffer_;
+  bool checked_ = false;
+  bool overflow_ = false;
+  bool range_mismatch_ = false;
+  bool etag_changed_ = false;
+};
+
+}  // namespace
+
+std::string range_value(std::uint64_t first, std::uint64_t last, std::uint64_t size) {
+  if (first == 0 && last + 1 == size) return "";
+  return "bytes=" + std::to_string(first) + "-" + std::to_string(last);
+}
+
+std::uint64_t range_end(const ObjectInfo& object, std::uint64_t offset, std::uint64_t length) {
+  if (offset > object.size) {
+    throw ShardingError(object.url + ": read at offset " + std::to_string(offset) +
+                        " is past the end of the object (" + std::to_string(object.size) +
+                        " bytes)");
+  }
+  if (length == std::numeric_limits<std::uint64_t>::max()) return object.size;
+  if (length > object.size - offset) {
+    throw ShardingError(object.url + ": read of " + range_text(offset, offset + length) +
+                        " passes the end of the object (" + std::to_string(object.size) +
+                        " bytes)");
+  }
+  return offset + length;
+}
+
+ReadBudget::Lease::Lease(ReadBudget& budget, unsigned max_parallel)
+    : budget_(budget), in_flight_(std::max(1u, max_parallel / ++budget.active_)) {}
+
+ReadBudget::Lease::~Lease() { --budget_.active_; }
+
+void read_ranges(const CurlShare& share, ReadBudget& budget, const TransferOptions& options,
+                 const std::string& url, const std::string& etag, std::uint64_t begin,
+                 std::uint64_t end, const RangeRequest& build, const ByteSink& sink) {
+  const ReadBudget::Lease lease(budget, options.max_parallel);
+  const unsigned in_flight = lease.in_flight();
+  // One part in flight: one GET for the whole range (it still resumes at
+  // the first missing byte after a fault).
+  const std::uint64_t part =
+      in_flight == 1 ? end - begin : std::max<std::uint64_t>(options.part_size, 1);
+  Delivery delivery{sink, 0, false, nullptr};
+  std::vector<std::unique_ptr<PartJob>> parts;
+  std::vector<Job*> jobs;
+  for (std::uint64_t at = begin; at < end; at += std::min(part, end - at)) {
+    parts.push_back(std::make_unique<PartJob>(build, url, etag, delivery, parts.size(), at,
+                                              std::min(end, at + part)));
+    jobs.push_back(parts.back().get());
+  }
+  // Parts finish in any order; as the head finishes, the next unfinished
+  // part becomes the head and hands over what it has buffered so far.
+  std::vector<bool> finished(parts.size(), false);
+  // Up to max_parallel parts in flight, and as many again may wait,
+  // buffered, behind a slow head, so one slow part does not idle the others.
+  run_jobs(jobs, in_flight, 2 * std::size_t{in_flight}, share, options.retry, [&](std::size_t i) {
+    finished[i] = true;
+    if (delivery.stopped) return false;
+    while (delivery.head < parts.size() && finished[delivery.head]) {
+      if (!parts[delivery.head]->flush()) return false;
+      ++delivery.head;
+    }
+    return delivery.head == parts.size() || parts[delivery.head]->flush();
+  });
+  if (delivery.sink_error) std::rethrow_exception(delivery.sink_error);
+}
+
+}  // namespace xpscale::detail

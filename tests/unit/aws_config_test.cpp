@@ -1,0 +1,136 @@
+// s3_options_from_env: the AWS environment variables and shared files, in
+// the order the AWS CLI and boto3 read them.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <string>
+
+#include "xpscale/sharding/error.h"
+#include "xpscale/sharding/s3.h"
+
+namespace xpscale {
+namespace {
+
+constexpr const char* kVariables[] = {
+    "AWS_ACCESS_KEY_ID",           "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION",
+    "AWS_DEFAULT_REGION",          "AWS_ENDPOINT_URL_S3",   "AWS_ENDPOINT_URL",  "AWS_PROFILE",
+    "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"};
+
+// Every test starts from an environment without AWS_* and with both shared
+// files pointing at (initially absent) files of its own.
+class AwsConfig : public testing::Test {
+ protected:
+  void SetUp() override {
+    for (const char* v : kVariables) unsetenv(v);
+    const std::string dir = testing::TempDir();
+    const std::string name = testing::UnitTest::GetInstance()->current_test_info()->name();
+    credentials_ = dir + "/" + name + ".credentials";
+    config_ = dir + "/" + name + ".config";
+    std::remove(credentials_.c_str());
+    std::remove(config_.c_str());
+    setenv("AWS_SHARED_CREDENTIALS_FILE", credentials_.c_str(), 1);
+    setenv("AWS_CONFIG_FILE", config_.c_str(), 1);
+  }
+  void TearDown() override {
+    for (const char* v : kVariables) unsetenv(v);
+  }
+  void write(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
+
+  std::string credentials_;
+  std::string config_;
+};
+
+TEST_F(AwsConfig, DefaultsWithoutAnything) {
+  const S3Options o = s3_options_from_env();
+  EXPECT_TRUE(o.credentials.empty());
+  EXPECT_EQ(o.region, "us-east-1");
+  EXPECT_EQ(o.endpoint, "");
+  EXPECT_FALSE(o.path_style);
+}
+
+TEST_F(AwsConfig, EnvironmentCredentialsWinOverFiles) {
+  write(credentials_,
+        "[default]\naws_access_key_id = FILEKEY\naws_secret_access_key = filesecret\n");
+  setenv("AWS_ACCESS_KEY_ID", "ENVKEY", 1);
+  setenv("AWS_SECRET_ACCESS_KEY", "envsecret", 1);
+  setenv("AWS_SESSION_TOKEN", "envtoken", 1);
+  const S3Options o = s3_options_from_env();
+  EXPECT_EQ(o.credentials.access_key_id, "ENVKEY");
+  EXPECT_EQ(o.credentials.secret_access_key, "envsecret");
+  EXPECT_EQ(o.credentials.session_token, "envtoken");
+}
+
+TEST_F(AwsConfig, ProfileFromCredentialsAndConfigFiles) {
+  write(credentials_,
+        "# comment\n[default]\naws_access_key_id = D\naws_secret_access_key = d\n\n"
+        "[lab]\naws_access_key_id = LABKEY\naws_secret_access_key = lab/secret+=\n"
+        "aws_session_token = labtoken\n");
+  write(config_,
+        "[default]\nregion = us-west-2\n[profile lab]\nregion = eu-west-3\n"
+        "s3 =\n  endpoint_url = http://127.0.0.1:4568/\n  addressing_style = path\n");
+  setenv("AWS_PROFILE", "lab", 1);
+  const S3Options o = s3_options_from_env();
+  EXPECT_EQ(o.credentials.access_key_id, "LABKEY");
+  EXPECT_EQ(o.credentials.secret_access_key, "lab/secret+=");
+  EXPECT_EQ(o.credentials.session_token, "labtoken");
+  EXPECT_EQ(o.region, "eu-west-3");
+  EXPECT_EQ(o.endpoint, "http://127.0.0.1:4568");
+  EXPECT_TRUE(o.path_style);
+}
+
+TEST_F(AwsConfig, CredentialsInConfigFileWhenCredentialsFileHasNone) {
+  write(config_, "[profile other]\naws_access_key_id = CFGKEY\naws_secret_access_key = cfg\n");
+  setenv("AWS_PROFILE", "other", 1);
+  const S3Options o = s3_options_from_env();
+  EXPECT_EQ(o.credentials.access_key_id, "CFGKEY");
+}
+
+TEST_F(AwsConfig, RegionAndEndpointPrecedence) {
+  write(config_, "[default]\nregion = from-file\nendpoint_url = http://file:1\n");
+  EXPECT_EQ(s3_options_from_env().region, "from-file");
+  EXPECT_EQ(s3_options_from_env().endpoint, "http://file:1");
+  setenv("AWS_DEFAULT_REGION", "from-default", 1);
+  EXPECT_EQ(s3_options_from_env().region, "from-default");
+  setenv("AWS_REGION", "from-region", 1);
+  EXPECT_EQ(s3_options_from_env().region, "from-region");
+  setenv("AWS_ENDPOINT_URL", "http://general:2", 1);
+  EXPECT_EQ(s3_options_from_env().endpoint, "http://general:2");
+  setenv("AWS_ENDPOINT_URL_S3", "https://s3only:3", 1);
+  EXPECT_EQ(s3_options_from_env().endpoint, "https://s3only:3");
+}
+
+TEST_F(AwsConfig, UnknownProfileIsAnErrorNamingIt) {
+  setenv("AWS_PROFILE", "nosuch", 1);
+  try {
+    s3_options_from_env();
+    FAIL() << "no error";
+  } catch (const ShardingError& e) {
+    EXPECT_NE(std::string(e.what()).find("\"nosuch\""), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(AwsConfig, KeyIdWithoutSecretIsAnError) {
+  setenv("AWS_ACCESS_KEY_ID", "ONLYKEY", 1);
+  EXPECT_THROW(s3_options_from_env(), ShardingError);
+}
+
+TEST_F(AwsConfig, MalformedFileNamesFileAndLineButNotItsText) {
+  write(credentials_, "[default]\naws_access_key_id = K\nthis line is the-secret-value\n");
+  try {
+    s3_options_from_env();
+    FAIL() << "no error";
+  } catch (const ShardingError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find(credentials_ + ":3:"), std::string::npos) << what;
+    EXPECT_EQ(what.find("the-secret-value"), std::string::npos) << what;
+  }
+}
+
+TEST_F(AwsConfig, EndpointMustBeHttp) {
+  setenv("AWS_ENDPOINT_URL", "ftp://host", 1);
+  EXPECT_THROW(s3_options_from_env(), ShardingError);
+}
+
+}  // namespace
+}  // namespace xpscale
