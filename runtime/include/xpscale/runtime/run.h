@@ -36,6 +36,9 @@ struct RunOptions {
   double progress_interval_s = 10;
   // Communicator backend for the trial groups: auto | mpi | nccl.
   std::string backend = "auto";
+  // Job arrays: run only trials i with i % task_count == task, into the
+  // store out_dir/xpscale.task<task>.db (store_path). task_count 0: all.
+  int task = 0, task_count = 0;
 };
 
 struct RunSummary {
@@ -46,6 +49,7 @@ struct RunSummary {
   std::uint64_t skipped = 0;    // finished before this run (resume)
   std::uint64_t queued = 0;     // never started (sweep stopped early)
   bool stopped_early = false;   // target reached or max_failures passed
+  bool preempted = false;       // SIGUSR1 ended the run early (preemption.h)
   std::string stop_reason;
   double wall_s = 0;
 };
