@@ -226,7 +226,14 @@ class Runner {
     if (!p) throw TrialFailed(spawn_error, tail);
     // However it ended once told to checkpoint (exit 0, killed by the
     // signal's default action, or by SIGTERM after the grace), the trial
-    // resumes from its checkpoint in the next run.
+    // resumes from its checkpoint in the next run. Under srun, Slurm signals
+    // every process of the step at once, so the trial may die of SIGUSR1
+    // before this rank has seen the signal: that is preemption too.
+    if (!preempted_at && status && !status->ok() &&
+        (status->signal == SIGUSR1 || preemption_requested())) {
+      request_preemption();
+      preempted_at = Clock::now();
+    }
     if (preempted_at) throw TrialPreempted("preempted");
     if (timed_out) {
       char buf[64];

@@ -153,7 +153,8 @@ std::optional<JobRequest> parse_job(const std::vector<std::string>& args_in, con
     std::cout << desc;
     return std::nullopt;
   }
-  if (r.sweep_path.empty()) throw UserError(std::string("slurm ") + verb + ": missing SWEEP.yaml; see --help");
+  if (r.sweep_path.empty())
+    throw UserError(std::string("slurm ") + verb + ": missing SWEEP.yaml; see --help");
 
   const SweepConfig config = load_sweep_config(r.sweep_path);
   if (trainer.empty() && !config.is_external())
@@ -165,12 +166,11 @@ std::optional<JobRequest> parse_job(const std::vector<std::string>& args_in, con
   job.sweep = absolute(r.sweep_path);
   job.out_dir = absolute(vm.count("out-dir") ? out_dir : config.out_dir);
   if (job.job_name.empty())
-    job.job_name = job_name_from(config.name.empty() ? fs::path(r.sweep_path).stem().string()
-                                                     : config.name);
+    job.job_name =
+        job_name_from(config.name.empty() ? fs::path(r.sweep_path).stem().string() : config.name);
   job.ranks_per_node = vm.count("ranks-per-node") ? ranks_per_node
-                       : job.gpus_per_node > 0
-                           ? job.gpus_per_node
-                           : static_cast<int>(config.resources.ranks_per_trial);
+                       : job.gpus_per_node > 0    ? job.gpus_per_node
+                                               : static_cast<int>(config.resources.ranks_per_trial);
   job.run_args = extra;
   return r;
 }
@@ -245,8 +245,7 @@ nlohmann::ordered_json progress(const fs::path& out_dir) {
   }
   p["stores"] = store_paths(out_dir).size();
   p["planned"] = planned;
-  for (const char* s : {"completed", "stopped", "failed", "running", "queued"})
-    p[s] = by_status[s];
+  for (const char* s : {"completed", "stopped", "failed", "running", "queued"}) p[s] = by_status[s];
   p["metric"] = metric;
   p["best"] = best ? nlohmann::ordered_json(*best) : nullptr;
   return p;
@@ -285,8 +284,8 @@ int status(const std::vector<std::string>& args) {
   const std::string job = last["job"].get<std::string>();
 
   // --states=all: finished jobs too, for as long as slurmctld keeps them.
-  const auto q = capture({"squeue", "--states=all", "--noheader", "--jobs=" + job,
-                          "--format=%i|%T|%M|%l|%R"});
+  const auto q =
+      capture({"squeue", "--states=all", "--noheader", "--jobs=" + job, "--format=%i|%T|%M|%l|%R"});
   auto tasks = nlohmann::ordered_json::array();
   std::istringstream lines(q.out);
   for (std::string line; std::getline(lines, line);) {
@@ -294,8 +293,8 @@ int status(const std::vector<std::string>& args) {
     std::istringstream fields(line);
     for (std::string x; std::getline(fields, x, '|');) f.push_back(x);
     if (f.size() < 5) continue;
-    tasks.push_back({{"id", f[0]}, {"state", f[1]}, {"elapsed", f[2]}, {"limit", f[3]},
-                     {"where", f[4]}});
+    tasks.push_back(
+        {{"id", f[0]}, {"state", f[1]}, {"elapsed", f[2]}, {"limit", f[3]}, {"where", f[4]}});
   }
   nlohmann::ordered_json j;
   j["job"] = job;
@@ -318,7 +317,8 @@ int status(const std::vector<std::string>& args) {
   std::cout << "sweep: " << p["planned"] << " trials: " << p["completed"] << " completed, "
             << p["stopped"] << " stopped, " << p["failed"] << " failed, " << p["running"]
             << " running, " << p["queued"] << " queued";
-  if (!p["best"].is_null()) std::cout << "; best " << p["metric"].get<std::string>() << " " << p["best"];
+  if (!p["best"].is_null())
+    std::cout << "; best " << p["metric"].get<std::string>() << " " << p["best"];
   std::cout << '\n';
   return kExitOk;
 }

@@ -34,7 +34,8 @@ void check_name(const std::string& option, const std::string& value, bool constr
 
 // Slurm time limits: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S, or UNLIMITED.
 void check_time(const std::string& t) {
-  static const std::regex limit(R"(\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d+(:\d{1,2}(:\d{1,2})?)?)");
+  static const std::regex limit(
+      R"(\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d+(:\d{1,2}(:\d{1,2})?)?)");
   if (t != "UNLIMITED" && t != "infinite" && !std::regex_match(t, limit))
     throw UserError("--time '" + t +
                     "': expected a Slurm time limit such as 30 (minutes), 04:00:00 or 2-00:00:00");
@@ -66,7 +67,8 @@ std::string fill(const std::string& text, const std::map<std::string, std::strin
       continue;
     }
     auto it = values.find(key);
-    if (it == values.end()) throw Error("the sbatch template has an unknown placeholder @" + key + "@");
+    if (it == values.end())
+      throw Error("the sbatch template has an unknown placeholder @" + key + "@");
     out.append(text, at, open - at);
     out += it->second;
     at = close + 1;
@@ -89,8 +91,9 @@ std::string sbatch_lines(const SlurmJob& job) {
   add("--requeue");
   // Requeued runs append to the same log instead of truncating it.
   add("--open-mode=append");
-  const std::string log = job.out_dir + (job.array_size > 0 ? "/slurm/%A_%a.out" : "/slurm/%j.out");
-  add("--output=" + sbatch_quoted("out_dir", output_pattern(log)));
+  const std::string log =
+      output_pattern(job.out_dir) + (job.array_size > 0 ? "/slurm/%A_%a.out" : "/slurm/%j.out");
+  add("--output=" + sbatch_quoted("out_dir", log));
   if (!job.partition.empty()) add("--partition=" + job.partition);
   if (!job.account.empty()) add("--account=" + job.account);
   if (!job.constraint.empty()) add("--constraint=" + sbatch_quoted("--constraint", job.constraint));
@@ -104,8 +107,14 @@ std::string sbatch_lines(const SlurmJob& job) {
 std::vector<std::string> run_words(const SlurmJob& job) {
   std::vector<std::string> words;
   if (job.trainer.empty()) {
-    words = {job.xpscale, "run", job.sweep, "--out-dir", job.out_dir, "--preempt-grace",
-             std::to_string(preempt_grace_for(job.signal_grace_s)), "--kill-grace",
+    words = {job.xpscale,
+             "run",
+             job.sweep,
+             "--out-dir",
+             job.out_dir,
+             "--preempt-grace",
+             std::to_string(preempt_grace_for(job.signal_grace_s)),
+             "--kill-grace",
              std::to_string(std::max(1, job.signal_grace_s / 6))};
   } else {
     words = {job.trainer, "--sweep", job.sweep, "--out-dir", job.out_dir};
@@ -148,10 +157,10 @@ std::string render_sbatch(const std::string& template_text, const SlurmJob& job)
   std::string words;
   for (const auto& w : run_words(job)) words += (words.empty() ? "" : " ") + shell_quote(w);
   return fill(template_text, {{"SBATCH_LINES", sbatch_lines(job)},
-                               {"OUT_DIR", shell_quote(job.out_dir)},
-                               {"RUN_CMD", words},
-                               {"ARRAY_SIZE", std::to_string(job.array_size)},
-                               {"LAUNCHER", shell_quote(job.launcher)}});
+                              {"OUT_DIR", shell_quote(job.out_dir)},
+                              {"RUN_CMD", words},
+                              {"ARRAY_SIZE", std::to_string(job.array_size)},
+                              {"LAUNCHER", shell_quote(job.launcher)}});
 }
 
 }  // namespace xpscale::cli
