@@ -17,7 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
-#include "slurm_script.h"
+#include "xpscale/launcher/slurm_script.h"
 #include "xpscale/runtime/command.h"
 #include "xpscale/runtime/store.h"
 #include "xpscale/runtime/sweep_config.h"
@@ -29,6 +29,11 @@ namespace fs = std::filesystem;
 
 namespace xpscale::cli {
 namespace {
+
+using launcher::job_name_from;
+using launcher::kSbatchTemplate;
+using launcher::render_sbatch;
+using launcher::SlurmJob;
 
 constexpr const char* kUsage =
     "usage: xpscale slurm render SWEEP.yaml [options] [-- run options]\n"

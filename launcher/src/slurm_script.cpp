@@ -1,4 +1,4 @@
-#include "slurm_script.h"
+#include "xpscale/launcher/slurm_script.h"
 
 #include <algorithm>
 #include <map>
@@ -7,7 +7,7 @@
 #include "xpscale/runtime/command.h"
 #include "xpscale/runtime/error.h"
 
-namespace xpscale::cli {
+namespace xpscale::launcher {
 namespace {
 
 // A value for a double-quoted #SBATCH argument. sbatch splits these lines
@@ -163,4 +163,4 @@ std::string render_sbatch(const std::string& template_text, const SlurmJob& job)
                               {"LAUNCHER", shell_quote(job.launcher)}});
 }
 
-}  // namespace xpscale::cli
+}  // namespace xpscale::launcher

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-namespace xpscale::cli {
+namespace xpscale::launcher {
 
 struct SlurmJob {
   // Paths, absolute.
@@ -49,4 +49,4 @@ int preempt_grace_for(int signal_grace_s);
 // The template compiled into the program (slurm/sweep.sbatch.in).
 extern const char* const kSbatchTemplate;
 
-}  // namespace xpscale::cli
+}  // namespace xpscale::launcher
