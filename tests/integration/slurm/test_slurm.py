@@ -182,6 +182,20 @@ class SlurmTest(unittest.TestCase):
         runs = self.query("SELECT run, status FROM runs ORDER BY run")
         self.assertEqual([r["status"] for r in runs], ["preempted", "finished"], runs)
 
+    def test_time_limit_signal_requeues_until_the_sweep_is_done(self):
+        # No scancel: Slurm itself signals the job GRACE s before its 1 minute
+        # limit (its time-limit check runs every ~30 s, so that is 15-30 s
+        # in). The trials need ~35 s, more than one run of the job.
+        cfg = self.write_config({
+            "method": "grid", "metric": {"name": "loss", "goal": "minimize"},
+            "parameters": {"x": {"values": [0, 1]}, "ms": {"value": 1000},
+                           "steps": {"value": 35}}})
+        job = self.submit(cfg, "--trainer", TRAINER, "--ranks-per-node", "2", "--time", "1",
+                          "--signal-grace", "45")
+        self.assertEqual(self.wait_job(job, timeout=280), {job: "COMPLETED"}, self.job_logs())
+        self.assertGreaterEqual(self.restarts(job), 1)
+        self.assert_resumed_once_each(2)
+
     def test_preempted_external_trials_get_the_signal_and_resume(self):
         # ext_trial.py does not handle SIGUSR1, so it dies of it: still an
         # interrupted attempt that resumes from its checkpoint marker.
