@@ -75,7 +75,9 @@ std::string describe(const RunSummary& summary);
 // initialises MPI (MPI_THREAD_MULTIPLE) unless the program did, runs the
 // sweep, prints the summary on rank 0 and returns the exit status: 0 when
 // the sweep ran (trials may have failed), 1 when it stopped because of
-// max_failures or an internal error, 2 for a user error.
+// max_failures or an internal error, 2 for a user error, kExitPreempted (3)
+// when SIGUSR1 preempted it (preemption.h). --array-task/--array-size run a
+// job array's share (RunOptions::task).
 int run(int argc, char** argv, const TrainFn& train);
 
 // What run() does once its flags are parsed, for commands that parse their
