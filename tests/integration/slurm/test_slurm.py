@@ -210,6 +210,28 @@ class SlurmTest(unittest.TestCase):
         self.assertEqual(self.restarts(job), 1)
         self.assert_resumed_once_each(4)
 
+    def test_ranks_and_node_local_ranks_under_srun_and_mpirun(self):
+        # srun sets no OMPI_COMM_WORLD_LOCAL_RANK; an mpirun inside the batch
+        # script inherits the batch step's SLURM_LOCALID=0 on every rank.
+        # Either way the leaders of the two groups of 2 are world ranks 0
+        # and 2, with node-local ranks 0 and 2.
+        for launcher in ("srun", "mpirun"):
+            self.out = os.path.join(self.tmp, "out-" + launcher)
+            cfg = self.write_config({
+                "method": "grid", "metric": {"name": "loss", "goal": "minimize"},
+                "parameters": {"x": {"values": [0, 1, 2, 3]}, "ms": {"value": 200}},
+                "resources": {"ranks_per_trial": 2}}, name=launcher + ".yaml")
+            job = self.submit(cfg, "--trainer", TRAINER, "--ranks-per-node", "4",
+                              "--launcher", launcher)
+            self.assertEqual(self.wait_job(job), {job: "COMPLETED"}, self.job_logs())
+            rows = self.query("SELECT ranks, last_metrics FROM trials")
+            self.assertEqual(len(rows), 4)
+            for r in rows:
+                m = json.loads(r["last_metrics"])
+                self.assertIn(r["ranks"], ("0,1", "2,3"), rows)
+                self.assertEqual(m["rank_sum"], 1, rows)  # the group's own allreduce
+                self.assertEqual(m["local_rank"], int(r["ranks"][0]), (launcher, rows))
+
     def test_array_job_runs_each_trial_once_and_report_merges(self):
         cfg = self.write_config({
             "name": "array-sweep", "method": "grid",
