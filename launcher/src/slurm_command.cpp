@@ -204,10 +204,19 @@ int submit(const std::vector<std::string>& args) {
   const auto now = std::time(nullptr);
   const fs::path path = dir / ("job-" + std::to_string(now) + ".sbatch");
   write_new_file(path, script);
-  const auto result = capture({"sbatch", "--parsable", path.string()});
-  if (result.status != 0)
-    throw UserError("sbatch " + path.string() + " exited with status " +
-                    std::to_string(result.status) + " (its message is above)");
+  Captured result;
+  try {
+    result = capture({"sbatch", "--parsable", path.string()});
+  } catch (...) {
+    fs::remove(path, ec);
+    throw;
+  }
+  if (result.status != 0) {
+    fs::remove(path, ec);  // nothing was submitted: leave nothing behind
+    throw UserError("sbatch exited with status " + std::to_string(result.status) +
+                    " (its message is above); nothing was submitted (see the script with "
+                    "`xpscale slurm render`)");
+  }
   // --parsable prints "JOBID" or "JOBID;CLUSTER".
   std::string id = result.out.substr(0, result.out.find_first_of(";\n"));
   if (id.empty() || id.find_first_not_of("0123456789") != std::string::npos)

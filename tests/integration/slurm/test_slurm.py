@@ -259,6 +259,34 @@ class SlurmTest(unittest.TestCase):
         table = self.run_cmd([XPSCALE, "report", self.out]).stdout
         self.assertIn("7 trials", table)
 
+    def test_preempted_array_tasks_requeue_on_their_own(self):
+        cfg = self.write_config({
+            "method": "grid", "metric": {"name": "loss", "goal": "minimize"},
+            "parameters": {"x": {"values": [0, 1, 2, 3]}, "ms": {"value": 400},
+                           "steps": {"value": 10}}})
+        job = self.submit(cfg, "--trainer", TRAINER, "--array", "2", "--signal-grace", "20")
+        self.preempt_when_checkpointed(job)  # signals every task of the array
+        states = self.wait_job(job, tasks=2)
+        self.assertEqual(states, {job + "_0": "COMPLETED", job + "_1": "COMPLETED"},
+                         self.job_logs())
+        logs = self.job_logs()
+        for k in range(2):
+            self.assertIn("requeueing job %s_%d" % (job, k), logs)
+            self.assertIn("job %s_%d (restart 1)" % (job, k), logs)
+        report = json.loads(self.run_cmd([XPSCALE, "report", self.out, "--format", "json"]).stdout)
+        self.assertEqual(sorted(t["id"] for t in report), [0, 1, 2, 3])
+        self.assertTrue(all(t["status"] == "completed" for t in report), report)
+        for k in range(2):
+            interrupted = self.query(
+                "SELECT trial, attempt FROM attempts WHERE status = 'interrupted'",
+                db="xpscale.task%d.db" % k)
+            self.assertTrue(interrupted, k)
+            for trial, attempt in ((r["trial"], r["attempt"]) for r in interrupted):
+                first = self.query("SELECT min(step) AS s FROM metrics WHERE trial = %d AND "
+                                   "attempt = %d" % (trial, attempt + 1),
+                                   db="xpscale.task%d.db" % k)[0]["s"]
+                self.assertGreater(first, 1, "trial %d restarted from scratch" % trial)
+
     def test_hostile_values_stay_literal(self):
         marker = "/tmp/xpscale-injected-" + uuid.uuid4().hex
         hostile = "'; rm -rf /"
