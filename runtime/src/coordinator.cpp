@@ -126,7 +126,8 @@ void Coordinator::record_result(int group, const nlohmann::json& r) {
   bool final = true;
   if (status == TrialStatus::kFailed) {
     const int failures = ++s_.failed_attempts[id];
-    if (failures <= s_.config->retries && !stopping_) {
+    // A preempted sweep keeps the retry for its next run (it stays queued).
+    if (failures <= s_.config->retries && (!stopping_ || s_.summary.preempted)) {
       final = false;
       s_.queue.push_back({id, {}, attempt + 1});
       if (auto row = s_.store->trial(id)) s_.queue.back().params = row->params;
