@@ -7,13 +7,16 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <csignal>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 #include <thread>
 
+#include "xpscale/launcher/gpu_binding.h"
 #include "xpscale/launcher/process.h"
 #include "xpscale/runtime/command.h"
+#include "xpscale/runtime/preemption.h"
 
 extern char** environ;
 
@@ -44,40 +47,10 @@ int free_port() {
   return ntohs(addr.sin_port);
 }
 
-std::vector<std::string> split(const std::string& s, char sep) {
-  std::vector<std::string> out;
-  std::stringstream in(s);
-  for (std::string item; std::getline(in, item, sep);)
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
 bool starts_with_any(std::string_view kv, std::initializer_list<std::string_view> prefixes) {
   for (auto p : prefixes)
     if (kv.substr(0, p.size()) == p) return true;
   return false;
-}
-
-// CUDA_VISIBLE_DEVICES for node-local rank `local_rank` with g GPUs per rank.
-std::string visible_devices(int local_rank, std::int64_t g) {
-  std::vector<std::string> node;
-  if (const char* v = std::getenv("CUDA_VISIBLE_DEVICES"); v && *v) node = split(v, ',');
-  std::string out;
-  for (std::int64_t i = 0; i < g; ++i) {
-    const std::int64_t d = local_rank * g + i;
-    std::string id = node.empty() ? std::to_string(d)
-                                  : (d < static_cast<std::int64_t>(node.size())
-                                         ? node[static_cast<std::size_t>(d)]
-                                         : std::string());
-    if (id.empty())
-      throw TrialFailed("node-local rank " + std::to_string(local_rank) + " needs GPUs " +
-                            std::to_string(local_rank * g) + ".." +
-                            std::to_string(local_rank * g + g - 1) +
-                            " but CUDA_VISIBLE_DEVICES lists only " + std::to_string(node.size()),
-                        "");
-    out += (out.empty() ? "" : ",") + id;
-  }
-  return out;
 }
 
 void write_file_atomic(const fs::path& path, const std::string& text) {
@@ -155,15 +128,25 @@ class Runner {
     set("LOCAL_WORLD_SIZE", std::to_string(local_size));
     set("MASTER_ADDR", one_host ? "127.0.0.1" : info.hosts[0]);
     set("MASTER_PORT", std::to_string(port));
-    if (config_.resources.gpus_per_rank > 0)
-      set("CUDA_VISIBLE_DEVICES",
-          visible_devices(info.local_rank, config_.resources.gpus_per_rank));
+    if (config_.resources.gpus_per_rank > 0) set("CUDA_VISIBLE_DEVICES", trial_devices(info));
     set("XPSCALE_TRIAL_ID", std::to_string(info.id));
     set("XPSCALE_ATTEMPT", std::to_string(info.attempt));
     set("XPSCALE_PARAMS", info.params.dump());
     set("XPSCALE_TRIAL_DIR", info.trial_dir.string());
     set("XPSCALE_CHECKPOINT_DIR", info.checkpoint_dir.string());
     return env;
+  }
+
+  // The trial process's GPUs (gpu_binding.h), from this rank's own
+  // CUDA_VISIBLE_DEVICES as the launcher set it.
+  std::string trial_devices(const Trial::Info& info) const {
+    const char* v = std::getenv("CUDA_VISIBLE_DEVICES");
+    try {
+      return select_visible_devices(v ? v : "", info.local_rank, info.local_size,
+                                    config_.resources.gpus_per_rank);
+    } catch (const Error& e) {
+      throw TrialFailed(e.what(), "");
+    }
   }
 
   // Leader: turns the process's metrics lines into reports.
@@ -185,7 +168,13 @@ class Runner {
         j.erase("step");
       }
       next_step_ = step + 1;
-      if (trial_.report_as_leader(step, j) == Decision::kStop) stop_ = true;
+      if (trial_.report_as_leader(step, j) == Decision::kStop) {
+        // Preemption ends the process gently (supervise()), not at once.
+        if (trial_.stop_reason() == "preempted")
+          request_preemption();
+        else
+          stop_ = true;
+      }
     }
   }
 
@@ -195,6 +184,7 @@ class Runner {
     auto tick = std::chrono::milliseconds(1);
     std::optional<ExitStatus> status;
     bool timed_out = false;
+    std::optional<Clock::time_point> preempted_at;  // when SIGUSR1 was forwarded
     for (;;) {
       if (p && !status) {
         status = p->wait_for(tick);
@@ -205,12 +195,21 @@ class Runner {
           std::chrono::duration<double>(Clock::now() - start).count() > *limit)
         timed_out = true;
       const bool failed = !p || (status && !status->ok());
-      // Group-wide state: [any rank failed, stop (leader), any still running].
-      std::array<std::int64_t, 3> state{failed ? 1 : 0, (stop_ || timed_out) ? 1 : 0,
-                                        (p && !status) ? 1 : 0};
+      const bool grace_over =
+          preempted_at && Clock::now() - *preempted_at >= options_.preempt_grace;
+      // Group-wide state: [any rank failed, stop (leader) or preemption grace
+      // over, any still running, any rank preempted].
+      std::array<std::int64_t, 4> state{failed ? 1 : 0, (stop_ || timed_out || grace_over) ? 1 : 0,
+                                        (p && !status) ? 1 : 0, preemption_requested() ? 1 : 0};
       if (trial_.group_size() > 1)
         trial_.comm().allreduce(state.data(), state.data(), state.size(), DataType::kI64,
                                 ReduceOp::kMax);
+      if (state[3] && state[2] && !preempted_at) {
+        // The process gets SIGUSR1 to checkpoint (Slurm may have sent it one
+        // already: under srun the whole step is signalled), then the grace.
+        preempted_at = Clock::now();
+        if (p && !status) p->signal_group(SIGUSR1);
+      }
       if (state[0] || state[1] || !state[2]) break;
       if (!p || status) std::this_thread::sleep_for(tick);
       tick = std::min(tick * 2, std::chrono::milliseconds(50));
@@ -225,6 +224,17 @@ class Runner {
     }
     const std::string tail = file_tail(stderr_path_);
     if (!p) throw TrialFailed(spawn_error, tail);
+    // However it ended once told to checkpoint (exit 0, killed by the
+    // signal's default action, or by SIGTERM after the grace), the trial
+    // resumes from its checkpoint in the next run. Under srun, Slurm signals
+    // every process of the step at once, so the trial may die of SIGUSR1
+    // before this rank has seen the signal: that is preemption too.
+    if (!preempted_at && status && !status->ok() &&
+        (status->signal == SIGUSR1 || preemption_requested())) {
+      request_preemption();
+      preempted_at = Clock::now();
+    }
+    if (preempted_at) throw TrialPreempted("preempted");
     if (timed_out) {
       char buf[64];
       std::snprintf(buf, sizeof buf, "%g", *limit);

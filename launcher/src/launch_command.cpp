@@ -23,13 +23,13 @@ constexpr const char* kUsage =
     "when N is more than this host's cores, --allow-run-as-root as root, and\n"
     "passes -H/--hostfile through. Words after `--` go to mpirun as they are.\n"
     "`--print` shows the command instead of running it.\n\noptions";
+}  // namespace
 
 std::string self_exe() {
   std::error_code ec;
   auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
   return ec ? std::string("xpscale") : p.string();
 }
-}  // namespace
 
 int launch_command(const std::vector<std::string>& args_in) {
   // Words after "--" belong to mpirun.

@@ -28,6 +28,8 @@ const Subcommand kSubcommands[] = {
      xpscale::cli::plan_command},
     {"report", "a sweep's leaderboard from its out_dir", xpscale::cli::report_command},
     {"export", "a sweep's store as JSON lines", xpscale::cli::export_command},
+    {"slurm", "render, submit and follow a sweep as a Slurm batch job",
+     xpscale::cli::slurm_command},
 };
 
 void print_usage(std::ostream& out) {

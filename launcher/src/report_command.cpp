@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <sstream>
 
 #include <boost/program_options.hpp>
 
@@ -17,6 +18,7 @@ namespace {
 
 constexpr const char* kReportUsage =
     "usage: xpscale report OUT_DIR [--top K] [--format table|csv|json]\n\n"
+    "The stores of a job array's tasks (xpscale.task<k>.db) are merged.\n"
     "The sweep's leaderboard: trials sorted by the best value of the config's metric\n"
     "(its goal decides the order), then trials without a value, with their status,\n"
     "parameters and, for failed ones, the reason. Reads the store; changes nothing.\n\n"
@@ -40,17 +42,46 @@ std::string csv_cell(const std::string& s) {
   return out + "\"";
 }
 
-std::unique_ptr<Store> open_store(const std::string& out_dir) {
-  const auto path = store_path(out_dir);
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec))
-    throw UserError(out_dir + " holds no sweep store (" + path.string() +
-                    " does not exist); pass the out_dir of a sweep");
-  try {
-    return std::make_unique<Store>(path, Store::Mode::kReadOnly);
-  } catch (const StoreError& e) {
-    throw UserError(e.what());
+// Every store of out_dir: one, or one per task of a job array (their
+// trials are disjoint: task k holds trials i with i % n == k).
+std::vector<std::unique_ptr<Store>> open_stores(const std::string& out_dir) {
+  const auto paths = store_paths(out_dir);
+  if (paths.empty())
+    throw UserError(out_dir + " holds no sweep store (no " + store_path(out_dir).string() +
+                    " nor xpscale.task<k>.db files of a job array); pass the out_dir of a sweep");
+  std::vector<std::unique_ptr<Store>> stores;
+  for (const auto& path : paths) {
+    try {
+      stores.push_back(std::make_unique<Store>(path, Store::Mode::kReadOnly));
+    } catch (const StoreError& e) {
+      throw UserError(e.what());
+    }
   }
+  return stores;
+}
+
+// The sweep row of the first store that has one, with `planned` summed
+// over the stores (each array task plans its share).
+std::optional<SweepRow> merged_sweep(const std::vector<std::unique_ptr<Store>>& stores) {
+  std::optional<SweepRow> merged;
+  std::uint64_t planned = 0;
+  for (const auto& s : stores) {
+    auto row = s->sweep();
+    if (!row) continue;
+    planned += row->planned;
+    if (!merged) merged = std::move(row);
+  }
+  if (merged) merged->planned = planned;
+  return merged;
+}
+
+std::vector<TrialRow> merged_trials(const std::vector<std::unique_ptr<Store>>& stores) {
+  std::vector<TrialRow> all;
+  for (const auto& s : stores)
+    for (auto& t : s->trials()) all.push_back(std::move(t));
+  std::sort(all.begin(), all.end(),
+            [](const TrialRow& a, const TrialRow& b) { return a.id < b.id; });
+  return all;
 }
 
 std::string positional_out_dir(const std::vector<std::string>& args, po::options_description& desc,
@@ -87,11 +118,11 @@ int report_command(const std::vector<std::string>& args) {
     throw UserError("report: --format must be table, csv or json, got '" + format + "'");
   if (vm.count("top") && top < 1) throw UserError("report: --top must be >= 1");
 
-  auto store = open_store(out_dir);
-  const auto sweep = store->sweep();
+  const auto stores = open_stores(out_dir);
+  const auto sweep = merged_sweep(stores);
   const std::string metric = sweep ? sweep->metric : "";
   const bool maximize = sweep && sweep->goal == Goal::kMaximize;
-  auto trials = store->trials();
+  auto trials = merged_trials(stores);
   // Trials with a value first, best first; then the rest by id.
   std::stable_sort(trials.begin(), trials.end(), [&](const TrialRow& a, const TrialRow& b) {
     if (a.best_value.has_value() != b.best_value.has_value()) return a.best_value.has_value();
@@ -196,7 +227,35 @@ int export_command(const std::vector<std::string>& args) {
     return kExitOk;
   }
   if (out_dir.empty()) throw UserError("export: missing OUT_DIR; see --help");
-  open_store(out_dir)->export_jsonl(std::cout, with_metrics);
+  const auto stores = open_stores(out_dir);
+  if (stores.size() == 1) {
+    stores[0]->export_jsonl(std::cout, with_metrics);
+    return kExitOk;
+  }
+  // A job array: one sweep line (planned summed), then every store's trial
+  // lines in trial order.
+  std::vector<std::pair<std::uint64_t, std::string>> lines;
+  std::optional<std::string> sweep_line;
+  for (const auto& s : stores) {
+    std::ostringstream text;
+    s->export_jsonl(text, with_metrics);
+    std::istringstream in(text.str());
+    for (std::string line; std::getline(in, line);) {
+      auto j = nlohmann::ordered_json::parse(line);
+      if (j.value("kind", "") == "sweep") {
+        if (!sweep_line) {
+          j["planned"] = merged_sweep(stores)->planned;
+          sweep_line = j.dump();
+        }
+        continue;
+      }
+      lines.emplace_back(j.at("id").get<std::uint64_t>(), std::move(line));
+    }
+  }
+  std::stable_sort(lines.begin(), lines.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  if (sweep_line) std::cout << *sweep_line << '\n';
+  for (const auto& [id, line] : lines) std::cout << line << '\n';
   return kExitOk;
 }
 

@@ -27,7 +27,7 @@ int run_command(const std::vector<std::string>& args) {
   RunOptions options;
   std::string out_dir;
   std::int64_t trials = 0;
-  double grace_s = 10;
+  double grace_s = 10, preempt_grace_s = 30;
   po::options_description desc(kUsage);
   desc.add_options()("help,h", "show this help")("out-dir", po::value<std::string>(&out_dir),
                                                  "where results go (default: the config's)")(
@@ -39,7 +39,13 @@ int run_command(const std::vector<std::string>& args) {
       "progress-interval", po::value<double>(&options.progress_interval_s)->default_value(10),
       "seconds between progress lines when stderr is not a terminal")(
       "kill-grace", po::value<double>(&grace_s)->default_value(10),
-      "seconds between SIGTERM and SIGKILL when a trial is ended");
+      "seconds between SIGTERM and SIGKILL when a trial is ended")(
+      "preempt-grace", po::value<double>(&preempt_grace_s)->default_value(30),
+      "on SIGUSR1 (preemption), seconds a trial gets to checkpoint before SIGTERM")(
+      "array-task", po::value<int>(&options.task)->default_value(0),
+      "job arrays: this task's index (runs trials i with i % array-size == index)")(
+      "array-size", po::value<int>(&options.task_count)->default_value(0),
+      "job arrays: the number of tasks (0: no array)");
   po::options_description hidden;
   hidden.add_options()("sweep", po::value<std::string>(&options.sweep_path));
   po::options_description all;
@@ -60,11 +66,13 @@ int run_command(const std::vector<std::string>& args) {
     options.trials = trials;
   }
   if (!(grace_s >= 0)) throw UserError("--kill-grace must be >= 0 seconds");
+  if (!(preempt_grace_s >= 0)) throw UserError("--preempt-grace must be >= 0 seconds");
   // The trial processes own the devices; the launcher's group communicator
   // only carries small control reductions, on the CPU.
   options.backend = "mpi";
   launcher::ExternalTrialOptions ext;
   ext.kill_grace = std::chrono::milliseconds(static_cast<std::int64_t>(grace_s * 1000));
+  ext.preempt_grace = std::chrono::milliseconds(static_cast<std::int64_t>(preempt_grace_s * 1000));
   return run_and_report(
       options, [ext](const SweepConfig& config) { return launcher::external_trial(config, ext); },
       "xpscale");

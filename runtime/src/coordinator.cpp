@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "protocol.h"
+#include "xpscale/runtime/preemption.h"
 
 namespace xpscale::detail {
 namespace {
@@ -58,6 +59,7 @@ void Coordinator::run() noexcept {
     s_.store->begin();
     s_.store->end_run(s_.run,
                       internal_error_   ? "error"
+                      : r.preempted     ? "preempted"
                       : r.stopped_early ? "stopped"
                       : r.queued == 0   ? "finished"
                                         : "incomplete",
@@ -84,6 +86,7 @@ void Coordinator::serve() {
   Backoff backoff(std::chrono::microseconds(50));
   while (done_sent_ < s_.groups) {
     auto m = try_recv_json(ctrl_, MPI_ANY_SOURCE, kTagRequest);
+    if (!s_.summary.preempted && preemption_requested()) begin_preemption();
     if (!m) {
       maybe_commit(false);
       progress(false);
@@ -104,6 +107,7 @@ void Coordinator::serve() {
 void Coordinator::handle_next(int source, const nlohmann::json& body) {
   const int group = body.at("g").get<int>();
   group_where_[group] = {body.value("ranks", ""), body.value("hosts", "")};
+  if (body.value("pre", false)) begin_preemption();
   if (!body.at("result").is_null()) record_result(group, body.at("result"));
   dispatch(source, group);
 }
@@ -111,13 +115,19 @@ void Coordinator::handle_next(int source, const nlohmann::json& body) {
 void Coordinator::record_result(int group, const nlohmann::json& r) {
   const auto id = r.at("t").get<std::uint64_t>();
   const int attempt = r.at("a").get<int>();
+  if (r.at("status") == "preempted") {
+    running_.erase(group);
+    record_preempted(id, attempt, r);
+    return;
+  }
   auto status = parse_trial_status(r.at("status").get<std::string>());
   const std::string reason = r.value("reason", "");
   running_.erase(group);
   bool final = true;
   if (status == TrialStatus::kFailed) {
     const int failures = ++s_.failed_attempts[id];
-    if (failures <= s_.config->retries && !stopping_) {
+    // A preempted sweep keeps the retry for its next run (it stays queued).
+    if (failures <= s_.config->retries && (!stopping_ || s_.summary.preempted)) {
       final = false;
       s_.queue.push_back({id, {}, attempt + 1});
       if (auto row = s_.store->trial(id)) s_.queue.back().params = row->params;
@@ -196,7 +206,12 @@ void Coordinator::handle_report(int source, const nlohmann::json& body) {
   bool stop = false;
   std::string reason;
   auto it = running_.find(group);
-  if (value && s_.config->metric && s_.config->metric->target) {
+  if (body.value("pre", false)) begin_preemption();
+  if (s_.summary.preempted) {
+    stop = true;
+    reason = "preempted";
+  }
+  if (!stop && value && s_.config->metric && s_.config->metric->target) {
     const double target = *s_.config->metric->target;
     if (goal == Goal::kMaximize ? *value >= target : *value <= target) {
       stop = true;
@@ -229,6 +244,31 @@ void Coordinator::stop_sweep(const std::string& reason) {
   if (!s_.quiet)
     std::cerr << (tty_ ? "\r\033[K" : "") << "xpscale: " << reason
               << "; no new trials start, running ones finish\n";
+}
+
+void Coordinator::begin_preemption() {
+  if (s_.summary.preempted) return;
+  request_preemption();  // this rank's external trials forward the signal too
+  s_.summary.preempted = true;
+  stopping_ = true;
+  if (!s_.quiet)
+    std::cerr << (tty_ ? "\r\033[K" : "") << "xpscale: preempted (SIGUSR1): no new trials start, "
+              << running_.size() << " running ones checkpoint and stop\n";
+  release_parked();
+}
+
+void Coordinator::record_preempted(std::uint64_t id, int attempt, const nlohmann::json& r) {
+  begin_preemption();
+  s_.store->begin();
+  s_.store->interrupt_attempt(id, attempt, r.value("reason", "preempted"),
+                              r.value("end", unix_now()));
+  // Back in the queue: the summary counts it as not run, and the next run
+  // of the sweep starts it first, from its checkpoint.
+  QueuedTrial t{id, {}, attempt + 1};
+  if (auto row = s_.store->trial(id)) t.params = row->params;
+  s_.queue.push_front(std::move(t));
+  maybe_commit(true);
+  release_parked();
 }
 
 void Coordinator::maybe_commit(bool force) {

@@ -66,6 +66,10 @@ class Coordinator {
   void dispatch(int source, int group);
   void reply(int source, const nlohmann::json& body);
   void stop_sweep(const std::string& reason);
+  // Preemption (preemption.h): no new trials; running ones are told Stop
+  // "preempted" at their next report and come back as interrupted.
+  void begin_preemption();
+  void record_preempted(std::uint64_t id, int attempt, const nlohmann::json& result);
   void release_parked();
   void maybe_commit(bool force);
   void progress(bool final);

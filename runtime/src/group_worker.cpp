@@ -1,17 +1,20 @@
 #include "group_worker.h"
 
+#include <algorithm>
 #include <cmath>
 #include <exception>
 #include <iostream>
 
 #include "protocol.h"
 #include "xpscale/collectives/error.h"
+#include "xpscale/runtime/preemption.h"
 
 namespace xpscale::detail {
 
 // A member's kTagOutcome message.
 GroupWorker::Outcome GroupWorker::outcome_of(const nlohmann::json& body) {
-  return {body.value("ok", false), body.value("reason", ""), body.value("stderr_tail", "")};
+  return {body.value("ok", false), body.value("reason", ""), body.value("stderr_tail", ""),
+          body.value("preempted", false)};
 }
 
 namespace {
@@ -43,6 +46,7 @@ void GroupWorker::leader_loop(const TrainFn& train) {
                {"g", ctx_.group},
                {"ranks", ctx_.ranks},
                {"hosts", ctx_.hosts_text},
+               {"pre", preemption_requested()},
                {"result", result}});
     auto reply = recv_json(ctx_.ctrl, 0, kTagReply).body;
     const bool done = reply.value("k", "") != "trial";
@@ -63,9 +67,12 @@ void GroupWorker::member_loop(const TrainFn& train) {
     if (msg.value("k", "") != "trial") return;
     seq_ = msg.at("seq").get<std::int64_t>();
     const Outcome own = run_trial(train, msg);
-    send_json(
-        ctx_.gctl, 0, kTagOutcome,
-        {{"seq", seq_}, {"ok", own.ok}, {"reason", own.reason}, {"stderr_tail", own.stderr_tail}});
+    send_json(ctx_.gctl, 0, kTagOutcome,
+              {{"seq", seq_},
+               {"ok", own.ok},
+               {"reason", own.reason},
+               {"stderr_tail", own.stderr_tail},
+               {"preempted", own.preempted}});
   }
 }
 
@@ -92,6 +99,9 @@ GroupWorker::Outcome GroupWorker::run_trial(const TrainFn& train, const nlohmann
     info.time_limit_s = ctx_.time_limit_s;
     Trial trial(std::move(info), *ctx_.comm, *this);
     train(trial);
+  } catch (const TrialPreempted& e) {
+    out.preempted = true;
+    out.reason = e.what();
   } catch (const TrialFailed& e) {
     out = {false, e.what(), e.stderr_tail()};
   } catch (...) {
@@ -109,6 +119,7 @@ Decision GroupWorker::ask_coordinator(std::int64_t step, const nlohmann::json& m
              {"a", attempt_},
              {"step", step},
              {"time", unix_now()},
+             {"pre", preemption_requested()},
              {"m", metrics}});
   auto reply = recv_json(ctx_.ctrl, 0, kTagReply).body;
   if (!reply.value("stop", false)) {
@@ -206,7 +217,14 @@ nlohmann::json GroupWorker::result_of(const Outcome& own) const {
     }
   }
   if (failures > 1) reason += " (and " + std::to_string(failures - 1) + " more ranks failed)";
-  if (failures > 0) {
+  const bool preempted =
+      last_stop_reason_ == "preempted" ||
+      std::any_of(all.begin(), all.end(), [](const auto& o) { return o.second->preempted; });
+  if (preempted && failures == 0) {
+    // Not a result: the next run resumes the trial from its checkpoint.
+    status = "preempted";
+    reason = "preempted";
+  } else if (failures > 0) {
     status = "failed";
   } else if (last_stop_reason_ == "time_limit") {
     status = "failed";

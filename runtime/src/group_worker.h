@@ -43,6 +43,7 @@ class GroupWorker final : public TrialChannel {
   struct Outcome {
     bool ok = true;
     std::string reason, stderr_tail;
+    bool preempted = false;  // ended because of preemption, not failed
   };
 
   static Outcome outcome_of(const nlohmann::json& body);

@@ -17,6 +17,7 @@
 #include "xpscale/collectives/device.h"
 #include "xpscale/collectives/mpi_check.h"
 #include "xpscale/runtime/groups.h"
+#include "xpscale/runtime/preemption.h"
 #include "xpscale/runtime/searcher.h"
 #include "xpscale/runtime/store.h"
 
@@ -89,6 +90,13 @@ std::string join(const std::vector<std::string>& v, const char* sep = ",") {
   return out;
 }
 
+// Job arrays: task k of n runs trials k, k+n, k+2n, ... (a partition: no
+// trial runs in two tasks, whatever order the tasks run in).
+bool in_array_task(std::uint64_t trial, const RunOptions& options) {
+  return options.task_count <= 0 || trial % static_cast<std::uint64_t>(options.task_count) ==
+                                        static_cast<std::uint64_t>(options.task);
+}
+
 // Rank 0: opens or creates the store, checks that it belongs to this config
 // and builds the queue of trials still to run.
 CoordinatorSetup prepare(const SweepConfig& config, const RunOptions& options, int world_size,
@@ -101,12 +109,12 @@ CoordinatorSetup prepare(const SweepConfig& config, const RunOptions& options, i
   s.summary.out_dir = config.out_dir;
 
   const fs::path out_dir = config.out_dir;
-  const fs::path db = store_path(out_dir);
+  const fs::path db = store_path(out_dir, options.task, options.task_count);
   std::error_code ec;
   const bool existed = fs::exists(db, ec);
   if (options.resume && !existed)
-    throw UserError("--resume: " + out_dir.string() +
-                    " holds no sweep store (xpscale.db); run without --resume to start the sweep");
+    throw UserError("--resume: " + out_dir.string() + " holds no sweep store (" +
+                    db.filename().string() + "); run without --resume to start the sweep");
   fs::create_directories(out_dir, ec);
   if (ec) throw UserError("cannot create out_dir " + out_dir.string() + ": " + ec.message());
   s.store = std::make_unique<Store>(db);
@@ -135,6 +143,7 @@ CoordinatorSetup prepare(const SweepConfig& config, const RunOptions& options, i
   for (std::uint64_t i = 0; i < planned; ++i) {
     auto params = searcher->suggest(i);
     if (!params) break;
+    if (!in_array_task(i, options)) continue;
     ++s.summary.planned;
     auto it = existing.find(i);
     if (it != existing.end() && it->second.params == *params) {
@@ -223,6 +232,12 @@ RunSummary run_sweep(const RunOptions& options, const TrainFn& train) {
 }
 
 RunSummary run_sweep(const RunOptions& options, const TrainFactory& make_train) {
+  if (options.task_count < 0 || options.task < 0 ||
+      (options.task_count > 0 && options.task >= options.task_count))
+    throw UserError("array task " + std::to_string(options.task) + " of " +
+                    std::to_string(options.task_count) + ": the task must be in [0, " +
+                    std::to_string(options.task_count) + ")");
+  const PreemptionHandler preemption;
   int provided = 0;
   XPSCALE_MPI_CHECK(MPI_Query_thread(&provided));
   if (provided < MPI_THREAD_MULTIPLE)

@@ -6,6 +6,7 @@
 
 #include <boost/program_options.hpp>
 
+#include "xpscale/runtime/preemption.h"
 #include "xpscale/runtime/run.h"
 
 namespace po = boost::program_options;
@@ -21,6 +22,7 @@ std::string describe(const RunSummary& s) {
   if (s.skipped) line += " (" + std::to_string(s.skipped) + " of them before this run)";
   if (s.queued) line += ", " + std::to_string(s.queued) + " not run";
   line += " in " + std::string(wall);
+  if (s.preempted) line += "; preempted: run it again to resume";
   if (s.stopped_early) line += "; stopped early: " + s.stop_reason;
   line += "; results in " + s.out_dir + " (xpscale report " + s.out_dir + ")";
   return line;
@@ -48,7 +50,7 @@ int run_and_report(const RunOptions& options, const TrainFactory& make_train, co
     if (rank == 0 && !options.quiet) std::cerr << prog << ": " << describe(summary) << '\n';
     const bool too_many_failures =
         summary.stopped_early && summary.stop_reason.rfind("more than max_failures", 0) == 0;
-    status = too_many_failures ? 1 : 0;
+    status = too_many_failures ? 1 : summary.preempted ? kExitPreempted : 0;
   } catch (const ConfigError& e) {
     if (rank == 0) std::cerr << e.what() << '\n';
     status = 2;
@@ -80,7 +82,11 @@ int run(int argc, char** argv, const TrainFn& train) {
         "force", po::bool_switch(&options.force), "run even if out_dir holds another config")(
         "quiet,q", po::bool_switch(&options.quiet), "no progress output")(
         "backend", po::value<std::string>(&options.backend)->default_value("auto"),
-        "collectives backend: auto | mpi | nccl");
+        "collectives backend: auto | mpi | nccl")(
+        "array-task", po::value<int>(&options.task)->default_value(0),
+        "job arrays: this task's index (runs trials i with i % array-size == index)")(
+        "array-size", po::value<int>(&options.task_count)->default_value(0),
+        "job arrays: the number of tasks (0: no array)");
     po::variables_map vm;
     po::store(po::command_line_parser(argc, argv).options(desc).run(), vm);
     if (vm.count("help")) {

@@ -6,6 +6,7 @@
 #include <openssl/evp.h>
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <utility>
 
@@ -178,8 +179,30 @@ TrialStatus parse_trial_status(std::string_view name) {
   throw StoreError("unknown trial status '" + std::string(name) + "' in the store");
 }
 
-std::filesystem::path store_path(const std::filesystem::path& out_dir) {
+std::filesystem::path store_path(const std::filesystem::path& out_dir, int task, int task_count) {
+  if (task_count > 0) return out_dir / ("xpscale.task" + std::to_string(task) + ".db");
   return out_dir / "xpscale.db";
+}
+
+std::vector<std::filesystem::path> store_paths(const std::filesystem::path& out_dir) {
+  std::vector<std::filesystem::path> found;
+  std::error_code ec;
+  if (std::filesystem::exists(store_path(out_dir), ec)) found.push_back(store_path(out_dir));
+  std::vector<std::pair<long, std::filesystem::path>> tasks;
+  for (const auto& e : std::filesystem::directory_iterator(out_dir, ec)) {
+    const std::string name = e.path().filename().string();
+    constexpr std::string_view prefix = "xpscale.task", suffix = ".db";
+    if (name.size() <= prefix.size() + suffix.size() || !name.starts_with(prefix) ||
+        !name.ends_with(suffix))
+      continue;
+    const std::string digits =
+        name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
+    if (digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 9) continue;
+    tasks.emplace_back(std::stol(digits), e.path());
+  }
+  std::sort(tasks.begin(), tasks.end());
+  for (auto& [k, p] : tasks) found.push_back(std::move(p));
+  return found;
 }
 
 std::string sha256_hex(std::string_view text) {
@@ -439,6 +462,23 @@ int Store::mark_interrupted(double now) {
   const int count = static_cast<int>(n.i64(0));
   Db::Stmt(*db_, "UPDATE trials SET status = 'queued' WHERE status = 'running'").run();
   return count;
+}
+
+void Store::interrupt_attempt(std::uint64_t trial, int attempt, const std::string& reason,
+                              double now) {
+  Db::Stmt(*db_,
+           "UPDATE attempts SET status = 'interrupted', finished_at = ?, reason = ? "
+           "WHERE trial = ? AND attempt = ?")
+      .bind(1, now)
+      .bind(2, reason)
+      .bind(3, trial)
+      .bind(4, attempt)
+      .run();
+  Db::Stmt(*db_, "UPDATE trials SET status = 'queued', finished_at = ?, reason = ? WHERE id = ?")
+      .bind(1, now)
+      .bind(2, reason)
+      .bind(3, trial)
+      .run();
 }
 
 void Store::add_metrics(std::uint64_t trial, int attempt, std::int64_t step, double time,

@@ -4,6 +4,7 @@
 //   ms      how long each step sleeps
 //   steps   how many steps it reports (default 3)
 //   x       the reported "loss" is (x - 3)^2 + step / 100
+// It also reports the leader's node-local rank ("local_rank").
 // Every step checks the group's communicator: the allreduce of the group
 // ranks must equal size*(size-1)/2 on every rank.
 #include <chrono>
@@ -35,7 +36,9 @@ void train(xpscale::Trial& trial) {
       std::this_thread::sleep_for(std::chrono::hours(1));
     const double loss = (x - 3) * (x - 3) + step / 100.0;
     trial.checkpoint_saved(step);
-    if (trial.report(step, {{"loss", loss}, {"rank_sum", r}}) == xpscale::Decision::kStop) break;
+    const nlohmann::json metrics{
+        {"loss", loss}, {"rank_sum", r}, {"local_rank", trial.local_rank()}};
+    if (trial.report(step, metrics) == xpscale::Decision::kStop) break;
   }
 }
 

@@ -9,10 +9,8 @@
 //   MASTER_ADDR, MASTER_PORT  the group leader's host (127.0.0.1 when the
 //                             whole group is on one host) and a port that
 //                             was free there
-//   CUDA_VISIBLE_DEVICES      with resources.gpus_per_rank = g > 0: devices
-//                             [l*g, (l+1)*g) of the node, l = this rank's
-//                             node-local rank, taken from the node's own
-//                             CUDA_VISIBLE_DEVICES list when one is set
+//   CUDA_VISIBLE_DEVICES      with resources.gpus_per_rank = g > 0: the
+//                             rank's devices (gpu_binding.h)
 //   XPSCALE_TRIAL_ID, XPSCALE_ATTEMPT, XPSCALE_PARAMS (JSON),
 //   XPSCALE_TRIAL_DIR, XPSCALE_CHECKPOINT_DIR, XPSCALE_METRICS_FD
 // Open MPI's and PMIx's own variables (OMPI_*, PMIX_*, PMI_*) are removed,
@@ -23,7 +21,9 @@
 // report()s; a Stop decision, resources.time_limit, or a failed rank ends
 // the process tree of every rank of the trial (SIGTERM, grace, SIGKILL).
 // A rank whose process exits non-zero or is killed fails the trial with
-// that reason and the tail of its stderr.
+// that reason and the tail of its stderr. On preemption (SIGUSR1 to the
+// sweep), every rank forwards SIGUSR1 to its process group and ends the
+// tree after preempt_grace; the attempt is then interrupted, not failed.
 #include <chrono>
 
 #include "xpscale/runtime/run.h"
@@ -34,6 +34,10 @@ namespace xpscale::launcher {
 struct ExternalTrialOptions {
   // Between SIGTERM and SIGKILL when a trial is ended.
   std::chrono::milliseconds kill_grace{std::chrono::seconds(10)};
+  // Preemption (xpscale/runtime/preemption.h): between forwarding SIGUSR1
+  // to the trial's process group and ending it (SIGTERM, kill_grace,
+  // SIGKILL). The trial should checkpoint and exit within it.
+  std::chrono::milliseconds preempt_grace{std::chrono::seconds(30)};
 };
 
 // The train function that runs config's command. The config must be

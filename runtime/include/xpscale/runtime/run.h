@@ -36,6 +36,9 @@ struct RunOptions {
   double progress_interval_s = 10;
   // Communicator backend for the trial groups: auto | mpi | nccl.
   std::string backend = "auto";
+  // Job arrays: run only trials i with i % task_count == task, into the
+  // store out_dir/xpscale.task<task>.db (store_path). task_count 0: all.
+  int task = 0, task_count = 0;
 };
 
 struct RunSummary {
@@ -46,6 +49,7 @@ struct RunSummary {
   std::uint64_t skipped = 0;    // finished before this run (resume)
   std::uint64_t queued = 0;     // never started (sweep stopped early)
   bool stopped_early = false;   // target reached or max_failures passed
+  bool preempted = false;       // SIGUSR1 ended the run early (preemption.h)
   std::string stop_reason;
   double wall_s = 0;
 };
@@ -71,7 +75,9 @@ std::string describe(const RunSummary& summary);
 // initialises MPI (MPI_THREAD_MULTIPLE) unless the program did, runs the
 // sweep, prints the summary on rank 0 and returns the exit status: 0 when
 // the sweep ran (trials may have failed), 1 when it stopped because of
-// max_failures or an internal error, 2 for a user error.
+// max_failures or an internal error, 2 for a user error, kExitPreempted (3)
+// when SIGUSR1 preempted it (preemption.h). --array-task/--array-size run a
+// job array's share (RunOptions::task).
 int run(int argc, char** argv, const TrainFn& train);
 
 // What run() does once its flags are parsed, for commands that parse their

@@ -94,8 +94,13 @@ struct MetricRow {
   nlohmann::json values;
 };
 
-// The store's file inside out_dir.
-std::filesystem::path store_path(const std::filesystem::path& out_dir);
+// The store's file inside out_dir: xpscale.db, or for task k of a job
+// array of task_count > 0 tasks, xpscale.task<k>.db.
+std::filesystem::path store_path(const std::filesystem::path& out_dir, int task = 0,
+                                 int task_count = 0);
+// Every store file in out_dir: xpscale.db and the array tasks' ones, in
+// task order. Empty when there is none.
+std::vector<std::filesystem::path> store_paths(const std::filesystem::path& out_dir);
 // Lowercase hex SHA-256 of text (OpenSSL).
 std::string sha256_hex(std::string_view text);
 
@@ -141,6 +146,9 @@ class Store {
   // Attempts left running by a killed run become "interrupted" and their
   // trials queued; returns how many.
   int mark_interrupted(double now);
+  // Ends an attempt that was preempted (preemption.h) as "interrupted" and
+  // queues its trial again, so that the next run resumes it.
+  void interrupt_attempt(std::uint64_t trial, int attempt, const std::string& reason, double now);
   // One report. `value` is the sweep metric's value in it, if any; the
   // trial's best is updated for `goal`.
   void add_metrics(std::uint64_t trial, int attempt, std::int64_t step, double time,
