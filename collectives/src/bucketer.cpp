@@ -1,6 +1,8 @@
 #include "xpscale/collectives/bucketer.h"
 
+#include <algorithm>
 #include <string>
+#include <utility>
 
 #include "usage_error.h"
 
@@ -75,14 +77,30 @@ void GradientBucketer::fix_layout() {
     b.count += t.count;
   }
   for (Bucket& b : buckets_) {
-    if (b.tensors.size() > 1) b.staging = comm_.allocate(b.bytes);
+    b.view = contiguous_range(b);
+    if (b.view == nullptr && b.tensors.size() > 1) b.staging = comm_.allocate(b.bytes);
   }
   reset_step();
 }
 
-void* GradientBucketer::bucket_data(Bucket& b) {
-  return b.staging ? b.staging.get() : tensors_[b.tensors.front()].data;
+void* GradientBucketer::contiguous_range(const Bucket& b) const {
+  // (address, bytes) of the bucket's non-empty tensors, in address order.
+  std::vector<std::pair<std::byte*, std::size_t>> ranges;
+  for (const std::size_t index : b.tensors) {
+    const Tensor& t = tensors_[index];
+    const std::size_t bytes = t.count * data_type_size(t.type);
+    if (bytes != 0) ranges.emplace_back(static_cast<std::byte*>(t.data), bytes);
+  }
+  if (ranges.empty()) return tensors_[b.tensors.front()].data;
+  std::sort(ranges.begin(), ranges.end());
+  for (std::size_t i = 1; i < ranges.size(); ++i) {
+    // Only exact adjacency: a gap or an overlap needs the staging buffer.
+    if (ranges[i - 1].first + ranges[i - 1].second != ranges[i].first) return nullptr;
+  }
+  return ranges.front().first;
 }
+
+void* GradientBucketer::bucket_data(Bucket& b) { return b.view ? b.view : b.staging.get(); }
 
 void GradientBucketer::reset_step() {
   ready_.assign(tensors_.size(), false);

@@ -33,7 +33,10 @@
 // the communicator's memory kind (Communicator::allocate/copy: host memory
 // for MPI, device memory and stream-ordered cudaMemcpyAsync for NCCL); a
 // tensor's bytes are copied in at mark_ready and the averages copied back
-// in finish(). A bucket of one tensor is reduced in place, without copies.
+// in finish(). A bucket of one tensor is reduced in place, without copies,
+// and so is a bucket whose tensors together cover one contiguous range of
+// memory (in any order), as when a model keeps all its gradients in one flat
+// buffer (PyTorch's gradient_as_bucket_view).
 // Registered buffers must stay valid (and, for NCCL, be device memory) for
 // the bucketer's life, and must not be written between mark_ready and the
 // end of finish().
@@ -114,8 +117,12 @@ class GradientBucketer {
     std::size_t bytes = 0;
     std::size_t count = 0;
     DataType type = DataType::kF32;
-    Communicator::Buffer staging;  // empty for a one-tensor bucket
-    std::size_t pending = 0;       // tensors not yet ready this step
+    // Where the bucket is reduced in place: its tensors' memory when they
+    // cover one contiguous range (always so for one tensor), else null and
+    // the bucket is packed into `staging`.
+    void* view = nullptr;
+    Communicator::Buffer staging;
+    std::size_t pending = 0;  // tensors not yet ready this step
     std::unique_ptr<Work> work;
   };
 
@@ -123,6 +130,7 @@ class GradientBucketer {
   void launch_ready_buckets();
   void reset_step();
   void* bucket_data(Bucket& b);
+  void* contiguous_range(const Bucket& b) const;
 
   Communicator& comm_;
   BucketerOptions options_;
