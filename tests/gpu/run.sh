@@ -41,6 +41,8 @@ mpi=(mpiexec --oversubscribe)
 if (( gpus > 1 )); then
   echo "== NCCL tests on $gpus ranks"
   XPSCALE_REQUIRE_GPU=1 "${mpi[@]}" -n "$gpus" "$build/tests/gpu/nccl_communicator_test"
+  echo "== CUDA trainer against the CPU trainer on $gpus ranks (NCCL, bucketer)"
+  XPSCALE_REQUIRE_GPU=1 "${mpi[@]}" -n "$gpus" "$build/tests/gpu/fmnist_cuda_trainer_test"
 fi
 
 # The CUDA trainer on the real data set, one trial per GPU at a time; the
