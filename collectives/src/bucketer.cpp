@@ -16,7 +16,11 @@ void check(bool ok, const std::string& message) {
 
 GradientBucketer::GradientBucketer(Communicator& comm, BucketerOptions options)
     : comm_(comm), options_(options) {
-  check(options_.bucket_bytes > 0 && options_.first_bucket_bytes > 0,
+  if (!options_.first_bucket_bytes) {
+    options_.first_bucket_bytes =
+        comm_.async_progress() ? kDdpFirstBucketBytes : options_.bucket_bytes;
+  }
+  check(options_.bucket_bytes > 0 && *options_.first_bucket_bytes > 0,
         "bucket_bytes and first_bucket_bytes must be positive");
 }
 
@@ -63,7 +67,7 @@ void GradientBucketer::fix_layout() {
     if (!buckets_.empty()) {
       const Bucket& last = buckets_.back();
       const std::size_t cap =
-          buckets_.size() == 1 ? options_.first_bucket_bytes : options_.bucket_bytes;
+          buckets_.size() == 1 ? *options_.first_bucket_bytes : options_.bucket_bytes;
       if (last.type != t.type || last.bytes + bytes > cap) buckets_.emplace_back();
     } else {
       buckets_.emplace_back();

@@ -67,14 +67,29 @@ TEST(BucketerLayout, FirstBucketHasItsOwnCap) {
   for (std::size_t i = 1; i < 6; ++i) EXPECT_EQ(forward.bucket_of(i), 1U) << i;
 }
 
-TEST(BucketerLayout, DefaultsAreDdpsOneAnd25MiB) {
+TEST(BucketerLayout, DdpsOneMiBFirstBucketWhenAsked) {
   auto comm = mpi_communicator();
-  GradientBucketer bucketer(*comm);
+  BucketerOptions options;
+  options.first_bucket_bytes = kDdpFirstBucketBytes;
+  GradientBucketer bucketer(*comm, options);
   std::vector<Buffer> tensors(200, Buffer(DataType::kF32, 4096));  // 16 KiB each
   for (Buffer& t : tensors) bucketer.add(t.data(), t.count(), t.type());
   ASSERT_EQ(bucketer.bucket_count(), 2U);
   EXPECT_EQ(bucketer.bucket_bytes(0), std::size_t{1} << 20);  // 64 tensors
   EXPECT_EQ(bucketer.bucket_bytes(1), 136U * 16384U);
+}
+
+// MPI reduces buckets inline (no async progress): a small first bucket
+// would overlap nothing, so by default every bucket has the 25 MiB cap.
+TEST(BucketerLayout, WithoutAsyncProgressTheFirstBucketHasTheCommonCap) {
+  auto comm = mpi_communicator();
+  ASSERT_FALSE(comm->async_progress());
+  GradientBucketer bucketer(*comm);
+  std::vector<Buffer> tensors(1700, Buffer(DataType::kF32, 4096));  // 16 KiB each
+  for (Buffer& t : tensors) bucketer.add(t.data(), t.count(), t.type());
+  ASSERT_EQ(bucketer.bucket_count(), 2U);
+  EXPECT_EQ(bucketer.bucket_bytes(0), std::size_t{25} << 20);  // 1600 tensors
+  EXPECT_EQ(bucketer.bucket_bytes(1), 100U * 16384U);
 }
 
 TEST(BucketerUse, MisuseThrows) {
