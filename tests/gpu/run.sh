@@ -84,10 +84,6 @@ fi
 
 echo "== NCCL allreduce benchmark ($gpus rank(s))"
 "${mpi[@]}" -n "$gpus" "$build/bench/allreduce/allreduce_bench" --backend nccl
-if (( gpus >= 2 )); then
-  echo "== NCCL allreduce benchmark, $gpus trial groups of one rank reducing at once"
-  "${mpi[@]}" -n "$gpus" "$build/bench/allreduce/allreduce_bench" --backend nccl --groups "$gpus"
-fi
 if (( gpus >= 4 )); then
   echo "== NCCL allreduce benchmark, 2 trial groups reducing at once"
   "${mpi[@]}" -n "$gpus" "$build/bench/allreduce/allreduce_bench" --backend nccl --groups 2
