@@ -1,8 +1,8 @@
 #include "xpscale/collectives/bucketer.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <string>
-#include <utility>
 
 #include "usage_error.h"
 
@@ -88,20 +88,28 @@ void GradientBucketer::fix_layout() {
 }
 
 void* GradientBucketer::contiguous_range(const Bucket& b) const {
-  // (address, bytes) of the bucket's non-empty tensors, in address order.
-  std::vector<std::pair<std::byte*, std::size_t>> ranges;
+  // The bucket's non-empty tensors in address order (compared as integers:
+  // `<` on pointers into unrelated buffers is unspecified).
+  struct Range {
+    std::uintptr_t begin;
+    std::uintptr_t end;
+    void* data;
+  };
+  std::vector<Range> ranges;
   for (const std::size_t index : b.tensors) {
     const Tensor& t = tensors_[index];
     const std::size_t bytes = t.count * data_type_size(t.type);
-    if (bytes != 0) ranges.emplace_back(static_cast<std::byte*>(t.data), bytes);
+    const auto begin = reinterpret_cast<std::uintptr_t>(t.data);
+    if (bytes != 0) ranges.push_back(Range{begin, begin + bytes, t.data});
   }
   if (ranges.empty()) return tensors_[b.tensors.front()].data;
-  std::sort(ranges.begin(), ranges.end());
+  std::sort(ranges.begin(), ranges.end(),
+            [](const Range& x, const Range& y) { return x.begin < y.begin; });
   for (std::size_t i = 1; i < ranges.size(); ++i) {
     // Only exact adjacency: a gap or an overlap needs the staging buffer.
-    if (ranges[i - 1].first + ranges[i - 1].second != ranges[i].first) return nullptr;
+    if (ranges[i - 1].end != ranges[i].begin) return nullptr;
   }
-  return ranges.front().first;
+  return ranges.front().data;
 }
 
 void* GradientBucketer::bucket_data(Bucket& b) { return b.view ? b.view : b.staging.get(); }
