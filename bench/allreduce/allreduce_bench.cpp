@@ -13,7 +13,7 @@
 // busbw = algbw * 2(n-1)/n as in nccl-tests (n: ranks of a group).
 //
 //   mpiexec -n 4 allreduce_bench [--backend auto|mpi|nccl] [--groups G]
-//       [--min-bytes 4096] [--max-bytes 67108864] [--rounds 7] [--quick]
+//       [--min-bytes 4096] [--max-bytes 67108864] [--rounds 15] [--quick]
 //
 // --groups G splits the job into G groups (rank % G) that all reduce at the
 // same time, as G trials of a sweep do; times are the slowest group's.
@@ -43,7 +43,7 @@ struct Args {
   int groups = 1;
   std::size_t min_bytes = 4096;
   std::size_t max_bytes = std::size_t{64} << 20;
-  int rounds = 7;
+  int rounds = 15;
   bool quick = false;
 };
 
@@ -88,15 +88,18 @@ double now_s() {
 }
 
 // Runs each body `iters` times per round, alternating bodies within the
-// round; returns each body's median over rounds of the slowest rank's time
-// per call, in seconds. Every rank of the job takes part (world barrier),
-// so that concurrent groups start together.
+// round and rotating which body goes first from round to round (so that
+// none always runs right after the barrier or right after another); returns
+// each body's median over rounds of the slowest rank's time per call, in
+// seconds. Every rank of the job takes part (world barrier), so that
+// concurrent groups start together.
 std::vector<double> time_alternating(const std::vector<std::function<void()>>& bodies, int iters,
                                      int rounds) {
   std::vector<std::vector<double>> samples(bodies.size());
   for (std::function<void()> const& body : bodies) body();  // warm-up
   for (int r = 0; r < rounds; ++r) {
-    for (std::size_t b = 0; b < bodies.size(); ++b) {
+    for (std::size_t k = 0; k < bodies.size(); ++k) {
+      const std::size_t b = (k + static_cast<std::size_t>(r)) % bodies.size();
       MPI_Barrier(MPI_COMM_WORLD);
       const double start = now_s();
       for (int i = 0; i < iters; ++i) bodies[b]();

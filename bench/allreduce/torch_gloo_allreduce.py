@@ -21,7 +21,7 @@ def main():
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--min-bytes", type=int, default=4096)
     parser.add_argument("--max-bytes", type=int, default=64 << 20)
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args()
 
     rank = int(os.environ["OMPI_COMM_WORLD_RANK"])

@@ -1,5 +1,7 @@
 #include "xpscale/collectives/bucketer.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <string>
 
 #include "usage_error.h"
@@ -14,7 +16,11 @@ void check(bool ok, const std::string& message) {
 
 GradientBucketer::GradientBucketer(Communicator& comm, BucketerOptions options)
     : comm_(comm), options_(options) {
-  check(options_.bucket_bytes > 0 && options_.first_bucket_bytes > 0,
+  if (!options_.first_bucket_bytes) {
+    options_.first_bucket_bytes =
+        comm_.async_progress() ? kDdpFirstBucketBytes : options_.bucket_bytes;
+  }
+  check(options_.bucket_bytes > 0 && *options_.first_bucket_bytes > 0,
         "bucket_bytes and first_bucket_bytes must be positive");
 }
 
@@ -61,7 +67,7 @@ void GradientBucketer::fix_layout() {
     if (!buckets_.empty()) {
       const Bucket& last = buckets_.back();
       const std::size_t cap =
-          buckets_.size() == 1 ? options_.first_bucket_bytes : options_.bucket_bytes;
+          buckets_.size() == 1 ? *options_.first_bucket_bytes : options_.bucket_bytes;
       if (last.type != t.type || last.bytes + bytes > cap) buckets_.emplace_back();
     } else {
       buckets_.emplace_back();
@@ -75,14 +81,38 @@ void GradientBucketer::fix_layout() {
     b.count += t.count;
   }
   for (Bucket& b : buckets_) {
-    if (b.tensors.size() > 1) b.staging = comm_.allocate(b.bytes);
+    b.view = contiguous_range(b);
+    if (b.view == nullptr && b.tensors.size() > 1) b.staging = comm_.allocate(b.bytes);
   }
   reset_step();
 }
 
-void* GradientBucketer::bucket_data(Bucket& b) {
-  return b.staging ? b.staging.get() : tensors_[b.tensors.front()].data;
+void* GradientBucketer::contiguous_range(const Bucket& b) const {
+  // The bucket's non-empty tensors in address order (compared as integers:
+  // `<` on pointers into unrelated buffers is unspecified).
+  struct Range {
+    std::uintptr_t begin;
+    std::uintptr_t end;
+    void* data;
+  };
+  std::vector<Range> ranges;
+  for (const std::size_t index : b.tensors) {
+    const Tensor& t = tensors_[index];
+    const std::size_t bytes = t.count * data_type_size(t.type);
+    const auto begin = reinterpret_cast<std::uintptr_t>(t.data);
+    if (bytes != 0) ranges.push_back(Range{begin, begin + bytes, t.data});
+  }
+  if (ranges.empty()) return tensors_[b.tensors.front()].data;
+  std::sort(ranges.begin(), ranges.end(),
+            [](const Range& x, const Range& y) { return x.begin < y.begin; });
+  for (std::size_t i = 1; i < ranges.size(); ++i) {
+    // Only exact adjacency: a gap or an overlap needs the staging buffer.
+    if (ranges[i - 1].end != ranges[i].begin) return nullptr;
+  }
+  return ranges.front().data;
 }
+
+void* GradientBucketer::bucket_data(Bucket& b) { return b.view ? b.view : b.staging.get(); }
 
 void GradientBucketer::reset_step() {
   ready_.assign(tensors_.size(), false);

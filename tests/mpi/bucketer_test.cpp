@@ -67,14 +67,29 @@ TEST(BucketerLayout, FirstBucketHasItsOwnCap) {
   for (std::size_t i = 1; i < 6; ++i) EXPECT_EQ(forward.bucket_of(i), 1U) << i;
 }
 
-TEST(BucketerLayout, DefaultsAreDdpsOneAnd25MiB) {
+TEST(BucketerLayout, DdpsOneMiBFirstBucketWhenAsked) {
   auto comm = mpi_communicator();
-  GradientBucketer bucketer(*comm);
+  BucketerOptions options;
+  options.first_bucket_bytes = kDdpFirstBucketBytes;
+  GradientBucketer bucketer(*comm, options);
   std::vector<Buffer> tensors(200, Buffer(DataType::kF32, 4096));  // 16 KiB each
   for (Buffer& t : tensors) bucketer.add(t.data(), t.count(), t.type());
   ASSERT_EQ(bucketer.bucket_count(), 2U);
   EXPECT_EQ(bucketer.bucket_bytes(0), std::size_t{1} << 20);  // 64 tensors
   EXPECT_EQ(bucketer.bucket_bytes(1), 136U * 16384U);
+}
+
+// MPI reduces buckets inline (no async progress): a small first bucket
+// would overlap nothing, so by default every bucket has the 25 MiB cap.
+TEST(BucketerLayout, WithoutAsyncProgressTheFirstBucketHasTheCommonCap) {
+  auto comm = mpi_communicator();
+  ASSERT_FALSE(comm->async_progress());
+  GradientBucketer bucketer(*comm);
+  std::vector<Buffer> tensors(1700, Buffer(DataType::kF32, 4096));  // 16 KiB each
+  for (Buffer& t : tensors) bucketer.add(t.data(), t.count(), t.type());
+  ASSERT_EQ(bucketer.bucket_count(), 2U);
+  EXPECT_EQ(bucketer.bucket_bytes(0), std::size_t{25} << 20);  // 1600 tensors
+  EXPECT_EQ(bucketer.bucket_bytes(1), 100U * 16384U);
 }
 
 TEST(BucketerUse, MisuseThrows) {
@@ -158,6 +173,50 @@ TEST(BucketerUse, ForwardOrderMatchesPerTensorAllreduce) {
   options.order = BucketOrder::kForward;
   expect_matches_per_tensor(options);
 }
+
+// Slices of one flat buffer, registered as a model with one gradient
+// buffer does. Adjacent slices make a bucket that is reduced in place; a
+// gap between two slices must not be touched (it falls back to staging).
+void expect_flat_slices_match(std::size_t gap) {
+  auto comm = mpi_communicator();
+  const std::vector<std::size_t> sizes = {4000, 100, 3000, 10, 1800};
+  std::vector<std::size_t> offsets;
+  std::size_t end = 0;
+  for (std::size_t k = 0; k < sizes.size(); ++k) {
+    if (k == 3) end += gap;  // between the third and fourth slice
+    offsets.push_back(end);
+    end += sizes[k];
+  }
+  std::vector<float> flat(end);
+  std::mt19937 rng(77U + static_cast<unsigned>(comm->rank()));
+  std::uniform_real_distribution<float> values(-1.0F, 1.0F);
+  GradientBucketer bucketer(*comm);
+  for (std::size_t k = 0; k < sizes.size(); ++k)
+    bucketer.add(flat.data() + offsets[k], sizes[k], DataType::kF32);
+  ASSERT_EQ(bucketer.bucket_count(), 1U);
+
+  for (int step = 0; step < 2; ++step) {
+    for (float& v : flat) v = values(rng);
+    std::vector<float> expected = flat;  // the gap keeps this rank's values
+    for (std::size_t k = 0; k < sizes.size(); ++k) {
+      comm->allreduce(expected.data() + offsets[k], expected.data() + offsets[k], sizes[k],
+                      DataType::kF32, ReduceOp::kAvg);
+    }
+    for (std::size_t k = sizes.size(); k-- > 0;) bucketer.mark_ready(k);
+    bucketer.finish();
+    for (std::size_t i = 0; i < flat.size(); ++i) {
+      if (std::abs(flat[i] - expected[i]) > 1e-6F) {
+        ADD_FAILURE() << "gap " << gap << ", step " << step << ", element " << i << ": bucketed "
+                      << flat[i] << ", expected " << expected[i];
+        return;
+      }
+    }
+  }
+}
+
+TEST(BucketerUse, AdjacentSlicesOfOneBufferAreReducedInPlace) { expect_flat_slices_match(0); }
+
+TEST(BucketerUse, SlicesWithAGapLeaveTheGapAlone) { expect_flat_slices_match(64); }
 
 }  // namespace
 }  // namespace xpscale::collectives

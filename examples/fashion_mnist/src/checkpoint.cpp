@@ -156,4 +156,15 @@ void remove_checkpoints_before(const std::filesystem::path& dir, std::int64_t ke
   }
 }
 
+void check_fits(const Checkpoint& c, const MlpShape& s) {
+  if (c.shape == s && c.params.size() == s.param_count() && c.velocity.size() == c.params.size())
+    return;
+  const auto name = [](const MlpShape& m) {
+    return std::to_string(m.inputs) + "-" + std::to_string(m.hidden) + "-" +
+           std::to_string(m.classes);
+  };
+  throw CheckpointError("checkpoint of epoch " + std::to_string(c.epoch) + " is of a " +
+                        name(c.shape) + " model, this trial trains " + name(s));
+}
+
 }  // namespace fmnist

@@ -17,7 +17,18 @@ constexpr std::size_t kEvalChunk = 1000;
 // streams Mlp::init uses.
 constexpr std::uint64_t kShuffleStream = 1u << 20;
 
-// Checks the options and returns the model's shape.
+// The gradients and scalars of this trainer live in host memory.
+xc::Communicator& host_memory(xc::Communicator& comm) {
+  if (comm.device_memory())
+    throw xpscale::UserError(
+        "fashion_mnist trains on the CPU and reduces host memory, but this group's "
+        "communicator is " +
+        std::string(comm.backend()) +
+        " (device memory): run it with --backend mpi, or use fashion_mnist_cuda");
+  return comm;
+}
+}  // namespace
+
 MlpShape checked_shape(const TrainOptions& o, std::size_t train_size, int group_size) {
   const auto fail = [](const std::string& what) { throw xpscale::UserError(what); };
   if (o.hidden < 1) fail("hidden must be >= 1, got " + std::to_string(o.hidden));
@@ -34,8 +45,6 @@ MlpShape checked_shape(const TrainOptions& o, std::size_t train_size, int group_
   return {kPixels, o.hidden, kClasses};
 }
 
-}  // namespace
-
 std::vector<std::uint32_t> epoch_permutation(std::size_t n, std::uint64_t seed,
                                              std::int64_t epoch) {
   std::vector<std::uint32_t> perm(n);
@@ -49,7 +58,7 @@ DataParallelTrainer::DataParallelTrainer(const Split& train, const TrainOptions&
                                          xc::Communicator& comm)
     : train_(train),
       options_(options),
-      comm_(comm),
+      comm_(host_memory(comm)),
       model_(checked_shape(options, train.size(), comm.size())),
       sgd_(model_.params().size(), options.momentum),
       local_batch_(options.batch_size / comm.size()) {
@@ -122,14 +131,7 @@ Checkpoint DataParallelTrainer::snapshot(std::int64_t epoch) const {
 }
 
 void DataParallelTrainer::restore(const Checkpoint& c) {
-  const MlpShape& s = model_.shape();
-  if (!(c.shape == s) || c.params.size() != model_.params().size() ||
-      c.velocity.size() != c.params.size())
-    throw CheckpointError("checkpoint of epoch " + std::to_string(c.epoch) + " is of a " +
-                          std::to_string(c.shape.inputs) + "-" + std::to_string(c.shape.hidden) +
-                          "-" + std::to_string(c.shape.classes) + " model, this trial trains " +
-                          std::to_string(s.inputs) + "-" + std::to_string(s.hidden) + "-" +
-                          std::to_string(s.classes));
+  check_fits(c, model_.shape());
   std::copy(c.params.begin(), c.params.end(), model_.params().begin());
   std::copy(c.velocity.begin(), c.velocity.end(), sgd_.velocity().begin());
 }

@@ -40,6 +40,10 @@ void save_checkpoint(const std::filesystem::path& file, const Checkpoint& checkp
 // another format or version, or fails its checksum.
 Checkpoint load_checkpoint(const std::filesystem::path& file);
 
+// Throws CheckpointError naming both shapes unless `checkpoint` holds a
+// model of `shape` (parameters and momentum of its size).
+void check_fits(const Checkpoint& checkpoint, const MlpShape& shape);
+
 // Removes the epoch files in `dir` older than `keep_epoch`; errors ignored
 // (stale files only cost space).
 void remove_checkpoints_before(const std::filesystem::path& dir, std::int64_t keep_epoch);

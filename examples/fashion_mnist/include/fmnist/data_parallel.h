@@ -44,6 +44,12 @@ struct Evaluation {
   double accuracy = 0;  // fraction classified right
 };
 
+// The model shape for `options` on a group of `group_size` ranks training
+// on `train_size` images. Throws xpscale::UserError when batch_size is not a
+// positive multiple of the group size or exceeds the training set, or
+// hidden/lr/momentum are out of range.
+MlpShape checked_shape(const TrainOptions& options, std::size_t train_size, int group_size);
+
 // The permutation of [0, n) for `epoch`: Fisher-Yates driven by
 // xpscale::Rng(seed, epoch), the same on every machine.
 std::vector<std::uint32_t> epoch_permutation(std::size_t n, std::uint64_t seed, std::int64_t epoch);
