@@ -3,7 +3,6 @@
 // and SQLite's own message.
 #include "xpscale/runtime/store.h"
 
-#include <openssl/evp.h>
 #include <sqlite3.h>
 
 #include <algorithm>
@@ -203,20 +202,6 @@ std::vector<std::filesystem::path> store_paths(const std::filesystem::path& out_
   std::sort(tasks.begin(), tasks.end());
   for (auto& [k, p] : tasks) found.push_back(std::move(p));
   return found;
-}
-
-std::string sha256_hex(std::string_view text) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (EVP_Digest(text.data(), text.size(), digest, &len, EVP_sha256(), nullptr) != 1)
-    throw Error("OpenSSL EVP_Digest(sha256) failed");
-  std::string hex;
-  char buf[3];
-  for (unsigned int i = 0; i < len; ++i) {
-    std::snprintf(buf, sizeof buf, "%02x", digest[i]);
-    hex += buf;
-  }
-  return hex;
 }
 
 Store::Store(const std::filesystem::path& path, Mode mode)

@@ -3,6 +3,8 @@
 // keys and queries that catch encoding and sorting mistakes.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -54,15 +56,20 @@ nlohmann::json botocore(const std::vector<Case>& cases) {
                   {"region", kRegion},
                   {"date", kDate}});
   }
-  const std::string dir = testing::TempDir();
-  const std::string input = dir + "/sigv4_cases.json";
-  const std::string output = dir + "/sigv4_botocore.json";
+  // Per-test names: ctest runs the tests of this file as parallel processes.
+  const std::string stem = testing::TempDir() + "/sigv4_" +
+                           testing::UnitTest::GetInstance()->current_test_info()->name() + "_" +
+                           std::to_string(::getpid());
+  const std::string input = stem + "_cases.json";
+  const std::string output = stem + "_botocore.json";
   std::ofstream(input) << in.dump();
   const std::string command =
       std::string("/usr/bin/python3 ") + XPSCALE_SIGV4_SCRIPT + " < " + input + " > " + output;
   EXPECT_EQ(std::system(command.c_str()), 0) << command;
-  std::ifstream result(output);
-  return nlohmann::json::parse(result);
+  nlohmann::json result = nlohmann::json::parse(std::ifstream(output));
+  std::remove(input.c_str());
+  std::remove(output.c_str());
+  return result;
 }
 
 void expect_same_as_botocore(const std::vector<Case>& cases) {

@@ -102,12 +102,6 @@ std::string canonical_query_string(const HeaderList& query) {
   return out;
 }
 
-std::string sha256_hex(std::string_view data) {
-  Digest d{};
-  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), d.data());
-  return hex(d.data(), d.size());
-}
-
 std::string amz_date(std::chrono::system_clock::time_point time) {
   const std::time_t t = std::chrono::system_clock::to_time_t(time);
   std::tm utc{};

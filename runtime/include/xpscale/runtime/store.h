@@ -30,6 +30,7 @@
 
 #include "xpscale/runtime/error.h"
 #include "xpscale/runtime/sweep_config.h"
+#include "xpscale/sharding/digest.h"  // sha256_hex: the config hash
 
 namespace xpscale {
 
@@ -101,8 +102,6 @@ std::filesystem::path store_path(const std::filesystem::path& out_dir, int task 
 // Every store file in out_dir: xpscale.db and the array tasks' ones, in
 // task order. Empty when there is none.
 std::vector<std::filesystem::path> store_paths(const std::filesystem::path& out_dir);
-// Lowercase hex SHA-256 of text (OpenSSL).
-std::string sha256_hex(std::string_view text);
 
 class Store {
  public:

@@ -12,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include "xpscale/sharding/digest.h"
+
 namespace xpscale {
 
 // Never printed, logged or put in an error message: code that reports on a
@@ -56,9 +58,6 @@ std::string uri_encode(std::string_view text, bool keep_slash);
 // "a=1&b=x%20y": query encoded with uri_encode and sorted by name, then
 // value, as SigV4 signs it.
 std::string canonical_query_string(const HeaderList& query);
-
-// Lower-case hex SHA-256 of data.
-std::string sha256_hex(std::string_view data);
 
 // "20130524T000000Z" for time (UTC).
 std::string amz_date(std::chrono::system_clock::time_point time);
