@@ -17,6 +17,7 @@
 #include "xpscale/collectives/device.h"
 #include "xpscale/collectives/mpi_check.h"
 #include "xpscale/runtime/groups.h"
+#include "xpscale/runtime/scheduler.h"
 #include "xpscale/runtime/searcher.h"
 #include "xpscale/runtime/store.h"
 
@@ -121,7 +122,14 @@ CoordinatorSetup prepare(const SweepConfig& config, const RunOptions& options, i
                     "are unchanged are kept) or choose another out_dir");
 
   auto searcher = make_searcher(config);
+  auto scheduler = make_scheduler(config);
   const auto planned = planned_trial_count(config, *searcher, options.trials);
+  // TPE proposes trials as results come in, and PBT changes a trial's
+  // params as it runs: trials already in the store keep theirs.
+  const bool adaptive = searcher->adaptive();
+  const bool same_config = previous && previous->config_hash == hash;
+  const bool params_evolve = adaptive || (config.scheduler && config.scheduler->type == "pbt");
+  std::uint64_t next_proposal = 0;
   const double now = detail::unix_now();
 
   store.begin();
@@ -133,10 +141,19 @@ CoordinatorSetup prepare(const SweepConfig& config, const RunOptions& options, i
 
   std::deque<QueuedTrial> restarted, fresh;
   for (std::uint64_t i = 0; i < planned; ++i) {
-    auto params = searcher->suggest(i);
+    auto it = existing.find(i);
+    std::optional<Params> params;
+    if (params_evolve && same_config && it != existing.end()) {
+      params = it->second.params;
+      next_proposal = i + 1;
+    } else if (adaptive) {
+      ++s.summary.planned;  // proposed when a group is free (SweepAlgorithms)
+      continue;
+    } else {
+      params = searcher->suggest(i);
+    }
     if (!params) break;
     ++s.summary.planned;
-    auto it = existing.find(i);
     if (it != existing.end() && it->second.params == *params) {
       const TrialRow& t = it->second;
       if (is_final(t.status)) {
@@ -165,6 +182,9 @@ CoordinatorSetup prepare(const SweepConfig& config, const RunOptions& options, i
   // Trials that a killed run left half done go first: they hold checkpoints.
   s.queue = std::move(restarted);
   for (auto& t : fresh) s.queue.push_back(std::move(t));
+  s.algorithms = std::make_unique<detail::SweepAlgorithms>(
+      config, std::move(searcher), std::move(scheduler), next_proposal, planned);
+  if (same_config) s.algorithms->restore(store);
 
   SweepRow row;
   row.name = config.name;

@@ -2,6 +2,7 @@
 
 #include "xpscale/runtime/rng.h"
 #include "xpscale/runtime/sobol.h"
+#include "xpscale/runtime/tpe_searcher.h"
 
 namespace xpscale {
 namespace {
@@ -106,12 +107,9 @@ std::unique_ptr<Searcher> make_searcher(const SweepConfig& config) {
       return std::make_unique<SobolSearcher>(config);
     }
     case SearchMethod::kBayes:
-      break;
+      return make_tpe_searcher(config, TpeOptions{});
   }
-  throw ConfigError({{config.method_where, "method",
-                      "'" + std::string(search_method_name(config.method)) +
-                          "' (Bayesian search with TPE) is not built yet",
-                      "use 'random' or 'sobol' for now"}});
+  throw Error("make_searcher: unknown search method");
 }
 
 std::uint64_t planned_trial_count(const SweepConfig& config, const Searcher& searcher,

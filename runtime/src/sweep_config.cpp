@@ -180,11 +180,7 @@ class Parser {
     if (*m == "grid") config_.method = SearchMethod::kGrid;
     if (*m == "random") config_.method = SearchMethod::kRandom;
     if (*m == "sobol") config_.method = SearchMethod::kSobol;
-    if (*m == "bayes") {
-      config_.method = SearchMethod::kBayes;
-      config_.unbuilt.push_back(
-          {"method: bayes", "Bayesian search (TPE) is not built yet", reader_.location(e.value)});
-    }
+    if (*m == "bayes") config_.method = SearchMethod::kBayes;  // TPE (tpe_searcher.h)
   }
 
   void parse_metric(const Entry& e) {
@@ -323,8 +319,6 @@ class Parser {
                     "'max_iter' needs 's' >= 1 (the number of brackets)");
     }
     config_.early_terminate = et;
-    config_.unbuilt.push_back(
-        {"early_terminate", "hyperband early termination is not built yet", et.where});
   }
 
   void parse_scheduler(const Entry& e) {
@@ -403,8 +397,6 @@ class Parser {
             v->value, "scheduler.resample_probability",
             "expected a probability in [0, 1], got " + format_number(*s.resample_probability));
     }
-    config_.unbuilt.push_back(
-        {"scheduler", "the '" + s.type + "' scheduler is not built yet", s.where});
     config_.scheduler = s;
   }
 
