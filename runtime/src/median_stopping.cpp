@@ -1,7 +1,12 @@
 // The median stopping rule (Golovin et al. 2017). Hand-written: no Debian
 // C++ library has it. See scheduler.h for the rule.
 #include <algorithm>
+#include <map>
 #include <unordered_map>
+#include <unordered_set>
+
+#include <ext/pb_ds/assoc_container.hpp>
+#include <ext/pb_ds/tree_policy.hpp>
 
 #include "xpscale/runtime/scheduler.h"
 
@@ -30,14 +35,7 @@ class MedianStopping : public Scheduler {
       h.best = h.prefix.size() == 1 ? score : std::min(h.best, score);
     }
     if (resource < o_.grace_period) return {};
-    std::vector<double> averages;
-    for (std::uint64_t other : ended_) {
-      const auto& o = history_.at(other);
-      if (o.resource.empty() || o.resource.back() < resource) continue;  // did not get this far
-      const auto n = static_cast<std::size_t>(
-          std::upper_bound(o.resource.begin(), o.resource.end(), resource) - o.resource.begin());
-      averages.push_back(o.prefix[n - 1] / static_cast<double>(n));
-    }
+    const auto& averages = averages_at(resource);
     if (averages.size() < static_cast<std::size_t>(o_.min_samples)) return {};
     const double median = median_of(averages);
     if (h.best <= median) return {};
@@ -49,9 +47,10 @@ class MedianStopping : public Scheduler {
   }
 
   std::optional<TrialRestart> on_end(std::uint64_t trial, TrialEnd end) override {
-    if (end != TrialEnd::kFailed && history_.count(trial)) {
-      if (std::find(ended_.begin(), ended_.end(), trial) == ended_.end()) ended_.push_back(trial);
-    }
+    if (end == TrialEnd::kFailed || !history_.count(trial) || !ended_set_.insert(trial).second)
+      return std::nullopt;
+    ended_.push_back(trial);
+    for (auto& [resource, tree] : cache_) add_average(tree, trial, resource);
     return std::nullopt;
   }
 
@@ -76,6 +75,8 @@ class MedianStopping : public Scheduler {
                                      t.at("best").get<double>(), t.at("stopped").get<bool>(),
                                      t.at("reason").get<std::string>()};
       ended_ = j.at("ended").get<std::vector<std::uint64_t>>();
+      ended_set_ = {ended_.begin(), ended_.end()};
+      cache_.clear();
     } catch (const nlohmann::json::exception& e) {
       throw Error(std::string("the stored scheduler state is malformed: ") + e.what());
     }
@@ -90,18 +91,45 @@ class MedianStopping : public Scheduler {
     std::string stop_reason;
   };
 
-  static double median_of(std::vector<double> v) {
+  // Running averages of ended trials at one resource, in an
+  // order-statistics tree (GCC's policy-based tree, part of libstdc++):
+  // keys (average, trial) keep equal averages distinct.
+  using Key = std::pair<double, std::uint64_t>;
+  using OrderTree =
+      __gnu_pbds::tree<Key, __gnu_pbds::null_type, std::less<Key>, __gnu_pbds::rb_tree_tag,
+                       __gnu_pbds::tree_order_statistics_node_update>;
+
+  // Adds `trial`'s running average up to `resource`, if it got that far.
+  void add_average(OrderTree& tree, std::uint64_t trial, double resource) const {
+    const auto& o = history_.at(trial);
+    if (o.resource.empty() || o.resource.back() < resource) return;
+    const auto n = static_cast<std::size_t>(
+        std::upper_bound(o.resource.begin(), o.resource.end(), resource) - o.resource.begin());
+    tree.insert({o.prefix[n - 1] / static_cast<double>(n), trial});
+  }
+
+  // The averages at `resource`, built once per resource and then kept up
+  // to date as trials end: a scan of every ended trial on each report was
+  // O(ended) per decision (bench/search).
+  const OrderTree& averages_at(double resource) {
+    auto [it, fresh] = cache_.try_emplace(resource);
+    if (fresh)
+      for (std::uint64_t t : ended_) add_average(it->second, t, resource);
+    return it->second;
+  }
+
+  static double median_of(const OrderTree& v) {
     const std::size_t mid = v.size() / 2;
-    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(mid), v.end());
-    const double upper = v[mid];
+    const double upper = v.find_by_order(mid)->first;
     if (v.size() % 2) return upper;
-    const double lower = *std::max_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(mid));
-    return (lower + upper) / 2;
+    return (v.find_by_order(mid - 1)->first + upper) / 2;
   }
 
   MedianOptions o_;
   std::unordered_map<std::uint64_t, History> history_;
   std::vector<std::uint64_t> ended_;  // completed or stopped, in the order they ended
+  std::unordered_set<std::uint64_t> ended_set_;
+  std::map<double, OrderTree> cache_;  // derived from the above; not saved
 };
 
 }  // namespace

@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include "xpscale/runtime/rng.h"
 #include "xpscale/runtime/scheduler.h"
 #include "xpscale/runtime/store.h"
 #include "xpscale/runtime/sweep_config.h"
@@ -341,6 +342,25 @@ TEST(MakeScheduler, BuildsTheConfiguredSchedulerAndNeedsAMetric) {
     EXPECT_NE(std::string(e.what()).find("'early_terminate' needs a 'metric'"), std::string::npos)
         << e.what();
   }
+}
+
+}  // namespace
+}  // namespace xpscale
+
+namespace xpscale {
+namespace {
+
+TEST(WandbHyperband, StopsAboutTheShareItShouldOnRandomCurves) {
+  // Scores uniform in (0, 1): at band 3 the threshold tends to the 1/3
+  // quantile, and a trial's best of 3 draws exceeds it with probability
+  // (2/3)^3 ~ 0.30.
+  auto hb = make_wandb_hyperband_scheduler({{3, 9}, 3, false});
+  int stopped = 0;
+  for (std::uint64_t t = 0; t < 1000; ++t)
+    for (int s = 1; s <= 3; ++s)
+      if (hb->on_report(t, s, random_unit(1, t, static_cast<std::uint64_t>(s))).stop) ++stopped;
+  EXPECT_GT(stopped, 200);
+  EXPECT_LT(stopped, 400);
 }
 
 }  // namespace
