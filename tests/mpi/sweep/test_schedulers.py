@@ -17,15 +17,15 @@ ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIR
 
 
 class SchedulerSweepTest(unittest.TestCase):
-    def sweep(self, binary, cfg, ranks=4, timeout=600):
+    def sweep(self, binary, cfg, ranks=4, timeout=600, out=None, extra=()):
         tmp = tempfile.mkdtemp(prefix="sched-", dir=os.environ.get("XPSCALE_TEST_TMP"))
-        self.out = os.path.join(tmp, "out")
+        self.out = out or os.path.join(tmp, "out")
         cfg["out_dir"] = self.out
         path = os.path.join(tmp, "sweep.yaml")
         with open(path, "w") as f:
             json.dump(cfg, f)
-        p = subprocess.run(MPI + ["-n", str(ranks), binary, "--quiet", "--sweep", path], env=ENV,
-                           capture_output=True, text=True, timeout=timeout)
+        p = subprocess.run(MPI + ["-n", str(ranks), binary, "--quiet", "--sweep", path] +
+                           list(extra), env=ENV, capture_output=True, text=True, timeout=timeout)
         self.assertEqual(p.returncode, 0, p.stderr[-4000:])
         con = sqlite3.connect(os.path.join(self.out, "xpscale.db"))
         con.row_factory = sqlite3.Row
@@ -115,6 +115,30 @@ class SchedulerSweepTest(unittest.TestCase):
         self.assertEqual(sorted(o["i"] for o in state["observations"]), list(range(14)))
         for o in state["observations"]:
             self.assertAlmostEqual(o["score"], trials[o["i"]]["best_value"])
+
+    def test_resume_mid_sweep_decides_as_an_uninterrupted_sweep(self):
+        # One group runs the trials one after another, so the order of
+        # results, and with it every decision, is fixed. TPE proposes
+        # trials 10 and 11 from all ten results; ASHA's rungs hold every
+        # earlier trial. Stopping after 5 trials and resuming must give
+        # the same params, statuses and reasons as one run of 12.
+        def cfg():
+            return {"method": "bayes", "trials": 12, "seed": 3,
+                    "metric": {"name": "loss", "goal": "minimize"},
+                    "parameters": {"x": {"min": 0.0, "max": 6.0}, "steps": {"value": 9}},
+                    "scheduler": {"type": "asha", "resource": "step", "min_resource": 1,
+                                  "max_resource": 9, "eta": 3},
+                    "resources": {"ranks_per_trial": 1}}
+        trainer = os.environ["XPSCALE_TRAINER"]
+        query = "SELECT id, params, status, reason FROM trials ORDER BY id"
+        whole = self.sweep(trainer, cfg(), ranks=1).execute(query).fetchall()
+        first = self.sweep(trainer, cfg(), ranks=1, extra=["--trials", "5"])
+        self.assertEqual(len(first.execute(query).fetchall()), 5)
+        resumed = self.sweep(trainer, cfg(), ranks=1, out=self.out).execute(query).fetchall()
+        self.assertEqual(len(whole), 12)
+        self.assertTrue(any(r[2] == "stopped" and r[3].startswith("asha: rung") for r in whole),
+                        whole)
+        self.assertEqual(resumed, whole)
 
 
 if __name__ == "__main__":
