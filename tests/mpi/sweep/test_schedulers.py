@@ -3,7 +3,8 @@ an ASHA sweep of the Fashion-MNIST example on 4 ranks, PBT's exploit with
 the test trainer (checkpoint copied, params changed) and a `method: bayes`
 sweep whose saved searcher state matches its trials.
 
-Environment (set by CMake): XPSCALE_FMNIST, XPSCALE_TRAINER, XPSCALE_TEST_TMP.
+Environment (set by CMake): XPSCALE_BIN, XPSCALE_FMNIST, XPSCALE_TRAINER,
+XPSCALE_TEST_TMP.
 """
 import json
 import os
@@ -12,6 +13,7 @@ import subprocess
 import tempfile
 import unittest
 
+EXT_TRIAL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ext_trial.py")
 MPI = ["mpiexec", "--allow-run-as-root", "--oversubscribe"]
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
 
@@ -24,8 +26,9 @@ class SchedulerSweepTest(unittest.TestCase):
         path = os.path.join(tmp, "sweep.yaml")
         with open(path, "w") as f:
             json.dump(cfg, f)
-        p = subprocess.run(MPI + ["-n", str(ranks), binary, "--quiet", "--sweep", path] +
-                           list(extra), env=ENV, capture_output=True, text=True, timeout=timeout)
+        argv = binary + [path] if isinstance(binary, list) else [binary, "--quiet", "--sweep", path]
+        p = subprocess.run(MPI + ["-n", str(ranks)] + argv + list(extra), env=ENV,
+                           capture_output=True, text=True, timeout=timeout)
         self.assertEqual(p.returncode, 0, p.stderr[-4000:])
         con = sqlite3.connect(os.path.join(self.out, "xpscale.db"))
         con.row_factory = sqlite3.Row
@@ -70,14 +73,21 @@ class SchedulerSweepTest(unittest.TestCase):
             "SELECT state FROM algorithm_state WHERE name = 'scheduler'").fetchone()[0])
         self.assertEqual(len(state["brackets"][0]["scores"][0]), 6)
 
+    PBT = {"method": "grid", "metric": {"name": "loss", "goal": "minimize"},
+           "parameters": {"x": {"values": [3.0, 2.5, 0.5, 5.5]}, "steps": {"value": 8},
+                          "ms": {"value": 150}},
+           "scheduler": {"type": "pbt", "resource": "step", "interval": 2,
+                         "quantile": 0.25, "resample_probability": 0.0},
+           "resources": {"ranks_per_trial": 1}}
+
     def test_pbt_exploit_copies_the_checkpoint_and_changes_params(self):
-        cfg = {"method": "grid", "metric": {"name": "loss", "goal": "minimize"},
-               "parameters": {"x": {"values": [3.0, 2.5, 0.5, 5.5]}, "steps": {"value": 8},
-                              "ms": {"value": 150}},
-               "scheduler": {"type": "pbt", "resource": "step", "interval": 2,
-                             "quantile": 0.25, "resample_probability": 0.0},
-               "resources": {"ranks_per_trial": 1}}
-        con = self.sweep(os.environ["XPSCALE_TRAINER"], cfg)
+        self.check_pbt(self.sweep(os.environ["XPSCALE_TRAINER"], dict(self.PBT)))
+
+    def test_pbt_exploit_of_external_trials(self):
+        cfg = dict(self.PBT, command=["/usr/bin/python3", EXT_TRIAL, "${args}"])
+        self.check_pbt(self.sweep([os.environ["XPSCALE_BIN"], "run", "--quiet"], cfg))
+
+    def check_pbt(self, con):
         exploits = [dict(r) for r in con.execute(
             "SELECT * FROM attempts WHERE reason LIKE 'pbt: exploit trial %'")]
         self.assertTrue(exploits, "no exploit happened")
