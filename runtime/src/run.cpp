@@ -101,6 +101,8 @@ CoordinatorSetup prepare(const SweepConfig& config, const RunOptions& options, i
   s.progress_interval_s = options.progress_interval_s;
   s.summary.out_dir = config.out_dir;
 
+  // A config the scheduler cannot run fails before anything is written.
+  auto scheduler = make_scheduler(config);
   const fs::path out_dir = config.out_dir;
   const fs::path db = store_path(out_dir);
   std::error_code ec;
@@ -122,7 +124,6 @@ CoordinatorSetup prepare(const SweepConfig& config, const RunOptions& options, i
                     "are unchanged are kept) or choose another out_dir");
 
   auto searcher = make_searcher(config);
-  auto scheduler = make_scheduler(config);
   const auto planned = planned_trial_count(config, *searcher, options.trials);
   // TPE proposes trials as results come in, and PBT changes a trial's
   // params as it runs: trials already in the store keep theirs.
