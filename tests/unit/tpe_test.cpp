@@ -193,3 +193,48 @@ TEST(Tpe, ResumeThroughTheStoreProposesWhatAnUninterruptedRunWould) {
 
 }  // namespace
 }  // namespace xpscale
+
+namespace xpscale {
+namespace {
+
+TEST(TpeConfig, NStartupDecidesWhenTpeTakesOverFromRandomSearch) {
+  const std::string space = "metric: {name: y}\nparameters:\n  x: {min: 0.0, max: 1.0}\n";
+  // Searchers keep a reference to their config.
+  const auto ct = parse_sweep_config(
+      "method: bayes\ntrials: 9\ntpe: {n_startup: 3, candidates: 50, gamma: 0.3}\n" + space,
+      "t.yaml");
+  const auto cr = parse_sweep_config("method: random\ntrials: 9\n" + space, "r.yaml");
+  auto tpe = make_searcher(ct);
+  auto random = make_searcher(cr);
+  for (std::uint64_t i = 0; i < 4; ++i) {
+    const auto p = *tpe->suggest(i);
+    EXPECT_EQ(p == *random->suggest(i), i < 3) << "trial " << i;
+    tpe->observe(i, p, {TrialEnd::kCompleted, p["x"].get<double>(), 1});
+  }
+}
+
+TEST(TpeConfig, BadKeysAreErrorsThatSayWhere) {
+  auto errors = [](const std::string& yaml) {
+    try {
+      parse_sweep_config(yaml + "metric: {name: y}\nparameters:\n  x: {min: 0.0, max: 1.0}\n",
+                         "t.yaml");
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_NE(errors("method: random\ntrials: 3\ntpe: {gamma: 0.2}\n")
+                .find("t.yaml:3:1: tpe: 'tpe' configures method 'bayes', not 'random'"),
+            std::string::npos);
+  EXPECT_NE(errors("method: bayes\ntrials: 3\ntpe: {gamma: 1.5}\n")
+                .find("tpe.gamma: expected a number in (0, 1], got 1.5"),
+            std::string::npos);
+  EXPECT_NE(errors("method: bayes\ntrials: 3\ntpe: {candidates: 0}\n").find("tpe.candidates"),
+            std::string::npos);
+  EXPECT_NE(
+      errors("method: bayes\ntrials: 3\ntpe: {n_start: 2}\n").find("did you mean 'n_startup'"),
+      std::string::npos);
+}
+
+}  // namespace
+}  // namespace xpscale
