@@ -35,6 +35,7 @@ class Pbt : public Scheduler {
     auto& m = members_[trial];
     m.params = params;
     m.running = true;
+    m.failed = false;  // a retry of a failed attempt is a member again
     reindex(trial);
   }
 
