@@ -134,6 +134,12 @@ void Coordinator::record_result(int group, const nlohmann::json& r) {
     }
   }
   s_.store->begin();
+  // A scheduler may restart the trial (PBT's exploit): first in line, as
+  // it continues from a checkpoint.
+  if (auto params = s_.algorithms->on_end(*s_.store, id, status, final)) {
+    final = false;
+    s_.queue.push_front({id, std::move(*params), attempt + 1});
+  }
   s_.store->finish_attempt(id, attempt, status, reason, r.value("stderr_tail", ""),
                            r.value("end", unix_now()), final);
   if (final) {
@@ -162,6 +168,10 @@ void Coordinator::record_result(int group, const nlohmann::json& r) {
 }
 
 void Coordinator::dispatch(int source, int group) {
+  if (!stopping_ && s_.queue.empty()) {
+    s_.store->begin();
+    if (auto t = s_.algorithms->propose(*s_.store)) s_.queue.push_back({t->first, t->second, 1});
+  }
   if (!stopping_ && !s_.queue.empty()) {
     QueuedTrial t = std::move(s_.queue.front());
     s_.queue.pop_front();
@@ -169,6 +179,7 @@ void Coordinator::dispatch(int source, int group) {
     const auto& [ranks, hosts] = group_where_[group];
     s_.store->begin();
     s_.store->start_attempt(t.id, t.attempt, s_.run, group, ranks, hosts, now);
+    s_.algorithms->on_start(t.id, t.params);
     running_[group] = {t.id, t.attempt, now};
     reply(source, {{"k", "trial"}, {"t", t.id}, {"a", t.attempt}, {"p", t.params}});
     return;
@@ -228,6 +239,11 @@ void Coordinator::handle_report(int source, const nlohmann::json& body) {
     stop = true;
     reason = "time_limit";
   }
+  if (!stop) {
+    const auto d = s_.algorithms->on_report(id, step, metrics, value);
+    stop = d.stop;
+    reason = d.reason;
+  }
   reply(source, {{"k", "decision"}, {"stop", stop}, {"reason", reason}});
   maybe_commit(false);
 }
@@ -275,6 +291,7 @@ void Coordinator::maybe_commit(bool force) {
   if (!s_.store->in_transaction()) return;
   const double now = unix_now();
   if (force || now - last_commit_ >= kCommitEvery) {
+    s_.algorithms->save(*s_.store);  // in the transaction of the results it reflects
     s_.store->commit();
     last_commit_ = now;
   }

@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "sweep_algorithms.h"
 #include "xpscale/runtime/run.h"
 #include "xpscale/runtime/store.h"
 #include "xpscale/runtime/sweep_config.h"
@@ -38,6 +39,8 @@ struct CoordinatorSetup {
   std::uint64_t best_trial = 0;
   bool quiet = false;
   double progress_interval_s = 10;
+  // Searcher and scheduler: proposes adaptive trials, decides on reports.
+  std::unique_ptr<SweepAlgorithms> algorithms;
 };
 
 class Coordinator {

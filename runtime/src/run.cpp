@@ -18,6 +18,7 @@
 #include "xpscale/collectives/mpi_check.h"
 #include "xpscale/runtime/groups.h"
 #include "xpscale/runtime/preemption.h"
+#include "xpscale/runtime/scheduler.h"
 #include "xpscale/runtime/searcher.h"
 #include "xpscale/runtime/store.h"
 
@@ -108,6 +109,14 @@ CoordinatorSetup prepare(const SweepConfig& config, const RunOptions& options, i
   s.progress_interval_s = options.progress_interval_s;
   s.summary.out_dir = config.out_dir;
 
+  // A config the scheduler cannot run fails before anything is written.
+  auto scheduler = make_scheduler(config);
+  // Array tasks keep separate stores and never see each other's results, so a
+  // searcher that learns from results would propose the same trials in each.
+  if (options.task_count > 0 && config.method == SearchMethod::kBayes)
+    throw UserError(
+        "method: bayes (TPE) learns from every result and cannot be split over "
+        "job-array tasks with separate stores; run it as one job (without --array)");
   const fs::path out_dir = config.out_dir;
   const fs::path db = store_path(out_dir, options.task, options.task_count);
   std::error_code ec;
@@ -130,6 +139,12 @@ CoordinatorSetup prepare(const SweepConfig& config, const RunOptions& options, i
 
   auto searcher = make_searcher(config);
   const auto planned = planned_trial_count(config, *searcher, options.trials);
+  // TPE proposes trials as results come in, and PBT changes a trial's
+  // params as it runs: trials already in the store keep theirs.
+  const bool adaptive = searcher->adaptive();
+  const bool same_config = previous && previous->config_hash == hash;
+  const bool params_evolve = adaptive || (config.scheduler && config.scheduler->type == "pbt");
+  std::uint64_t next_proposal = 0;
   const double now = detail::unix_now();
 
   store.begin();
@@ -141,11 +156,20 @@ CoordinatorSetup prepare(const SweepConfig& config, const RunOptions& options, i
 
   std::deque<QueuedTrial> restarted, fresh;
   for (std::uint64_t i = 0; i < planned; ++i) {
-    auto params = searcher->suggest(i);
+    auto it = existing.find(i);
+    std::optional<Params> params;
+    if (params_evolve && same_config && it != existing.end()) {
+      params = it->second.params;
+      next_proposal = i + 1;
+    } else if (adaptive) {
+      ++s.summary.planned;  // proposed when a group is free (SweepAlgorithms)
+      continue;
+    } else {
+      params = searcher->suggest(i);
+    }
     if (!params) break;
     if (!in_array_task(i, options)) continue;
     ++s.summary.planned;
-    auto it = existing.find(i);
     if (it != existing.end() && it->second.params == *params) {
       const TrialRow& t = it->second;
       if (is_final(t.status)) {
@@ -174,6 +198,9 @@ CoordinatorSetup prepare(const SweepConfig& config, const RunOptions& options, i
   // Trials that a killed run left half done go first: they hold checkpoints.
   s.queue = std::move(restarted);
   for (auto& t : fresh) s.queue.push_back(std::move(t));
+  s.algorithms = std::make_unique<detail::SweepAlgorithms>(
+      config, std::move(searcher), std::move(scheduler), next_proposal, planned);
+  if (same_config) s.algorithms->restore(store);
 
   SweepRow row;
   row.name = config.name;

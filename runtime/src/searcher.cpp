@@ -1,7 +1,10 @@
 #include "xpscale/runtime/searcher.h"
 
+#include <algorithm>
+
 #include "xpscale/runtime/rng.h"
 #include "xpscale/runtime/sobol.h"
+#include "xpscale/runtime/tpe_searcher.h"
 
 namespace xpscale {
 namespace {
@@ -105,13 +108,19 @@ std::unique_ptr<Searcher> make_searcher(const SweepConfig& config) {
                                 " searched parameters, got " + std::to_string(dims)}});
       return std::make_unique<SobolSearcher>(config);
     }
-    case SearchMethod::kBayes:
-      break;
+    case SearchMethod::kBayes: {
+      TpeOptions o;
+      if (const auto& t = config.tpe) {
+        o.gamma = t->gamma.value_or(o.gamma);
+        o.prior_weight = t->prior_weight.value_or(o.prior_weight);
+        o.n_startup =
+            static_cast<int>(std::min<std::int64_t>(t->n_startup.value_or(o.n_startup), 1 << 30));
+        o.candidates = static_cast<int>(t->candidates.value_or(o.candidates));  // <= 100000
+      }
+      return make_tpe_searcher(config, o);
+    }
   }
-  throw ConfigError({{config.method_where, "method",
-                      "'" + std::string(search_method_name(config.method)) +
-                          "' (Bayesian search with TPE) is not built yet",
-                      "use 'random' or 'sobol' for now"}});
+  throw Error("make_searcher: unknown search method");
 }
 
 std::uint64_t planned_trial_count(const SweepConfig& config, const Searcher& searcher,

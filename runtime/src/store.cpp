@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS metrics(
   trial INTEGER NOT NULL, attempt INTEGER NOT NULL, step INTEGER NOT NULL, time REAL NOT NULL,
   value REAL, values_json TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS metrics_by_trial ON metrics(trial, step);
+CREATE TABLE IF NOT EXISTS algorithm_state(name TEXT PRIMARY KEY, state TEXT NOT NULL);
 )sql";
 
 std::string_view goal_name(Goal g) { return g == Goal::kMaximize ? "maximize" : "minimize"; }
@@ -385,6 +386,30 @@ void Store::put_queued_trial(std::uint64_t id, const nlohmann::ordered_json& par
       .bind(1, id)
       .bind(2, params.dump())
       .run();
+}
+
+void Store::set_trial_params(std::uint64_t id, const nlohmann::ordered_json& params) {
+  Db::Stmt(*db_, "UPDATE trials SET params = ? WHERE id = ?")
+      .bind(1, params.dump())
+      .bind(2, id)
+      .run();
+}
+
+void Store::put_state(const std::string& name, const nlohmann::json& state) {
+  Db::Stmt(*db_, "INSERT OR REPLACE INTO algorithm_state(name, state) VALUES (?, ?)")
+      .bind(1, name)
+      .bind(2, state.dump())
+      .run();
+}
+
+std::optional<nlohmann::json> Store::state(const std::string& name) const {
+  Db::Stmt q(*db_, "SELECT state FROM algorithm_state WHERE name = ?");
+  q.bind(1, name);
+  if (!q.step()) return std::nullopt;
+  auto j = nlohmann::json::parse(q.text(0), nullptr, false);
+  if (j.is_discarded())
+    throw StoreError("store " + path_.string() + ": the saved state of '" + name + "' is not JSON");
+  return j;
 }
 
 void Store::start_attempt(std::uint64_t trial, int attempt, std::int64_t run, int group,

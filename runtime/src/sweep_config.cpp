@@ -32,7 +32,7 @@ const std::vector<std::string> kTopKeys = {
     "description", "project", "entity",
     // xpscale keys
     "trials", "seed", "resources", "data", "scheduler", "out_dir", "retries", "max_failures",
-    "max_steps",
+    "max_steps", "tpe",
     // W&B keys that configure W&B's own service (rejected with a reason below)
     "controller", "job", "image_uri", "imageuri", "launch"};
 const std::set<std::string> kWandbServiceKeys = {"controller", "job", "image_uri", "imageuri",
@@ -114,6 +114,7 @@ class Parser {
     if (auto e = find(top, "resources")) parse_resources(*e);
     if (auto e = find(top, "early_terminate")) parse_early_terminate(*e);
     if (auto e = find(top, "scheduler")) parse_scheduler(*e);
+    if (auto e = find(top, "tpe")) parse_tpe(*e);
     if (auto e = find(top, "data")) parse_data(*e);
 
     if (config_.scheduler && config_.early_terminate)
@@ -180,11 +181,7 @@ class Parser {
     if (*m == "grid") config_.method = SearchMethod::kGrid;
     if (*m == "random") config_.method = SearchMethod::kRandom;
     if (*m == "sobol") config_.method = SearchMethod::kSobol;
-    if (*m == "bayes") {
-      config_.method = SearchMethod::kBayes;
-      config_.unbuilt.push_back(
-          {"method: bayes", "Bayesian search (TPE) is not built yet", reader_.location(e.value)});
-    }
+    if (*m == "bayes") config_.method = SearchMethod::kBayes;  // TPE (tpe_searcher.h)
   }
 
   void parse_metric(const Entry& e) {
@@ -323,8 +320,6 @@ class Parser {
                     "'max_iter' needs 's' >= 1 (the number of brackets)");
     }
     config_.early_terminate = et;
-    config_.unbuilt.push_back(
-        {"early_terminate", "hyperband early termination is not built yet", et.where});
   }
 
   void parse_scheduler(const Entry& e) {
@@ -403,9 +398,44 @@ class Parser {
             v->value, "scheduler.resample_probability",
             "expected a probability in [0, 1], got " + format_number(*s.resample_probability));
     }
-    config_.unbuilt.push_back(
-        {"scheduler", "the '" + s.type + "' scheduler is not built yet", s.where});
     config_.scheduler = s;
+  }
+
+  void parse_tpe(const Entry& e) {
+    auto m =
+        reader_.entry_map(e.value, "tpe", {"gamma", "prior_weight", "n_startup", "candidates"});
+    if (!e.value.IsMap()) return;
+    TpeSpec t;
+    t.where = reader_.location(e.key_node);
+    if (config_.method != SearchMethod::kBayes)
+      reader_.error(e.key_node, "tpe",
+                    "'tpe' configures method 'bayes', not '" +
+                        std::string(search_method_name(config_.method)) + "'");
+    auto fraction = [&](const char* key, bool up_to_one) -> std::optional<double> {
+      auto v = find(m, key);
+      if (!v) return std::nullopt;
+      auto x = reader_.number(v->value, std::string("tpe.") + key);
+      if (x && !(*x > 0 && (!up_to_one || *x <= 1))) {
+        reader_.error(v->value, std::string("tpe.") + key,
+                      std::string("expected a number ") + (up_to_one ? "in (0, 1]" : "> 0") +
+                          ", got " + format_number(*x));
+        return std::nullopt;
+      }
+      return x;
+    };
+    t.gamma = fraction("gamma", true);
+    t.prior_weight = fraction("prior_weight", false);
+    if (auto v = find(m, "n_startup")) t.n_startup = count(*v, 0, "tpe.n_startup");
+    if (auto v = find(m, "candidates")) {
+      t.candidates = count(*v, 1, "tpe.candidates");
+      if (t.candidates && *t.candidates > 100000) {
+        reader_.error(v->value, "tpe.candidates",
+                      "expected at most 100000 candidates per parameter, got " +
+                          std::to_string(*t.candidates));
+        t.candidates.reset();
+      }
+    }
+    config_.tpe = t;
   }
 
   void parse_data(const Entry& e) {

@@ -112,17 +112,14 @@ TEST(SobolSearcher, SpreadsTrialsEvenlyAndReproducibly) {
   EXPECT_EQ(plan_trials(c)[7].params, t[7].params);
 }
 
-TEST(Searchers, BayesIsNotBuiltYet) {
-  const auto c =
-      config("method: bayes\nmetric: {name: loss}\nparameters:\n  a: {min: 0.0, max: 1.0}\n");
-  try {
-    make_searcher(c);
-    FAIL();
-  } catch (const ConfigError& e) {
-    EXPECT_NE(
-        std::string(e.what()).find("method: 'bayes' (Bayesian search with TPE) is not built yet"),
-        std::string::npos);
-  }
+TEST(Searchers, BayesRunsTpeWhoseFirstTrialsAreRandomSearchs) {
+  auto c = config("method: bayes\nmetric: {name: loss}\nparameters:\n  a: {min: 0.0, max: 1.0}\n");
+  auto tpe = make_searcher(c);
+  EXPECT_TRUE(tpe->adaptive());
+  const auto first = tpe->suggest(0);
+  c.method = SearchMethod::kRandom;
+  EXPECT_FALSE(make_searcher(c)->adaptive());
+  EXPECT_EQ(first, make_searcher(c)->suggest(0));
 }
 
 }  // namespace

@@ -14,6 +14,9 @@
 //             the last attempt, reason, stderr tail, last/best metric
 //   attempts  one row per attempt of a trial (run, group, times, outcome)
 //   metrics   (trial, attempt, step, time, metric value, all values)
+//   algorithm_state  name ("searcher", "scheduler") -> JSON state of an
+//             adaptive searcher or a scheduler, written in the transaction
+//             of the results it reflects, so a resume restores it exactly
 //
 // Every failing SQLite call throws StoreError naming the file and SQLite's
 // message.
@@ -135,6 +138,13 @@ class Store {
   // Adds a queued trial, or, when id exists, replaces its params and resets
   // it to queued (used by --force for trials whose params changed).
   void put_queued_trial(std::uint64_t id, const nlohmann::ordered_json& params);
+  // Replaces a trial's params and nothing else (PBT's exploit changes them
+  // between attempts; its metrics and best value stay).
+  void set_trial_params(std::uint64_t id, const nlohmann::ordered_json& params);
+  // The saved state of a searcher or scheduler (see algorithm_state above).
+  void put_state(const std::string& name, const nlohmann::json& state);
+  // nullopt when none was saved. Throws StoreError for text that is not JSON.
+  std::optional<nlohmann::json> state(const std::string& name) const;
   void start_attempt(std::uint64_t trial, int attempt, std::int64_t run, int group,
                      const std::string& ranks, const std::string& hosts, double now);
   // Ends an attempt with status completed|stopped|failed. The trial takes

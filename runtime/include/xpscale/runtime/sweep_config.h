@@ -58,6 +58,14 @@ struct SchedulerSpec {
   SourceLocation where;
 };
 
+// xpscale's tpe: {gamma, prior_weight, n_startup, candidates}, the knobs
+// of method: bayes (tpe_searcher.h has their defaults). Unset = default.
+struct TpeSpec {
+  std::optional<double> gamma, prior_weight;
+  std::optional<std::int64_t> n_startup, candidates;
+  SourceLocation where;
+};
+
 // One split of the data: section (train, val).
 struct DatasetSpec {
   std::vector<std::string> urls;  // from urls:, or pattern: expanded
@@ -107,6 +115,7 @@ struct SweepConfig {
   ResourcesSpec resources;
   std::optional<DatasetSpec> train_data, val_data;
   std::optional<SchedulerSpec> scheduler;
+  std::optional<TpeSpec> tpe;
   std::string out_dir;  // default: "runs/<name or file stem>"
   std::vector<UnbuiltFeature> unbuilt;
   SourceLocation method_where;  // where `method:` is written, for errors about it

@@ -1,0 +1,331 @@
+// TPE, written here: no Debian C++ library implements it (Optuna's is
+// Python), and the searcher must be deterministic across machines, which
+// rng.h gives and std::*_distribution does not. See tpe_searcher.h.
+#include "xpscale/runtime/tpe_searcher.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <numbers>
+
+#include "xpscale/runtime/rng.h"
+
+namespace xpscale {
+namespace {
+
+// Candidate draws use their own streams, far from random search's (one
+// stream per parameter index, which the startup trials share on purpose).
+constexpr std::uint64_t kCandidateStream = 0x7470'6500'0000'0000ULL;
+constexpr int kRecencyFlat = 25;  // Optuna: the newest 25 observations weigh 1
+
+// One observed trial. u[j]: parameter j's unit value (numeric) or category
+// index (categorical); nullopt when the trial does not have parameter j.
+struct Obs {
+  std::uint64_t index = 0;
+  std::vector<std::optional<double>> u;
+  TrialEnd end = TrialEnd::kCompleted;
+  double score = 0;
+  double resource = 0;
+};
+
+// Best first: completed by score, then stopped by resource (further is
+// better), then score; the index breaks ties so the order is total.
+bool ranks_before(const Obs& a, const Obs& b) {
+  const bool ac = a.end == TrialEnd::kCompleted, bc = b.end == TrialEnd::kCompleted;
+  if (ac != bc) return ac;
+  if (!ac && a.resource != b.resource) return a.resource > b.resource;
+  if (a.score != b.score) return a.score < b.score;
+  return a.index < b.index;
+}
+
+// Optuna's default_weights: 1 for the newest 25, a ramp from 1/n up for the
+// older ones. `n` observations in time order.
+std::vector<double> recency_weights(std::size_t n) {
+  std::vector<double> w(n, 1.0);
+  if (n <= static_cast<std::size_t>(kRecencyFlat)) return w;
+  const std::size_t ramp = n - kRecencyFlat;
+  for (std::size_t i = 0; i < ramp; ++i)
+    w[i] = ramp == 1 ? 1.0 / static_cast<double>(n)
+                     : 1.0 / static_cast<double>(n) + (1.0 - 1.0 / static_cast<double>(n)) *
+                                                          static_cast<double>(i) /
+                                                          static_cast<double>(ramp - 1);
+  return w;
+}
+
+double normal_cdf(double z) { return 0.5 * std::erfc(-z / std::numbers::sqrt2); }
+
+// A mixture of Gaussians truncated to [0, 1].
+struct Mixture {
+  std::vector<double> weight, mu, sigma, log_mass;  // log_mass: log of the mass inside [0, 1]
+
+  double log_density(double x) const {
+    double best = -std::numeric_limits<double>::infinity();
+    std::vector<double> terms(mu.size());
+    for (std::size_t k = 0; k < mu.size(); ++k) {
+      const double z = (x - mu[k]) / sigma[k];
+      terms[k] = std::log(weight[k]) - 0.5 * z * z - std::log(sigma[k]) -
+                 0.5 * std::log(2 * std::numbers::pi) - log_mass[k];
+      best = std::max(best, terms[k]);
+    }
+    double sum = 0;
+    for (double t : terms) sum += std::exp(t - best);
+    return best + std::log(sum);
+  }
+
+  // Rejection sampling: sigma >= 1/100 and mu in [0, 1] keep the
+  // acceptance high; after 100 misses, a uniform draw.
+  double sample(Rng& rng) const {
+    double pick = rng.next_unit(), acc = 0;
+    std::size_t k = 0;
+    for (; k + 1 < weight.size(); ++k) {
+      acc += weight[k];
+      if (pick < acc) break;
+    }
+    for (int tries = 0; tries < 100; ++tries) {
+      // Box-Muller from two open-interval uniforms.
+      const double r = std::sqrt(-2 * std::log(rng.next_unit()));
+      const double x = mu[k] + sigma[k] * r * std::cos(2 * std::numbers::pi * rng.next_unit());
+      if (x > 0 && x < 1) return x;
+    }
+    return rng.next_unit();
+  }
+};
+
+// Optuna 3.1's _ParzenEstimator for a numeric parameter on [0, 1]
+// (consider_prior, magic clip, no endpoints): one component per
+// observation plus the prior N(0.5, 1), each observation's bandwidth the
+// larger gap to its sorted neighbours, clipped to [1 / min(100, n + 1), 1].
+Mixture numeric_mixture(const std::vector<double>& xs, const std::vector<double>& w,
+                        double prior_weight) {
+  struct C {
+    double mu, weight;
+    bool prior;
+  };
+  std::vector<C> cs;
+  for (std::size_t i = 0; i < xs.size(); ++i) cs.push_back({xs[i], w[i], false});
+  cs.push_back({0.5, prior_weight, true});
+  std::stable_sort(cs.begin(), cs.end(), [](const C& a, const C& b) { return a.mu < b.mu; });
+  const std::size_t n = cs.size();
+  const double min_sigma = 1.0 / std::min(100.0, static_cast<double>(n) + 1.0);
+  Mixture m;
+  double total = 0;
+  for (const auto& c : cs) total += c.weight;
+  for (std::size_t i = 0; i < n; ++i) {
+    double sigma = 1.0;
+    if (!cs[i].prior && n >= 2) {
+      const double left = i > 0 ? cs[i].mu - cs[i - 1].mu : 0;
+      const double right = i + 1 < n ? cs[i + 1].mu - cs[i].mu : 0;
+      sigma = std::max(left, right);
+    }
+    sigma = std::clamp(sigma, min_sigma, 1.0);
+    m.weight.push_back(cs[i].weight / total);
+    m.mu.push_back(cs[i].mu);
+    m.sigma.push_back(sigma);
+    m.log_mass.push_back(
+        std::log(normal_cdf((1 - cs[i].mu) / sigma) - normal_cdf((0 - cs[i].mu) / sigma)));
+  }
+  return m;
+}
+
+// Category probabilities: prior_weight spread evenly plus each
+// observation's weight on its category.
+std::vector<double> categorical_probs(std::size_t n_cat, const std::vector<double>& cats,
+                                      const std::vector<double>& w, double prior_weight) {
+  std::vector<double> p(n_cat, prior_weight / static_cast<double>(n_cat));
+  double total = prior_weight;
+  for (std::size_t i = 0; i < cats.size(); ++i) {
+    p[static_cast<std::size_t>(cats[i])] += w[i];
+    total += w[i];
+  }
+  for (double& x : p) x /= total;
+  return p;
+}
+
+const char* end_name(TrialEnd e) {
+  return e == TrialEnd::kCompleted ? "completed" : e == TrialEnd::kStopped ? "stopped" : "failed";
+}
+
+class TpeSearcher : public Searcher {
+ public:
+  TpeSearcher(const SweepConfig& config, const TpeOptions& options)
+      : config_(config), options_(options) {}
+
+  bool adaptive() const override { return true; }
+
+  std::optional<Params> suggest(std::uint64_t index) override {
+    auto it = pending_.find(index);
+    if (it == pending_.end())
+      it = pending_
+               .emplace(index, static_cast<int>(observations_.size()) < options_.n_startup
+                                   ? startup_draw(index)
+                                   : tpe_draw(index))
+               .first;
+    return params_of(it->second);
+  }
+
+  void observe(std::uint64_t index, const Params& /*params*/, const Observation& o) override {
+    auto it = pending_.find(index);
+    if (it == pending_.end()) return;  // not proposed by this searcher (already observed)
+    if (o.end != TrialEnd::kFailed && o.score && std::isfinite(*o.score))
+      observations_.push_back({index, it->second, o.end, *o.score, o.resource});
+    pending_.erase(it);
+  }
+
+  nlohmann::json state() const override {
+    nlohmann::json pending = nlohmann::json::array(), obs = nlohmann::json::array();
+    for (const auto& [index, u] : pending_) pending.push_back({{"i", index}, {"u", to_json(u)}});
+    for (const auto& o : observations_)
+      obs.push_back({{"i", o.index},
+                     {"u", to_json(o.u)},
+                     {"end", end_name(o.end)},
+                     {"score", o.score},
+                     {"resource", o.resource}});
+    return {{"type", "tpe"}, {"pending", pending}, {"observations", obs}};
+  }
+
+  void restore(const nlohmann::json& state) override {
+    try {
+      if (state.at("type") != "tpe") throw Error("not a TPE state");
+      pending_.clear();
+      observations_.clear();
+      for (const auto& p : state.at("pending"))
+        pending_[p.at("i").get<std::uint64_t>()] = from_json(p.at("u"));
+      for (const auto& o : state.at("observations")) {
+        const std::string end = o.at("end").get<std::string>();
+        observations_.push_back({o.at("i").get<std::uint64_t>(), from_json(o.at("u")),
+                                 end == "completed" ? TrialEnd::kCompleted : TrialEnd::kStopped,
+                                 o.at("score").get<double>(), o.at("resource").get<double>()});
+      }
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(std::string("the stored TPE state is malformed: ") + e.what());
+    }
+  }
+
+ private:
+  using Point = std::vector<std::optional<double>>;
+
+  bool categorical(std::size_t j) const {
+    return config_.parameters[j].distribution == Distribution::kCategorical;
+  }
+
+  // The same draws as method: random (stream j, index), so the startup
+  // trials are random search's.
+  Point startup_draw(std::uint64_t index) const {
+    Point u(config_.parameters.size());
+    for (std::size_t j = 0; j < u.size(); ++j) {
+      const auto& spec = config_.parameters[j];
+      const double x = random_unit(config_.seed, j, index);
+      if (!spec.is_searchable()) continue;
+      if (categorical(j)) {
+        const auto value = spec.from_unit(x);
+        u[j] = static_cast<double>(std::find(spec.values.begin(), spec.values.end(), value) -
+                                   spec.values.begin());
+      } else {
+        u[j] = x;
+      }
+    }
+    return u;
+  }
+
+  Point tpe_draw(std::uint64_t index) const {
+    std::vector<const Obs*> sorted;
+    for (const auto& o : observations_) sorted.push_back(&o);
+    std::stable_sort(sorted.begin(), sorted.end(),
+                     [](const Obs* a, const Obs* b) { return ranks_before(*a, *b); });
+    const auto n = static_cast<double>(sorted.size());
+    const auto n_below = static_cast<std::size_t>(
+        std::min<double>(std::ceil(options_.gamma * n), options_.gamma_cap));
+    std::vector<bool> below(observations_.size(), false);
+    for (std::size_t i = 0; i < n_below; ++i)
+      below[static_cast<std::size_t>(sorted[i] - observations_.data())] = true;
+
+    Point u(config_.parameters.size());
+    for (std::size_t j = 0; j < u.size(); ++j) {
+      if (!config_.parameters[j].is_searchable()) continue;
+      // Each side's observations of parameter j, in time order.
+      std::vector<double> xl, xg;
+      for (std::size_t i = 0; i < observations_.size(); ++i)
+        if (const auto& x = observations_[i].u[j]) (below[i] ? xl : xg).push_back(*x);
+      Rng rng(random_bits(config_.seed, kCandidateStream + j, index), 0);
+      u[j] = categorical(j) ? best_category(j, xl, xg, rng) : best_numeric(xl, xg, rng);
+    }
+    return u;
+  }
+
+  double best_numeric(const std::vector<double>& xl, const std::vector<double>& xg,
+                      Rng& rng) const {
+    const Mixture l = numeric_mixture(xl, recency_weights(xl.size()), options_.prior_weight);
+    const Mixture g = numeric_mixture(xg, recency_weights(xg.size()), options_.prior_weight);
+    double best = 0.5, best_ei = -std::numeric_limits<double>::infinity();
+    for (int c = 0; c < options_.candidates; ++c) {
+      const double x = l.sample(rng);
+      const double ei = l.log_density(x) - g.log_density(x);
+      if (ei > best_ei) best_ei = ei, best = x;
+    }
+    return best;
+  }
+
+  double best_category(std::size_t j, const std::vector<double>& xl, const std::vector<double>& xg,
+                       Rng& rng) const {
+    const std::size_t k = config_.parameters[j].values.size();
+    const auto pl = categorical_probs(k, xl, recency_weights(xl.size()), options_.prior_weight);
+    const auto pg = categorical_probs(k, xg, recency_weights(xg.size()), options_.prior_weight);
+    std::size_t best = 0;
+    double best_ei = -std::numeric_limits<double>::infinity();
+    for (int c = 0; c < options_.candidates; ++c) {
+      double pick = rng.next_unit(), acc = 0;
+      std::size_t cat = 0;
+      for (; cat + 1 < k; ++cat) {
+        acc += pl[cat];
+        if (pick < acc) break;
+      }
+      const double ei = std::log(pl[cat]) - std::log(pg[cat]);
+      if (ei > best_ei) best_ei = ei, best = cat;
+    }
+    return static_cast<double>(best);
+  }
+
+  Params params_of(const Point& u) const {
+    Params p = Params::object();
+    for (std::size_t j = 0; j < u.size(); ++j) {
+      const auto& spec = config_.parameters[j];
+      if (!spec.is_searchable())
+        p[spec.name] = spec.from_unit(0.5);
+      else if (categorical(j))
+        p[spec.name] = spec.values.at(static_cast<std::size_t>(*u[j]));
+      else
+        p[spec.name] = spec.from_unit(*u[j]);
+    }
+    return p;
+  }
+
+  static nlohmann::json to_json(const Point& u) {
+    nlohmann::json a = nlohmann::json::array();
+    for (const auto& x : u) a.push_back(x ? nlohmann::json(*x) : nlohmann::json(nullptr));
+    return a;
+  }
+  Point from_json(const nlohmann::json& a) const {
+    if (!a.is_array() || a.size() != config_.parameters.size())
+      throw Error("the stored TPE state has " + std::to_string(a.size()) +
+                  " values per trial; the config has " + std::to_string(config_.parameters.size()) +
+                  " parameters");
+    Point u;
+    for (const auto& x : a)
+      u.push_back(x.is_null() ? std::nullopt : std::optional(x.get<double>()));
+    return u;
+  }
+
+  const SweepConfig& config_;
+  TpeOptions options_;
+  std::map<std::uint64_t, Point> pending_;  // proposed, not yet observed
+  std::vector<Obs> observations_;           // in the order they were observed
+};
+
+}  // namespace
+
+std::unique_ptr<Searcher> make_tpe_searcher(const SweepConfig& config, const TpeOptions& options) {
+  return std::make_unique<TpeSearcher>(config, options);
+}
+
+}  // namespace xpscale
