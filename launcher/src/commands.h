@@ -16,5 +16,6 @@ int run_command(const std::vector<std::string>& args);
 int launch_command(const std::vector<std::string>& args);
 int report_command(const std::vector<std::string>& args);
 int export_command(const std::vector<std::string>& args);
+int shard_command(const std::vector<std::string>& args);
 
 }  // namespace xpscale::cli

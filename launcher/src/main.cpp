@@ -28,6 +28,8 @@ const Subcommand kSubcommands[] = {
      xpscale::cli::plan_command},
     {"report", "a sweep's leaderboard from its out_dir", xpscale::cli::report_command},
     {"export", "a sweep's store as JSON lines", xpscale::cli::export_command},
+    {"shard", "write a data set as tar shards with indexes and a manifest",
+     xpscale::cli::shard_command},
 };
 
 void print_usage(std::ostream& out) {
