@@ -7,6 +7,12 @@
 // Parameters: lr, hidden, batch_size (global, a multiple of the group
 // size); optional epochs (5), momentum (0.9), seed (0), data_dir
 // (default $XPSCALE_FMNIST_DIR, else /usr/share/datasets/fashion-mnist).
+//
+// With a data.train section in the sweep config (shards written by
+// `xpscale shard /usr/share/datasets/fashion-mnist --split train ...`), the
+// training images stream through the trial's sharded loader (its state is
+// saved with each checkpoint) and the IDX files serve only validation and
+// test; see examples/sweeps/fmnist_sharded.yaml.
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -59,6 +65,25 @@ void on_ranks_agreed(xc::Communicator& comm, bool here, const char* what, Fn&& f
   }
 }
 
+// Fills a batch from the loader's next samples (fields "u8": 784 pixels,
+// "cls": the label as text).
+void fill_from(xpscale::ShardedLoader& loader, float* x, std::uint8_t* y, int n) {
+  for (int j = 0; j < n; ++j) {
+    auto sample = loader.next();
+    if (!sample) throw xpscale::Error("the loader ran out of samples mid-epoch");
+    const std::string_view pixels = sample->field("u8");
+    if (pixels.size() != fmnist::kPixels)
+      throw xpscale::Error("sample '" + sample->key + "': u8 holds " +
+                           std::to_string(pixels.size()) + " bytes, expected 784");
+    fmnist::normalise_image(reinterpret_cast<const std::uint8_t*>(pixels.data()),
+                            x + std::size_t{static_cast<std::size_t>(j)} * fmnist::kPixels);
+    const int label = std::stoi(std::string(sample->field("cls")));
+    if (label < 0 || label >= fmnist::kClasses)
+      throw xpscale::Error("sample '" + sample->key + "': label " + std::to_string(label));
+    y[j] = static_cast<std::uint8_t>(label);
+  }
+}
+
 void train(xpscale::Trial& trial) {
   fmnist::TrainOptions options;
   options.lr = trial.param<double>("lr");
@@ -74,7 +99,16 @@ void train(xpscale::Trial& trial) {
 
   std::shared_ptr<const fmnist::Dataset> data;
   on_ranks_agreed(comm, true, "loading the data set", [&] { data = dataset(data_dir); });
-  fmnist::DataParallelTrainer trainer(data->train, options, comm);
+  xpscale::ShardedLoader* loader =
+      trial.has_data("train")
+          ? &trial.loader("train", static_cast<std::uint64_t>(options.batch_size))
+          : nullptr;
+  // Streamed: the group's images per epoch are the loader's, repeats included.
+  fmnist::DataParallelTrainer trainer =
+      loader
+          ? fmnist::DataParallelTrainer(
+                loader->samples_per_epoch() * static_cast<std::size_t>(comm.size()), options, comm)
+          : fmnist::DataParallelTrainer(data->train, options, comm);
 
   const std::filesystem::path& dir = trial.checkpoint_dir();
   const std::int64_t resumed = trial.resume_step();
@@ -93,7 +127,19 @@ void train(xpscale::Trial& trial) {
     trial.log("all " + std::to_string(epochs) + " epochs were done before the restart");
   for (std::int64_t epoch = first; epoch <= epochs; ++epoch) {
     const auto start = std::chrono::steady_clock::now();
-    const double loss = trainer.train_epoch(epoch);
+    double loss = 0;
+    if (loader) {
+      // Full local batches; the rest of the epoch is drained (every rank
+      // has the same count, so every rank runs the same steps).
+      const std::size_t steps =
+          loader->samples_per_epoch() / static_cast<std::size_t>(trainer.local_batch());
+      loss = trainer.train_epoch_streamed(
+          steps, [&](float* x, std::uint8_t* y, int n) { fill_from(*loader, x, y, n); });
+      while (loader->next()) {
+      }
+    } else {
+      loss = trainer.train_epoch(epoch);
+    }
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const fmnist::Evaluation val = trainer.evaluate(data->validation);
@@ -112,12 +158,13 @@ void train(xpscale::Trial& trial) {
            << val.accuracy << ", test_accuracy " << test.accuracy << " (" << seconds << " s)";
       trial.log(line.str());
     }
-    const auto decision = trial.report(epoch, {{"loss", loss},
-                                               {"val_loss", val.loss},
-                                               {"val_accuracy", val.accuracy},
-                                               {"test_accuracy", test.accuracy},
-                                               {"epoch_s", seconds}});
-    if (decision == xpscale::Decision::kStop) break;
+    nlohmann::json metrics = {{"loss", loss},
+                              {"val_loss", val.loss},
+                              {"val_accuracy", val.accuracy},
+                              {"test_accuracy", test.accuracy},
+                              {"epoch_s", seconds}};
+    if (loader) metrics["data_stall_fraction"] = loader->stats().stall_fraction();
+    if (trial.report(epoch, metrics) == xpscale::Decision::kStop) break;
   }
 }
 

@@ -9,13 +9,11 @@
 #include <string>
 
 #include "xpscale/collectives/communicator.h"
+#include "xpscale/runtime/group_view.h"
 #include "xpscale/runtime/sweep_config.h"
 #include "xpscale/sharding/loader.h"
 
 namespace xpscale {
-
-// allgather of strings over comm (collective).
-GroupView make_group_view(collectives::Communicator& comm);
 
 // The leader's text broadcast to the group (collective); `text` is only
 // read on root.
