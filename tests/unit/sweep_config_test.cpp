@@ -283,7 +283,7 @@ data:
   train: {pattern: "s3://bucket/fmnist/train-{000000..000015}.tar"}
 )",
                                     "s.yaml");
-  ASSERT_EQ(c.unbuilt.size(), 3u);
+  ASSERT_EQ(c.unbuilt.size(), 2u);  // data: is built (the sharded loader)
   ASSERT_TRUE(c.train_data);
   EXPECT_EQ(c.train_data->urls.size(), 16u);
   EXPECT_EQ(c.train_data->urls.back(), "s3://bucket/fmnist/train-000015.tar");
@@ -291,13 +291,11 @@ data:
     require_built(c, "run");
     FAIL() << "expected ConfigError";
   } catch (const ConfigError& e) {
-    ASSERT_EQ(e.diagnostics().size(), 3u);
+    ASSERT_EQ(e.diagnostics().size(), 2u);
     EXPECT_EQ(e.diagnostics()[0].format(),
               "s.yaml:1:9: method: bayes: Bayesian search (TPE) is not built yet; `xpscale run` "
               "cannot run this config yet");
     EXPECT_NE(e.diagnostics()[1].format().find("the 'asha' scheduler is not built yet"),
-              std::string::npos);
-    EXPECT_NE(e.diagnostics()[2].format().find("the sharded data loader is not built yet"),
               std::string::npos);
   }
 }
@@ -322,6 +320,43 @@ TEST(SweepConfig, DataSectionIsChecked) {
             std::string::npos);
   EXPECT_NE(single_error("method: grid\nparameters:\n  a: {value: 1}\ndata:\n  train: {}\n")
                 .find("missing the shards"),
+            std::string::npos);
+}
+
+TEST(SweepConfig, DataSplitTakesAManifestAndLoaderOptions) {
+  const auto c = parse_sweep_config(R"(method: grid
+parameters:
+  a: {value: 1}
+data:
+  train:
+    manifest: runs/shards/train.manifest.json
+    shuffle_buffer: 4096
+    shuffle_shards: false
+    seed: 5
+    cache_dir: /tmp/cache
+    cache_max_bytes: 1000000
+    prefetch_bytes: 65536
+    on_error: skip
+    drop_last: true
+)",
+                                    "s.yaml");
+  ASSERT_TRUE(c.train_data);
+  EXPECT_TRUE(c.unbuilt.empty());
+  EXPECT_EQ(c.train_data->manifest, "runs/shards/train.manifest.json");
+  EXPECT_EQ(c.train_data->shuffle_buffer_bytes, 4096);
+  EXPECT_FALSE(c.train_data->shuffle_shards);
+  EXPECT_EQ(c.train_data->seed, 5u);
+  EXPECT_EQ(c.train_data->cache_max_bytes, 1000000);
+  EXPECT_EQ(c.train_data->prefetch_bytes, 65536);
+  EXPECT_EQ(c.train_data->on_error, "skip");
+  EXPECT_TRUE(c.train_data->drop_last);
+  EXPECT_NE(single_error("method: grid\nparameters:\n  a: {value: 1}\ndata:\n  train: {manifest: "
+                         "m.json, urls: [a.tar]}\n")
+                .find("give one of 'manifest', 'urls', 'pattern' or 'prefix', not several"),
+            std::string::npos);
+  EXPECT_NE(single_error("method: grid\nparameters:\n  a: {value: 1}\ndata:\n  train: {manifest: "
+                         "m.json, prefetch_bytes: 0}\n")
+                .find("data.train.prefetch_bytes"),
             std::string::npos);
 }
 
