@@ -79,7 +79,7 @@ Decision Trial::report_as_leader(std::int64_t step, const nlohmann::json& metric
 
 void Trial::checkpoint_saved(std::int64_t step) {
   // The loaders' states first: a step marker promises a whole checkpoint.
-  if (is_leader()) save_loader_states(checkpoint_dir(), loaders_);
+  if (is_leader()) save_loader_states(checkpoint_dir(), step, loaders_);
   write_checkpoint_step(info_.checkpoint_dir, step);
 }
 

@@ -14,8 +14,9 @@ namespace xc = collectives;
 
 namespace {
 
-std::filesystem::path state_file(const std::filesystem::path& dir, const std::string& split) {
-  return dir / ("loader-" + split + ".json");
+std::filesystem::path state_file(const std::filesystem::path& dir, const std::string& split,
+                                 std::int64_t step) {
+  return dir / ("loader-" + split + "-" + std::to_string(step) + ".json");
 }
 
 // Strings travel as i32 words (the Communicator moves typed elements).
@@ -78,10 +79,10 @@ DatasetLocation dataset_location(const DatasetSpec& spec) {
   return l;
 }
 
-void save_loader_states(const std::filesystem::path& dir,
+void save_loader_states(const std::filesystem::path& dir, std::int64_t step,
                         const std::map<std::string, std::unique_ptr<ShardedLoader>>& loaders) {
   for (const auto& [split, loader] : loaders) {
-    const std::filesystem::path file = state_file(dir, split);
+    const std::filesystem::path file = state_file(dir, split, step);
     const std::filesystem::path temp = file.string() + ".tmp." + std::to_string(::getpid());
     {
       std::ofstream out(temp, std::ios::trunc);
@@ -97,8 +98,8 @@ void save_loader_states(const std::filesystem::path& dir,
 }
 
 std::optional<std::string> read_loader_state(const std::filesystem::path& dir,
-                                             const std::string& split) {
-  std::ifstream in(state_file(dir, split));
+                                             const std::string& split, std::int64_t step) {
+  std::ifstream in(state_file(dir, split, step));
   if (!in) return std::nullopt;
   std::stringstream text;
   text << in.rdbuf();
@@ -129,7 +130,7 @@ ShardedLoader& Trial::loader(const std::string& split, std::uint64_t global_batc
   // leader's copy is the group's (the directory may not be on every node).
   std::string saved;
   if (resume_step_ >= 0 && is_leader())
-    saved = read_loader_state(info_.checkpoint_dir, split).value_or("");
+    saved = read_loader_state(info_.checkpoint_dir, split, resume_step_).value_or("");
   saved = broadcast_text(comm(), saved, 0);
   if (!saved.empty()) loader->restore(LoaderState::from_json(saved));
   return *loaders_.emplace(split, std::move(loader)).first->second;

@@ -22,10 +22,12 @@ std::string broadcast_text(collectives::Communicator& comm, const std::string& t
 LoaderOptions loader_options(const DatasetSpec& spec, std::uint64_t global_batch);
 DatasetLocation dataset_location(const DatasetSpec& spec);
 
-// checkpoint_dir/loader-<split>.json, written atomically.
-void save_loader_states(const std::filesystem::path& checkpoint_dir,
+// checkpoint_dir/loader-<split>-<step>.json, written atomically before the
+// step's marker: named by step so that a crash between the two never pairs
+// a checkpoint with a later loader state.
+void save_loader_states(const std::filesystem::path& checkpoint_dir, std::int64_t step,
                         const std::map<std::string, std::unique_ptr<ShardedLoader>>& loaders);
 std::optional<std::string> read_loader_state(const std::filesystem::path& checkpoint_dir,
-                                             const std::string& split);
+                                             const std::string& split, std::int64_t step);
 
 }  // namespace xpscale
