@@ -75,7 +75,7 @@ Manifest manifest_from_json(std::string_view text, const std::string& url) {
   const auto fail = [&](const std::string& where, const std::string& why) -> ShardingError {
     return ShardingError(url + ": " + where + ": " + why);
   };
-  if (!j.is_object() || j.value("format", "") != kFormat)
+  if (!j.is_object() || !j.contains("format") || j["format"] != kFormat)
     throw fail("format", std::string("expected \"") + kFormat + "\"");
   if (!j.contains("shards") || !j["shards"].is_array() || j["shards"].empty())
     throw fail("shards", "expected a non-empty list");
@@ -90,6 +90,9 @@ Manifest manifest_from_json(std::string_view text, const std::string& url) {
     for (const char* key : {"samples", "size"})
       if (!s.contains(key) || !s[key].is_number_unsigned())
         throw fail(where + "." + key, "expected a non-negative integer");
+    for (const char* key : {"index", "sha256"})
+      if (s.contains(key) && !s[key].is_string())
+        throw fail(where + "." + key, "expected a string");
     info.url = resolve_url(url, s["url"].get<std::string>());
     info.index_url = resolve_url(url, s.value("index", s["url"].get<std::string>() + ".idx"));
     info.samples = s["samples"].get<std::uint64_t>();

@@ -63,11 +63,14 @@ TEST_F(LoaderTest, DatasetFromManifestPatternAndPrefixAgree) {
 }
 
 TEST_F(LoaderTest, ShardsWithoutSidecarsAreScanned) {
+  const Dataset with_sidecars = dataset();
   std::filesystem::remove(dir_.path() / "data-000002.tar.idx");
   const Dataset scanned =
       open_dataset({.pattern = "file://" + dir_.str() + "/data-{000000..000004}.tar"});
-  EXPECT_EQ(scanned.digest, dataset().digest);
-  EXPECT_EQ(scanned.shards[2].index.offsets, dataset().shards[2].index.offsets);
+  EXPECT_EQ(scanned.digest, with_sidecars.digest);
+  EXPECT_EQ(scanned.shards[2].index.offsets, with_sidecars.shards[2].index.offsets);
+  // A manifest that names the sidecar needs it.
+  EXPECT_THROW(dataset(), ShardingError);
 }
 
 TEST_F(LoaderTest, TwoRunsGiveTheSameOrderAndAnotherSeedAnother) {

@@ -88,7 +88,7 @@ TEST(Tar, BadHeaderChecksumNamesUrlEntryAndOffset) {
   bytes[1536 + 0] = 'z';  // its name's first byte: "z.cls"
   EXPECT_EQ(error_of([&] { parse_all(bytes, "file:///d/s.tar"); }),
             "file:///d/s.tar: entry 'z.cls' (header at byte offset 1536): bad header checksum "
-            "(stored 004423 , computed 004454)");
+            "(stored 006657, computed 006710)");
 }
 
 TEST(Tar, TruncatedDataNamesEntryAndBothOffsets) {
