@@ -25,7 +25,7 @@ std::uint64_t Manifest::samples() const {
   return n;
 }
 
-std::string sha256_hex(std::string_view bytes) {
+std::string sha256_of(std::string_view bytes) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
   if (EVP_Digest(bytes.data(), bytes.size(), digest, &length, EVP_sha256(), nullptr) != 1)
@@ -44,7 +44,7 @@ std::string dataset_digest(const std::vector<ShardInfo>& shards) {
   for (const ShardInfo& s : shards)
     lines +=
         base_name(s.url) + "\t" + std::to_string(s.samples) + "\t" + std::to_string(s.size) + "\n";
-  return sha256_hex(lines);
+  return sha256_of(lines);
 }
 
 std::string manifest_to_json(const Manifest& manifest) {

@@ -136,7 +136,7 @@ std::shared_ptr<const ShardCache::Lease> ShardCache::acquire(Source& source,
                                                              const ObjectInfo& object,
                                                              const std::string& sha256,
                                                              bool* downloaded) {
-  const std::string key = sha256_hex(object.url + "\n" + object.etag).substr(0, 40);
+  const std::string key = sha256_of(object.url + "\n" + object.etag).substr(0, 40);
   const fs::path data = dir_ / (key + kDataSuffix);
   Fd key_lock = open_lock(dir_ / (key + ".lock"));
   check(lock(key_lock.get(), LOCK_EX), "flock", (dir_ / (key + ".lock")).string());

@@ -49,7 +49,7 @@ Manifest write_shards(std::uint64_t samples, const SampleWriter& write,
     put(name, bytes);
     put(index_url_for(name), encode_index(index));
     manifest.shards.push_back(
-        ShardInfo{name, index_url_for(name), index.samples(), bytes.size(), sha256_hex(bytes)});
+        ShardInfo{name, index_url_for(name), index.samples(), bytes.size(), sha256_of(bytes)});
   }
   manifest.digest = dataset_digest(manifest.shards);
   put(options.name + ".manifest.json", manifest_to_json(manifest));

@@ -30,7 +30,7 @@ struct Manifest {
   std::uint64_t samples() const;
 };
 
-std::string sha256_hex(std::string_view bytes);
+std::string sha256_of(std::string_view bytes);
 std::string dataset_digest(const std::vector<ShardInfo>& shards);
 
 std::string manifest_to_json(const Manifest& manifest);
