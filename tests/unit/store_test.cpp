@@ -26,7 +26,7 @@ class StoreTest : public ::testing::Test {
 };
 
 TEST_F(StoreTest, Sha256MatchesTheKnownDigest) {
-  EXPECT_EQ(sha256_of("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
 TEST_F(StoreTest, SweepRowRoundTrips) {
@@ -36,7 +36,7 @@ TEST_F(StoreTest, SweepRowRoundTrips) {
   r.name = "n";
   r.config_path = "c.yaml";
   r.config_text = "method: grid\n";
-  r.config_hash = sha256_of(r.config_text);
+  r.config_hash = sha256_hex(r.config_text);
   r.metric = "acc";
   r.goal = Goal::kMaximize;
   r.planned = 7;
@@ -120,7 +120,7 @@ TEST_F(StoreTest, ExportWritesOneLinePerTrialAfterTheSweep) {
   Store s(db());
   SweepRow r;
   r.config_text = "x";
-  r.config_hash = sha256_of("x");
+  r.config_hash = sha256_hex("x");
   s.write_sweep(r);
   s.put_queued_trial(0, {{"x", 1}});
   s.put_queued_trial(1, {{"x", 2}});
