@@ -93,7 +93,7 @@ LoaderRun time_loader(const xpscale::Dataset& dataset, const xpscale::LoaderOpti
   std::uint64_t checksum = 0;
   const auto start = Clock::now();
   while (auto s = loader.next()) {
-    checksum += static_cast<unsigned char>(s->bytes.back());
+    checksum += static_cast<unsigned char>(s->fields.back().data.back());
     ++run.samples;
   }
   run.seconds = seconds_since(start);

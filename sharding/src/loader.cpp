@@ -116,44 +116,68 @@ class ShardedLoader::Epoch {
     return bytes;
   }
 
-  // Takes the next piece and parses each of its samples on its own, so
-  // that a corrupt one costs only itself under on_error: skip.
+  // Takes the next piece and parses it; under on_error: skip a piece that
+  // fails is parsed again sample by sample, so that a corrupt sample costs
+  // only itself.
   void parse_piece(LoaderStats& stats) {
     const detail::Piece& piece = prefetcher_.pieces()[next_piece_];
-    std::string bytes;
+    std::shared_ptr<const std::string> bytes;
     try {
-      bytes = prefetcher_.take(next_piece_++, stats.wait_s);
-      stats.bytes += bytes.size();
+      bytes = std::make_shared<const std::string>(prefetcher_.take(next_piece_++, stats.wait_s));
+      stats.bytes += bytes->size();
     } catch (const std::exception& e) {
       if (loader_.options_.on_error == OnError::kFail) throw;
       failure_ = e.what();
       parsed_ += piece.count;
       return;
     }
-    const DatasetShard& shard = loader_.dataset_.shards[piece.shard];
-    for (std::uint32_t k = 0; k < piece.count; ++k) {
-      const std::uint32_t read = piece.first_read + k;
-      const SampleRef& ref = plan_.reads[read];
-      const std::uint64_t begin = shard.index.begin(ref.index);
-      const std::uint64_t length = shard.index.end(ref.index) - begin;
-      try {
-        int found = 0;
-        parse_samples(std::string_view(bytes).substr(begin - piece.offset, length),
-                      shard.object.url, begin, [&](Sample&& s) {
-                        if (found++ == 0) ready_.emplace(read, std::move(s));
-                      });
-        if (found != 1)
-          throw ShardingError(shard.object.url + ": the index puts sample " +
-                              std::to_string(ref.index) + " at bytes [" + std::to_string(begin) +
-                              ", " + std::to_string(begin + length) + ") but they hold " +
-                              std::to_string(found) + " samples (stale index?)");
-      } catch (const ShardingError& e) {
-        ready_.erase(read);
-        if (loader_.options_.on_error == OnError::kFail) throw;
-        failure_ = e.what();
+    try {
+      parse_range(bytes, piece, piece.first_read, piece.count);
+    } catch (const ShardingError& e) {
+      if (loader_.options_.on_error == OnError::kFail) throw;
+      for (std::uint32_t k = 0; k < piece.count; ++k) {
+        ready_.erase(piece.first_read + k);
+        try {
+          parse_range(bytes, piece, piece.first_read + k, 1);
+        } catch (const ShardingError& one) {
+          ready_.erase(piece.first_read + k);
+          failure_ = one.what();
+        }
       }
     }
     parsed_ += piece.count;
+  }
+
+  // Parses reads [first, first + count) of `piece` (consecutive samples of
+  // one shard), checking that they start where the index says.
+  void parse_range(const std::shared_ptr<const std::string>& buffer, const detail::Piece& piece,
+                   std::uint32_t first, std::uint32_t count) {
+    const DatasetShard& shard = loader_.dataset_.shards[piece.shard];
+    const std::uint64_t begin = shard.index.begin(plan_.reads[first].index);
+    const std::uint64_t end = shard.index.end(plan_.reads[first + count - 1].index);
+    std::uint32_t found = 0;
+    const bool own = loader_.options_.shuffle_buffer_bytes > 0;
+    parse_samples(buffer, static_cast<std::size_t>(begin - piece.offset),
+                  static_cast<std::size_t>(end - begin), shard.object.url, begin,
+                  [&](Sample&& s, std::uint64_t start) {
+                    const std::uint32_t read = first + found++;
+                    const std::uint64_t expected =
+                        found <= count ? shard.index.begin(plan_.reads[read].index) : end;
+                    if (start != expected)
+                      throw ShardingError(shard.object.url +
+                                          ": the index puts a sample at byte offset " +
+                                          std::to_string(expected) + " but one starts at " +
+                                          std::to_string(start) + " (stale index?)");
+                    // Samples held by a shuffle buffer get their own bytes, so
+                    // that they do not pin whole read buffers.
+                    if (own) s.own();
+                    ready_.emplace(read, std::move(s));
+                  });
+    if (found != count)
+      throw ShardingError(shard.object.url + ": the index puts " + std::to_string(count) +
+                          " samples in bytes [" + std::to_string(begin) + ", " +
+                          std::to_string(end) + ") but they hold " + std::to_string(found) +
+                          " (stale index?)");
   }
 
   ShardedLoader& loader_;

@@ -307,31 +307,64 @@ bool Sample::has_field(std::string_view ext) const {
 
 std::string_view Sample::field(std::string_view ext) const {
   for (const Field& f : fields)
-    if (f.ext == ext) return std::string_view(bytes).substr(f.offset, f.size);
+    if (f.ext == ext) return f.data;
   std::string have;
   for (const Field& f : fields) have += (have.empty() ? "'" : ", '") + f.ext + "'";
   throw ShardingError("sample '" + key + "' has no field '" + std::string(ext) + "' (it has " +
                       (have.empty() ? "none" : have) + ")");
 }
 
-void parse_samples(std::string_view bytes, const std::string& url, std::uint64_t start_offset,
-                   const std::function<void(Sample&&)>& emit) {
+std::size_t Sample::size() const {
+  std::size_t n = 0;
+  for (const Field& f : fields) n += f.data.size();
+  return n;
+}
+
+void Sample::own() {
+  auto copy = std::make_shared<std::string>();
+  copy->reserve(size());
+  for (const Field& f : fields) copy->append(f.data);
+  std::size_t at = 0;
+  for (Field& f : fields) {
+    f.data = std::string_view(*copy).substr(at, f.data.size());
+    at += f.data.size();
+  }
+  storage = std::move(copy);
+}
+
+void parse_samples(const std::shared_ptr<const std::string>& buffer, std::size_t begin,
+                   std::size_t length, const std::string& url, std::uint64_t start_offset,
+                   const std::function<void(Sample&&, std::uint64_t start)>& emit) {
   Sample current;
+  std::uint64_t current_start = 0;
+  const char* base = buffer->data() + begin;
   TarStreamParser parser(url, start_offset, [&](const TarEntry& entry, std::string_view data) {
     std::string_view key, ext;
     split_sample_name(entry.name, key, ext);
     if (!current.fields.empty() && key != current.key) {
-      emit(std::move(current));
+      emit(std::move(current), current_start);
       current = Sample();
     }
-    if (current.fields.empty()) current.key = std::string(key);
-    current.fields.push_back({std::string(ext), current.bytes.size(), data.size()});
-    current.bytes.append(data);
+    if (current.fields.empty()) {
+      current.key = std::string(key);
+      current.storage = buffer;
+      current_start = entry.header_offset;
+    }
+    current.fields.push_back({std::string(ext), data});
     return true;
   });
-  parser.feed(bytes.data(), bytes.size());
+  // One feed of the whole range: the parser then hands every entry's data
+  // over as a view into the buffer, never through its own pending copy.
+  parser.feed(base, length);
   parser.finish();
-  if (!current.fields.empty()) emit(std::move(current));
+  if (!current.fields.empty()) emit(std::move(current), current_start);
+}
+
+void parse_samples(std::string_view bytes, const std::string& url, std::uint64_t start_offset,
+                   const std::function<void(Sample&&)>& emit) {
+  const auto buffer = std::make_shared<const std::string>(bytes);
+  parse_samples(buffer, 0, buffer->size(), url, start_offset,
+                [&](Sample&& s, std::uint64_t) { emit(std::move(s)); });
 }
 
 void TarWriter::header(std::string_view name, std::uint64_t size, char type) {

@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -91,15 +92,18 @@ class TarStreamParser {
   bool done_ = false, end_marker_ = false;
 };
 
-// A sample: the fields (files) of one key, their bytes kept in one buffer.
+// A sample: the fields (files) of one key. The field bytes live in
+// `storage`, shared with the buffer they were read into (no copy per
+// sample); own() gives a sample its own copy, so that keeping it does not
+// keep the whole read buffer alive.
 struct Sample {
   struct Field {
     std::string ext;  // "u8", "cls", "json", ...
-    std::size_t offset = 0, size = 0;
+    std::string_view data;
   };
   std::string key;
-  std::string bytes;
   std::vector<Field> fields;
+  std::shared_ptr<const std::string> storage;
   bool repeat = false;  // a repeat that evens out per-rank counts (or replaces a skipped sample)
   std::uint32_t shard = 0;  // position of its shard in the dataset
   std::uint64_t index = 0;  // position within its shard
@@ -108,14 +112,22 @@ struct Sample {
   // the fields it has when there is none.
   std::string_view field(std::string_view ext) const;
   bool has_field(std::string_view ext) const;
+  std::size_t size() const;  // bytes of all fields
+  void own();
 };
 
 // Splits "dir/000042.seg.png" into key "dir/000042" and ext "seg.png".
 void split_sample_name(std::string_view name, std::string_view& key, std::string_view& ext);
 
-// Parses the samples of a contiguous byte range of a shard that starts at
-// a sample boundary (byte offset `start_offset` of `url`): calls `emit` for
-// each complete sample, in order. The bytes must end at a sample boundary.
+// Parses the samples in bytes [begin, begin + length) of `buffer`, which
+// hold byte offsets [start_offset, ...) of shard `url` and start at a
+// sample boundary: calls `emit` for each complete sample, in order, with
+// `start` the byte offset of its first header. The samples' fields point
+// into `buffer`. The bytes must end at a sample boundary.
+void parse_samples(const std::shared_ptr<const std::string>& buffer, std::size_t begin,
+                   std::size_t length, const std::string& url, std::uint64_t start_offset,
+                   const std::function<void(Sample&&, std::uint64_t start)>& emit);
+// The same for bytes the caller owns (the samples get a copy of them).
 void parse_samples(std::string_view bytes, const std::string& url, std::uint64_t start_offset,
                    const std::function<void(Sample&&)>& emit);
 
