@@ -133,6 +133,8 @@ int main(int argc, char** argv) {
   }
   xpscale::LoaderOptions options;
   options.shuffle_shards = false;
+  options.read_bytes = std::stoull(arg(argc, argv, "--read-kib", "4096")) << 10;
+  options.prefetch_threads = std::stoi(arg(argc, argv, "--threads", "4"));
   std::vector<double> cat_s, loader_s;
   LoaderRun last;
   time_cat(files);  // warm the page cache for both

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -21,7 +22,16 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr std::size_t kReadChunk = std::size_t{1} << 20;
+// pread size: small enough to stay in the core's cache between the pread
+// and the sink's copy, like cat's 128 KiB buffer.
+constexpr std::size_t kReadChunk = std::size_t{256} << 10;
+
+// One uninitialised read buffer per thread, reused: a fresh zero-filled
+// buffer per call cost more than the copy itself.
+char* read_buffer() {
+  thread_local std::unique_ptr<char[]> buffer(new char[kReadChunk]);
+  return buffer.get();
+}
 
 // The one checking helper for the POSIX calls of this file: names the call,
 // the URL and errno's message.
@@ -106,11 +116,10 @@ class FileSource final : public Source {
                           (length == UINT64_MAX ? "end" : std::to_string(offset + length)) +
                           ") are beyond its size " + std::to_string(size));
     const std::uint64_t end = length == UINT64_MAX ? size : offset + length;
-    std::vector<char> buffer(
-        static_cast<std::size_t>(std::min<std::uint64_t>(kReadChunk, end - offset)));
+    char* buffer = read_buffer();
     for (std::uint64_t at = offset; at < end;) {
-      const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), end - at));
-      const ssize_t got = ::pread(fd.get(), buffer.data(), want, static_cast<off_t>(at));
+      const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(kReadChunk, end - at));
+      const ssize_t got = ::pread(fd.get(), buffer, want, static_cast<off_t>(at));
       if (got < 0) {
         if (errno == EINTR) continue;
         posix_fail("pread", object.url + " at byte offset " + std::to_string(at), errno);
@@ -119,7 +128,7 @@ class FileSource final : public Source {
         throw ShardingError(object.url + ": short read: the file ends at byte offset " +
                             std::to_string(at) + ", expected " + std::to_string(end));
       at += static_cast<std::uint64_t>(got);
-      if (!sink(buffer.data(), static_cast<std::size_t>(got))) return;
+      if (!sink(buffer, static_cast<std::size_t>(got))) return;
     }
   }
 
