@@ -9,7 +9,8 @@
 // (default $XPSCALE_FMNIST_DIR, else /usr/share/datasets/fashion-mnist).
 //
 // With a data.train section in the sweep config (shards written by
-// `xpscale shard /usr/share/datasets/fashion-mnist --split train ...`), the
+// `xpscale shard /usr/share/datasets/fashion-mnist --split train --range
+// 0:55000 ...`), the
 // training images stream through the trial's sharded loader (its state is
 // saved with each checkpoint) and the IDX files serve only validation and
 // test; see examples/sweeps/fmnist_sharded.yaml.

@@ -28,7 +28,8 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: xpscale shard INPUT --out DIR|URL [--shards N] [--name NAME]\n"
-    "                     [--from fmnist|csv|files] [--split train|test] [--upload URL]...\n\n"
+    "                     [--from fmnist|csv|files] [--split train|test] [--range A:B]\n"
+    "                     [--upload URL]...\n\n"
     "Writes INPUT as N WebDataset tar shards with index sidecars and a manifest:\n"
     "  OUT/NAME-000000.tar, OUT/NAME-000000.tar.idx, ..., OUT/NAME.manifest.json\n"
     "Point a sweep's data section at the manifest (data: {train: {manifest: ...}}).\n\n"
@@ -40,6 +41,8 @@ constexpr const char* kUsage =
     "          (NNNNNN.<column>, the cell's text)\n"
     "  files   a directory; files with the same path up to the first '.' of their\n"
     "          name are one sample (a/x.jpg + a/x.cls), fields named by the rest\n\n"
+    "--range A:B keeps samples A to B-1 of the input (e.g. 0:55000 leaves the last\n"
+    "5,000 Fashion-MNIST training images to validation, as the example does).\n"
     "--upload URL puts every object under URL as well (s3://bucket/prefix, or\n"
     "another directory). Errors exit with status 2.\n\n"
     "options";
@@ -237,6 +240,30 @@ Input files_input(const fs::path& dir) {
   return in;
 }
 
+// The samples [a, b) of `in`, from "a:b".
+Input restricted(Input in, const std::string& range) {
+  const std::size_t colon = range.find(':');
+  std::uint64_t a = 0, b = 0;
+  try {
+    if (colon == std::string::npos) throw std::invalid_argument("no ':'");
+    std::size_t used = 0;
+    a = std::stoull(range.substr(0, colon), &used);
+    if (used != colon) throw std::invalid_argument("a");
+    b = std::stoull(range.substr(colon + 1), &used);
+    if (used != range.size() - colon - 1) throw std::invalid_argument("b");
+  } catch (const std::exception&) {
+    throw UserError("shard: --range: expected A:B (two integers), got '" + range + "'");
+  }
+  if (a >= b || b > in.samples)
+    throw UserError("shard: --range " + range + ": the input has samples 0:" +
+                    std::to_string(in.samples) + "; need A < B <= " + std::to_string(in.samples));
+  in.samples = b - a;
+  in.write = [inner = std::move(in.write), a](std::uint64_t i, TarWriter& tar) {
+    inner(a + i, tar);
+  };
+  return in;
+}
+
 std::string guess_format(const fs::path& input) {
   if (fs::is_directory(input)) {
     for (const char* f : {"train-images-idx3-ubyte", "train-images-idx3-ubyte.gz",
@@ -251,7 +278,7 @@ std::string guess_format(const fs::path& input) {
 }  // namespace
 
 int shard_command(const std::vector<std::string>& args) {
-  std::string out, name, from, split = "train";
+  std::string out, name, from, split = "train", range;
   std::vector<std::string> uploads;
   std::uint64_t shards = 8;
   po::options_description options(kUsage);
@@ -262,6 +289,7 @@ int shard_command(const std::vector<std::string>& args) {
       "file name stem (default: the split, CSV or directory name)")(
       "from", po::value<std::string>(&from), "fmnist, csv or files")(
       "split", po::value<std::string>(&split)->default_value("train"), "fmnist: train or test")(
+      "range", po::value<std::string>(&range), "A:B: only samples A to B-1 of the input")(
       "upload", po::value<std::vector<std::string>>(&uploads),
       "also put every object under this URL prefix");
   po::options_description hidden;
@@ -294,6 +322,7 @@ int shard_command(const std::vector<std::string>& args) {
   } else {
     throw UserError("shard: --from: expected fmnist, csv or files, got '" + from + "'");
   }
+  if (!range.empty()) in = restricted(std::move(in), range);
   ShardWriteOptions write;
   write.name = name.empty() ? in.default_name : name;
   write.shards = shards;

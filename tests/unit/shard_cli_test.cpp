@@ -78,6 +78,22 @@ TEST(ShardCli, CsvRowsBecomeSamplesWithAFieldPerColumn) {
   EXPECT_EQ(samples[2].field("label_name"), "c");
 }
 
+TEST(ShardCli, RangeKeepsPartOfTheInput) {
+  test::TempDir dir;
+  std::ofstream(dir.path() / "t.csv") << "x\n0\n1\n2\n3\n";
+  const Result r =
+      xpscale_cmd("shard " + dir.str() + "/t.csv --range 1:3 --out " + dir.str() + " --shards 1");
+  ASSERT_EQ(r.status, 0) << r.output;
+  const auto samples = read_all(dir.str() + "/t.manifest.json");
+  ASSERT_EQ(samples.size(), 2u);
+  EXPECT_EQ(samples[0].field("x"), "1");
+  EXPECT_EQ(samples[1].field("x"), "2");
+  const Result bad = xpscale_cmd("shard " + dir.str() + "/t.csv --range 3:9 --out " + dir.str());
+  EXPECT_EQ(bad.status, 2);
+  EXPECT_NE(bad.output.find("--range 3:9: the input has samples 0:4"), std::string::npos)
+      << bad.output;
+}
+
 TEST(ShardCli, FilesWithOneKeyAreOneSample) {
   test::TempDir dir;
   std::filesystem::create_directories(dir.path() / "in/sub");

@@ -50,7 +50,7 @@ class ExamplesTest(unittest.TestCase):
         tmp = tempfile.mkdtemp(prefix="shards-", dir=os.environ.get("XPSCALE_TEST_TMP"))
         self.addCleanup(shutil.rmtree, tmp, True)  # 150 MB of shards
         subprocess.run([os.environ["XPSCALE_BIN"], "shard", "/usr/share/datasets/fashion-mnist",
-                        "--split", "train", "--out", tmp, "--shards", "8"],
+                        "--split", "train", "--range", "0:55000", "--out", tmp, "--shards", "8"],
                        check=True, capture_output=True, timeout=300)
         cfg = {"method": "grid", "metric": {"name": "test_accuracy", "goal": "maximize"},
                "parameters": {"lr": {"value": 0.05}, "hidden": {"value": 128},
