@@ -134,7 +134,7 @@ int main(int argc, char** argv) {
   xpscale::LoaderOptions options;
   options.shuffle_shards = false;
   options.read_bytes = std::stoull(arg(argc, argv, "--read-kib", "4096")) << 10;
-  options.prefetch_threads = std::stoi(arg(argc, argv, "--threads", "4"));
+  options.prefetch_threads = std::stoi(arg(argc, argv, "--threads", "0"));  // 0: automatic
   std::vector<double> cat_s, loader_s;
   LoaderRun last;
   time_cat(files);  // warm the page cache for both
@@ -162,7 +162,6 @@ int main(int argc, char** argv) {
       xpscale::open_dataset({.manifest = "file://" + small_manifest});
   xpscale::LoaderOptions small_options;
   small_options.shuffle_shards = false;
-  small_options.prefetch_threads = 1;
   std::vector<double> small_s;
   for (int r = 0; r < repeat; ++r) small_s.push_back(time_loader(small_set, small_options).seconds);
   const double small_rate = small / median(small_s);

@@ -67,13 +67,15 @@ bool parse_number(const char* field, std::size_t len, std::uint64_t& value) {
   return digits;
 }
 
+// The unsigned sum of the header with its checksum field read as spaces:
+// the whole block summed (a loop the compiler vectorises), then the field
+// swapped for spaces. It runs once per entry, so once per small sample.
 std::uint64_t header_checksum(const char* block) {
-  std::uint64_t sum = 0;
-  for (std::size_t i = 0; i < kTarBlock; ++i) {
-    const bool in_field = i >= kChecksumOff && i < kChecksumOff + kChecksumLen;
-    sum += in_field ? ' ' : static_cast<unsigned char>(block[i]);
-  }
-  return sum;
+  const auto* bytes = reinterpret_cast<const unsigned char*>(block);
+  std::uint32_t sum = 0;
+  for (std::size_t i = 0; i < kTarBlock; ++i) sum += bytes[i];
+  for (std::size_t i = kChecksumOff; i < kChecksumOff + kChecksumLen; ++i) sum -= bytes[i];
+  return sum + kChecksumLen * ' ';
 }
 
 bool all_zero(const char* block) {
@@ -380,8 +382,10 @@ void TarWriter::header(std::string_view name, std::uint64_t size, char type) {
               "ustar\0"
               "00",
               8);
+  // At most 512 * 255 < 8^6: six octal digits always hold it (the mask
+  // tells the compiler so).
   std::snprintf(block + kChecksumOff, kChecksumLen, "%06llo",
-                static_cast<unsigned long long>(header_checksum(block)));
+                static_cast<unsigned long long>(header_checksum(block) & 0777777u));
   block[kChecksumOff + 7] = ' ';
   out_.append(block, kTarBlock);
 }
