@@ -415,6 +415,12 @@ class Parser {
       reader_.error(e.value, "data", "expected a 'train' or 'val' dataset, got neither");
     if (auto t = find(m, "train")) config_.train_data = parse_dataset(*t, "data.train");
     if (auto v = find(m, "val")) config_.val_data = parse_dataset(*v, "data.val");
+    // program/command are parsed before data.
+    if (config_.is_external())
+      config_.unbuilt.push_back({"data",
+                                 "external trials (program/command) cannot read through the "
+                                 "sharded loader yet (in-process trials: trial.loader())",
+                                 reader_.location(e.key_node)});
   }
 
   std::optional<DatasetSpec> parse_dataset(const Entry& e, const std::string& path) {

@@ -360,6 +360,16 @@ data:
             std::string::npos);
 }
 
+TEST(SweepConfig, DataForExternalTrialsIsRefusedByName) {
+  const auto c = parse_sweep_config(
+      "program: train.py\nmethod: grid\nparameters:\n  a: {value: 1}\ndata:\n  train: "
+      "{manifest: m.json}\n",
+      "s.yaml");
+  ASSERT_EQ(c.unbuilt.size(), 1u);
+  EXPECT_EQ(c.unbuilt[0].key, "data");
+  EXPECT_NE(c.unbuilt[0].what.find("external trials"), std::string::npos);
+}
+
 TEST(SweepConfig, ResourcesAndDurations) {
   const auto c = parse_sweep_config(
       "method: grid\nparameters:\n  a: {value: 1}\nresources: {ranks_per_trial: 4, gpus_per_rank: "
