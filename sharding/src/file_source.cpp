@@ -47,6 +47,7 @@ class Fd {
   }
   Fd(const Fd&) = delete;
   Fd& operator=(const Fd&) = delete;
+  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
   int get() const { return fd_; }
   int release() { return std::exchange(fd_, -1); }
 
@@ -63,6 +64,46 @@ std::string stamp(const struct stat& st) {
 ObjectInfo info_of(const std::string& path, const struct stat& st) {
   return ObjectInfo{to_string(Url{"file", "", path}), static_cast<std::uint64_t>(st.st_size),
                     stamp(st)};
+}
+
+// Opens the object's file and checks that it is the one that was listed.
+Fd open_checked(const ObjectInfo& object) {
+  const Url url = parse_url(object.url);
+  Fd fd(::open(url.path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) posix_fail("open", object.url, errno);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) posix_fail("fstat", object.url, errno);
+  if (!object.etag.empty() && stamp(st) != object.etag)
+    throw ShardingError(object.url + ": the file changed since it was listed (was " + object.etag +
+                        ", now " + stamp(st) + ")");
+  return fd;
+}
+
+// The end of [offset, offset + length), checked against the file's size.
+std::uint64_t checked_end(const Fd& fd, const ObjectInfo& object, std::uint64_t offset,
+                          std::uint64_t length) {
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) posix_fail("fstat", object.url, errno);
+  const auto size = static_cast<std::uint64_t>(st.st_size);
+  if (offset > size || (length != UINT64_MAX && length > size - offset))
+    throw ShardingError(object.url + ": bytes [" + std::to_string(offset) + ", " +
+                        (length == UINT64_MAX ? "end" : std::to_string(offset + length)) +
+                        ") are beyond its size " + std::to_string(size));
+  return length == UINT64_MAX ? size : offset + length;
+}
+
+// One pread of up to `want` bytes at `at`; throws on an error or an early end.
+std::size_t pread_some(const Fd& fd, const ObjectInfo& object, char* dest, std::size_t want,
+                       std::uint64_t at, std::uint64_t end) {
+  for (;;) {
+    const ssize_t got = ::pread(fd.get(), dest, want, static_cast<off_t>(at));
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) posix_fail("pread", object.url + " at byte offset " + std::to_string(at), errno);
+    if (got == 0)
+      throw ShardingError(object.url + ": short read: the file ends at byte offset " +
+                          std::to_string(at) + ", expected " + std::to_string(end));
+    return static_cast<std::size_t>(got);
+  }
 }
 
 class FileSource final : public Source {
@@ -102,34 +143,24 @@ class FileSource final : public Source {
 
   void read(const ObjectInfo& object, std::uint64_t offset, std::uint64_t length,
             const ByteSink& sink) override {
-    const Url url = parse_url(object.url);
-    Fd fd(::open(url.path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (fd.get() < 0) posix_fail("open", object.url, errno);
-    struct stat st {};
-    if (::fstat(fd.get(), &st) != 0) posix_fail("fstat", object.url, errno);
-    if (!object.etag.empty() && stamp(st) != object.etag)
-      throw ShardingError(object.url + ": the file changed since it was listed (was " +
-                          object.etag + ", now " + stamp(st) + ")");
-    const auto size = static_cast<std::uint64_t>(st.st_size);
-    if (offset > size || (length != UINT64_MAX && length > size - offset))
-      throw ShardingError(object.url + ": bytes [" + std::to_string(offset) + ", " +
-                          (length == UINT64_MAX ? "end" : std::to_string(offset + length)) +
-                          ") are beyond its size " + std::to_string(size));
-    const std::uint64_t end = length == UINT64_MAX ? size : offset + length;
+    const Fd fd = open_checked(object);
+    const std::uint64_t end = checked_end(fd, object, offset, length);
     char* buffer = read_buffer();
     for (std::uint64_t at = offset; at < end;) {
       const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(kReadChunk, end - at));
-      const ssize_t got = ::pread(fd.get(), buffer, want, static_cast<off_t>(at));
-      if (got < 0) {
-        if (errno == EINTR) continue;
-        posix_fail("pread", object.url + " at byte offset " + std::to_string(at), errno);
-      }
-      if (got == 0)
-        throw ShardingError(object.url + ": short read: the file ends at byte offset " +
-                            std::to_string(at) + ", expected " + std::to_string(end));
-      at += static_cast<std::uint64_t>(got);
-      if (!sink(buffer, static_cast<std::size_t>(got))) return;
+      const std::size_t got = pread_some(fd, object, buffer, want, at, end);
+      at += got;
+      if (!sink(buffer, got)) return;
     }
+  }
+
+  void read_into(const ObjectInfo& object, std::uint64_t offset, std::uint64_t length,
+                 char* dest) override {
+    const Fd fd = open_checked(object);
+    const std::uint64_t end = checked_end(fd, object, offset, length);
+    for (std::uint64_t at = offset; at < end;)
+      at +=
+          pread_some(fd, object, dest + (at - offset), static_cast<std::size_t>(end - at), at, end);
   }
 
   void put(const Url& url, std::string_view bytes) override {

@@ -1,6 +1,7 @@
 #include "xpscale/sharding/loader.h"
 
 #include <chrono>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <unordered_map>
@@ -41,39 +42,44 @@ std::vector<detail::Piece> make_pieces(const Dataset& dataset, const RankPlan& p
   return pieces;
 }
 
-// Read buffers, reused: a fresh multi-MiB buffer per read paid a page
-// fault per 4 KiB on first touch, which cost more than the copy into it.
-// A buffer comes back when the last sample pointing into it is gone.
+// Read buffers, reused and never zero-filled: a fresh multi-MiB buffer per
+// read paid a page fault per 4 KiB on first touch, which cost more than
+// the copy into it. A buffer comes back when the last sample pointing into
+// it is gone; at most `keep` idle ones are kept.
 class BufferPool : public std::enable_shared_from_this<BufferPool> {
  public:
   explicit BufferPool(std::size_t keep) : keep_(keep) {}
 
-  std::string get() {
-    const std::lock_guard lock(mutex_);
-    if (free_.empty()) return {};
-    std::string s = std::move(free_.back());
-    free_.pop_back();
-    s.clear();
-    return s;
+  detail::PieceBytes get(std::size_t size) {
+    {
+      const std::lock_guard lock(mutex_);
+      for (auto it = free_.begin(); it != free_.end(); ++it) {
+        if (it->capacity < size) continue;
+        detail::PieceBytes b = std::move(*it);
+        free_.erase(it);
+        return b;
+      }
+    }
+    return {std::unique_ptr<char[]>(new char[std::max<std::size_t>(size, 1)]), size};
   }
 
-  std::shared_ptr<const std::string> share(std::string bytes) {
-    return std::shared_ptr<const std::string>(new std::string(std::move(bytes)),
-                                              [pool = shared_from_this()](const std::string* s) {
-                                                pool->put(std::move(*const_cast<std::string*>(s)));
-                                                delete s;
-                                              });
+  std::shared_ptr<const void> share(detail::PieceBytes bytes) {
+    char* data = bytes.data.release();
+    return std::shared_ptr<const void>(
+        data, [pool = shared_from_this(), capacity = bytes.capacity](const void* p) {
+          pool->put({std::unique_ptr<char[]>(static_cast<char*>(const_cast<void*>(p))), capacity});
+        });
   }
 
  private:
-  void put(std::string s) {
+  void put(detail::PieceBytes b) {
     const std::lock_guard lock(mutex_);
-    if (free_.size() < keep_) free_.push_back(std::move(s));
+    if (free_.size() < keep_) free_.push_back(std::move(b));
   }
 
   std::size_t keep_;
   std::mutex mutex_;
-  std::vector<std::string> free_;
+  std::vector<detail::PieceBytes> free_;
 };
 
 std::string check_agreement(const GroupView& group, const std::string& mine) {
@@ -138,20 +144,21 @@ class ShardedLoader::Epoch {
   }
 
  private:
-  std::string fetch(const detail::Piece& piece) {
+  detail::PieceBytes fetch(const detail::Piece& piece) {
     const DatasetShard& shard = loader_.dataset_.shards[piece.shard];
-    std::string bytes = pool_->get();
-    bytes.reserve(static_cast<std::size_t>(piece.length));
-    const ByteSink sink = [&](const char* data, std::size_t size) {
-      bytes.append(data, size);
-      return true;
-    };
+    detail::PieceBytes bytes = pool_->get(static_cast<std::size_t>(piece.length));
     if (loader_.cache_) {
       auto lease =
           loader_.cache_->acquire(*loader_.sources_[piece.shard], shard.object, shard.sha256);
-      lease->read(piece.offset, piece.length, sink);
+      std::uint64_t done = 0;
+      lease->read(piece.offset, piece.length, [&](const char* data, std::size_t size) {
+        std::memcpy(bytes.data.get() + done, data, size);
+        done += size;
+        return true;
+      });
     } else {
-      loader_.sources_[piece.shard]->read(shard.object, piece.offset, piece.length, sink);
+      loader_.sources_[piece.shard]->read_into(shard.object, piece.offset, piece.length,
+                                               bytes.data.get());
     }
     return bytes;
   }
@@ -161,10 +168,10 @@ class ShardedLoader::Epoch {
   // only itself.
   void parse_piece(LoaderStats& stats) {
     const detail::Piece& piece = prefetcher_.pieces()[next_piece_];
-    std::shared_ptr<const std::string> bytes;
+    std::shared_ptr<const void> bytes;
     try {
       bytes = pool_->share(prefetcher_.take(next_piece_++, stats.wait_s));
-      stats.bytes += bytes->size();
+      stats.bytes += piece.length;
     } catch (const std::exception& e) {
       if (loader_.options_.on_error == OnError::kFail) throw;
       failure_ = e.what();
@@ -190,16 +197,19 @@ class ShardedLoader::Epoch {
 
   // Parses reads [first, first + count) of `piece` (consecutive samples of
   // one shard), checking that they start where the index says.
-  void parse_range(const std::shared_ptr<const std::string>& buffer, const detail::Piece& piece,
+  void parse_range(const std::shared_ptr<const void>& buffer, const detail::Piece& piece,
                    std::uint32_t first, std::uint32_t count) {
     const DatasetShard& shard = loader_.dataset_.shards[piece.shard];
     const std::uint64_t begin = shard.index.begin(plan_.reads[first].index);
     const std::uint64_t end = shard.index.end(plan_.reads[first + count - 1].index);
     std::uint32_t found = 0;
     const bool own = loader_.options_.shuffle_buffer_bytes > 0;
-    parse_samples(buffer, static_cast<std::size_t>(begin - piece.offset),
-                  static_cast<std::size_t>(end - begin), shard.object.url, begin,
-                  [&](Sample&& s, std::uint64_t start) {
+    const std::string_view all(static_cast<const char*>(buffer.get()),
+                               static_cast<std::size_t>(piece.length));
+    parse_samples(buffer,
+                  all.substr(static_cast<std::size_t>(begin - piece.offset),
+                             static_cast<std::size_t>(end - begin)),
+                  shard.object.url, begin, [&](Sample&& s, std::uint64_t start) {
                     const std::uint32_t read = first + found++;
                     const std::uint64_t expected =
                         found <= count ? shard.index.begin(plan_.reads[read].index) : end;

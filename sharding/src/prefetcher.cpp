@@ -39,7 +39,7 @@ void Prefetcher::work() {
     in_flight_ += pieces_[i].length;
     max_in_flight_ = std::max(max_in_flight_, in_flight_);
     lock.unlock();
-    std::string bytes;
+    PieceBytes bytes;
     std::exception_ptr error;
     try {
       bytes = fetch_(pieces_[i]);
@@ -54,7 +54,7 @@ void Prefetcher::work() {
   }
 }
 
-std::string Prefetcher::take(std::size_t i, double& waited_s) {
+PieceBytes Prefetcher::take(std::size_t i, double& waited_s) {
   std::unique_lock lock(mutex_);
   if (!ready_[i]) {
     const auto start = std::chrono::steady_clock::now();
@@ -62,8 +62,7 @@ std::string Prefetcher::take(std::size_t i, double& waited_s) {
     waited_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
   in_flight_ -= pieces_[i].length;
-  std::string bytes = std::move(bytes_[i]);
-  bytes_[i].clear();
+  PieceBytes bytes = std::move(bytes_[i]);
   std::exception_ptr error = errors_[i];
   lock.unlock();
   changed_.notify_all();

@@ -7,12 +7,19 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 namespace xpscale::detail {
+
+// A piece's bytes: an uninitialised buffer of at least Piece::length.
+struct PieceBytes {
+  std::unique_ptr<char[]> data;
+  std::size_t capacity = 0;
+};
 
 struct Piece {
   std::uint32_t shard = 0;
@@ -22,7 +29,7 @@ struct Piece {
 
 class Prefetcher {
  public:
-  using Fetch = std::function<std::string(const Piece&)>;
+  using Fetch = std::function<PieceBytes(const Piece&)>;
 
   Prefetcher(std::vector<Piece> pieces, Fetch fetch, int threads,
              std::uint64_t max_bytes_in_flight);
@@ -34,7 +41,7 @@ class Prefetcher {
   // The bytes of piece i (each taken once, in any order); blocks until they
   // are fetched and adds the time blocked to `waited_s`. Rethrows the
   // fetch's exception.
-  std::string take(std::size_t i, double& waited_s);
+  PieceBytes take(std::size_t i, double& waited_s);
   // The most bytes ever in flight at once.
   std::uint64_t max_in_flight() const;
 
@@ -46,7 +53,7 @@ class Prefetcher {
   std::uint64_t bound_;
   mutable std::mutex mutex_;
   std::condition_variable changed_;
-  std::vector<std::string> bytes_;
+  std::vector<PieceBytes> bytes_;
   std::vector<std::exception_ptr> errors_;
   std::vector<char> ready_;
   std::size_t next_claim_ = 0;

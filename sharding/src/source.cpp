@@ -1,9 +1,28 @@
 #include "xpscale/sharding/source.h"
 
+#include <cstring>
+
 #include "file_source.h"
 #include "xpscale/sharding/error.h"
 
 namespace xpscale {
+
+void Source::read_into(const ObjectInfo& object, std::uint64_t offset, std::uint64_t length,
+                       char* dest) {
+  std::uint64_t done = 0;
+  read(object, offset, length, [&](const char* data, std::size_t size) {
+    if (size > length - done)
+      throw ShardingError(object.url + ": the source sent more than the " + std::to_string(length) +
+                          " bytes asked for");
+    std::memcpy(dest + done, data, size);
+    done += size;
+    return true;
+  });
+  if (done != length)
+    throw ShardingError(object.url + ": got " + std::to_string(done) + " of " +
+                        std::to_string(length) + " bytes from byte offset " +
+                        std::to_string(offset));
+}
 
 std::shared_ptr<Source> open_source(const Url& url) {
   if (url.scheme == "file") {

@@ -334,12 +334,11 @@ void Sample::own() {
   storage = std::move(copy);
 }
 
-void parse_samples(const std::shared_ptr<const std::string>& buffer, std::size_t begin,
-                   std::size_t length, const std::string& url, std::uint64_t start_offset,
+void parse_samples(const std::shared_ptr<const void>& storage, std::string_view bytes,
+                   const std::string& url, std::uint64_t start_offset,
                    const std::function<void(Sample&&, std::uint64_t start)>& emit) {
   Sample current;
   std::uint64_t current_start = 0;
-  const char* base = buffer->data() + begin;
   TarStreamParser parser(url, start_offset, [&](const TarEntry& entry, std::string_view data) {
     std::string_view key, ext;
     split_sample_name(entry.name, key, ext);
@@ -349,7 +348,7 @@ void parse_samples(const std::shared_ptr<const std::string>& buffer, std::size_t
     }
     if (current.fields.empty()) {
       current.key = std::string(key);
-      current.storage = buffer;
+      current.storage = storage;
       current_start = entry.header_offset;
     }
     current.fields.push_back({std::string(ext), data});
@@ -357,15 +356,15 @@ void parse_samples(const std::shared_ptr<const std::string>& buffer, std::size_t
   });
   // One feed of the whole range: the parser then hands every entry's data
   // over as a view into the buffer, never through its own pending copy.
-  parser.feed(base, length);
+  parser.feed(bytes.data(), bytes.size());
   parser.finish();
   if (!current.fields.empty()) emit(std::move(current), current_start);
 }
 
 void parse_samples(std::string_view bytes, const std::string& url, std::uint64_t start_offset,
                    const std::function<void(Sample&&)>& emit) {
-  const auto buffer = std::make_shared<const std::string>(bytes);
-  parse_samples(buffer, 0, buffer->size(), url, start_offset,
+  const auto copy = std::make_shared<const std::string>(bytes);
+  parse_samples(copy, *copy, url, start_offset,
                 [&](Sample&& s, std::uint64_t) { emit(std::move(s)); });
 }
 

@@ -103,7 +103,7 @@ struct Sample {
   };
   std::string key;
   std::vector<Field> fields;
-  std::shared_ptr<const std::string> storage;
+  std::shared_ptr<const void> storage;  // keeps the fields' bytes alive
   bool repeat = false;  // a repeat that evens out per-rank counts (or replaces a skipped sample)
   std::uint32_t shard = 0;  // position of its shard in the dataset
   std::uint64_t index = 0;  // position within its shard
@@ -119,13 +119,13 @@ struct Sample {
 // Splits "dir/000042.seg.png" into key "dir/000042" and ext "seg.png".
 void split_sample_name(std::string_view name, std::string_view& key, std::string_view& ext);
 
-// Parses the samples in bytes [begin, begin + length) of `buffer`, which
-// hold byte offsets [start_offset, ...) of shard `url` and start at a
-// sample boundary: calls `emit` for each complete sample, in order, with
-// `start` the byte offset of its first header. The samples' fields point
-// into `buffer`. The bytes must end at a sample boundary.
-void parse_samples(const std::shared_ptr<const std::string>& buffer, std::size_t begin,
-                   std::size_t length, const std::string& url, std::uint64_t start_offset,
+// Parses `bytes`, which hold byte offsets [start_offset, ...) of shard
+// `url` and start at a sample boundary: calls `emit` for each complete
+// sample, in order, with `start` the byte offset of its first header. The
+// samples' fields point into `bytes`, which `storage` keeps alive. The
+// bytes must end at a sample boundary.
+void parse_samples(const std::shared_ptr<const void>& storage, std::string_view bytes,
+                   const std::string& url, std::uint64_t start_offset,
                    const std::function<void(Sample&&, std::uint64_t start)>& emit);
 // The same for bytes the caller owns (the samples get a copy of them).
 void parse_samples(std::string_view bytes, const std::string& url, std::uint64_t start_offset,
