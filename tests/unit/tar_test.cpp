@@ -155,6 +155,45 @@ TEST(Manifest, RoundTripsWithRelativeUrlsAndChecksItsDigest) {
             "m.json: format: expected \"xpscale.manifest/1\"");
 }
 
+// A Source with only the required methods: read_into takes the default
+// path through read().
+class Forwarding final : public Source {
+ public:
+  explicit Forwarding(std::shared_ptr<Source> inner) : inner_(std::move(inner)) {}
+  ObjectInfo stat(const Url& url) override { return inner_->stat(url); }
+  std::vector<ObjectInfo> list(const Url& prefix) override { return inner_->list(prefix); }
+  void put(const Url& url, std::string_view bytes) override { inner_->put(url, bytes); }
+  void read(const ObjectInfo& object, std::uint64_t offset, std::uint64_t length,
+            const ByteSink& sink) override {
+    inner_->read(object, offset, length, sink);
+  }
+
+ private:
+  std::shared_ptr<Source> inner_;
+};
+
+TEST(FileSource, ReadIntoFillsTheCallersBufferDirectlyOrThroughRead) {
+  test::TempDir dir;
+  const Url url = parse_url(dir.str() + "/x.bin");
+  auto file = open_source(url);
+  file->put(url, "0123456789");
+  const ObjectInfo info = file->stat(url);
+  Forwarding forwarding(file);
+  for (Source* source : {file.get(), static_cast<Source*>(&forwarding)}) {
+    char buffer[4] = {};
+    source->read_into(info, 3, 4, buffer);
+    EXPECT_EQ(std::string(buffer, 4), "3456");
+    EXPECT_NE(error_of([&] { source->read_into(info, 8, 4, buffer); }).find("beyond its size 10"),
+              std::string::npos);
+  }
+  file->put(url, "changed!");  // another size and mtime: not the object that was listed
+  char buffer[4];
+  EXPECT_NE(error_of([&] {
+              file->read_into(info, 0, 4, buffer);
+            }).find("the file changed since it was listed"),
+            std::string::npos);
+}
+
 TEST(FileSource, ListsRecursivelySortedAndPutsAtomically) {
   test::TempDir dir;
   auto source = open_source(parse_url(dir.str()));
