@@ -5,7 +5,8 @@
 // measurement on stdout, the last one the summary:
 //   {"bench":"loader","file_vs_cat":a,"small_samples_per_s":n,"stall_fraction":s}
 //
-//   file_bench [--dir D] [--mib 256] [--small 200000] [--repeat 3] [--fmnist DIR]
+//   file_bench [--dir D] [--mib 1024] [--small 200000] [--repeat 5] [--fmnist DIR]
+//              [--read-kib 4096] [--threads 0]
 #include <fcntl.h>
 #include <mpi.h>
 #include <sys/wait.h>
@@ -114,9 +115,9 @@ int main(int argc, char** argv) {
   MPI_Init(&argc, &argv);
   const fs::path dir =
       arg(argc, argv, "--dir", (fs::temp_directory_path() / "xpscale-loader-bench").string());
-  const std::uint64_t mib = std::stoull(arg(argc, argv, "--mib", "256"));
+  const std::uint64_t mib = std::stoull(arg(argc, argv, "--mib", "1024"));
   const std::uint64_t small = std::stoull(arg(argc, argv, "--small", "200000"));
-  const int repeat = std::stoi(arg(argc, argv, "--repeat", "3"));
+  const int repeat = std::stoi(arg(argc, argv, "--repeat", "5"));
   const fs::path fmnist_dir = arg(argc, argv, "--fmnist", fmnist::default_data_dir().string());
   fs::remove_all(dir);
   fs::create_directories(dir);

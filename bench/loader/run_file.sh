@@ -5,9 +5,11 @@
 #   bench/loader/run_file.sh
 #   XPSCALE_BUILD_DIR=/tmp/b bench/loader/run_file.sh -- --mib 128
 #
-# Arguments after -- go to the binary: --mib (256, the file_vs_cat data),
-# --small (200000 1-KiB samples), --repeat (3, medians), --dir (a work dir
-# under $TMPDIR, removed at the end), --fmnist (the IDX directory).
+# Arguments after -- go to the binary: --mib (1024, the file_vs_cat data;
+# smaller runs are too short to time on a shared machine),
+# --small (200000 1-KiB samples), --repeat (5, medians), --dir (a work dir
+# under $TMPDIR, removed at the end), --fmnist (the IDX directory),
+# --read-kib (4096, bytes per ranged read), --threads (0: automatic).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
