@@ -16,6 +16,7 @@ int run_command(const std::vector<std::string>& args);
 int launch_command(const std::vector<std::string>& args);
 int report_command(const std::vector<std::string>& args);
 int export_command(const std::vector<std::string>& args);
+int shard_command(const std::vector<std::string>& args);
 int slurm_command(const std::vector<std::string>& args);
 
 // This program's path (/proc/self/exe), or "xpscale" when it cannot be read.

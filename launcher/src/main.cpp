@@ -30,6 +30,8 @@ const Subcommand kSubcommands[] = {
     {"export", "a sweep's store as JSON lines", xpscale::cli::export_command},
     {"slurm", "render, submit and follow a sweep as a Slurm batch job",
      xpscale::cli::slurm_command},
+    {"shard", "write a data set as tar shards with indexes and a manifest",
+     xpscale::cli::shard_command},
 };
 
 void print_usage(std::ostream& out) {

@@ -97,6 +97,7 @@ GroupWorker::Outcome GroupWorker::run_trial(const TrainFn& train, const nlohmann
     info.local_size = ctx_.local_size;
     info.hosts = ctx_.hosts;
     info.time_limit_s = ctx_.time_limit_s;
+    info.data = ctx_.data;
     Trial trial(std::move(info), *ctx_.comm, *this);
     train(trial);
   } catch (const TrialPreempted& e) {

@@ -28,6 +28,7 @@ struct GroupContext {
   std::vector<std::string> hosts;
   std::filesystem::path out_dir;
   std::optional<double> time_limit_s;
+  std::map<std::string, DatasetSpec> data;  // the config's data: splits
 };
 
 class GroupWorker final : public TrialChannel {

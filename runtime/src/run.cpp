@@ -348,6 +348,8 @@ RunSummary run_sweep(const RunOptions& options, const TrainFactory& make_train) 
       ctx.hosts_text = join(ctx.hosts);
       ctx.out_dir = config.out_dir;
       ctx.time_limit_s = config.resources.time_limit_s;
+      if (config.train_data) ctx.data["train"] = *config.train_data;
+      if (config.val_data) ctx.data["val"] = *config.val_data;
       detail::GroupWorker(std::move(ctx)).run(train);
     }
   } catch (...) {

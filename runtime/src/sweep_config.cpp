@@ -445,22 +445,29 @@ class Parser {
       reader_.error(e.value, "data", "expected a 'train' or 'val' dataset, got neither");
     if (auto t = find(m, "train")) config_.train_data = parse_dataset(*t, "data.train");
     if (auto v = find(m, "val")) config_.val_data = parse_dataset(*v, "data.val");
-    config_.unbuilt.push_back(
-        {"data", "the sharded data loader is not built yet", reader_.location(e.key_node)});
+    // program/command are parsed before data.
+    if (config_.is_external())
+      config_.unbuilt.push_back({"data",
+                                 "external trials (program/command) cannot read through the "
+                                 "sharded loader yet (in-process trials: trial.loader())",
+                                 reader_.location(e.key_node)});
   }
 
   std::optional<DatasetSpec> parse_dataset(const Entry& e, const std::string& path) {
     auto m = reader_.entry_map(
         e.value, path,
-        {"urls", "pattern", "prefix", "on_error", "shuffle_buffer", "cache_dir", "drop_last"});
+        {"manifest", "urls", "pattern", "prefix", "on_error", "shuffle_buffer", "shuffle_shards",
+         "seed", "cache_dir", "cache_max_bytes", "prefetch_bytes", "drop_last"});
     if (!e.value.IsMap()) return std::nullopt;
     DatasetSpec d;
     d.where = reader_.location(e.key_node);
-    const int sources = static_cast<int>(m.count("urls") + m.count("pattern") + m.count("prefix"));
+    const int sources = static_cast<int>(m.count("manifest") + m.count("urls") +
+                                         m.count("pattern") + m.count("prefix"));
     if (sources != 1)
       reader_.error(e.value, path,
-                    sources == 0 ? "missing the shards: give 'urls', 'pattern' or 'prefix'"
-                                 : "give one of 'urls', 'pattern' or 'prefix', not several");
+                    sources == 0
+                        ? "missing the shards: give 'manifest', 'urls', 'pattern' or 'prefix'"
+                        : "give one of 'manifest', 'urls', 'pattern' or 'prefix', not several");
     auto check_url = [&](const std::string& url, const YAML::Node& at, const std::string& p) {
       try {
         (void)parse_url(url);
@@ -495,6 +502,12 @@ class Parser {
         }
       }
     }
+    if (auto p = find(m, "manifest")) {
+      if (auto s = reader_.string(p->value, path + ".manifest")) {
+        d.manifest = *s;
+        check_url(*s, p->value, path + ".manifest");
+      }
+    }
     if (auto p = find(m, "prefix")) {
       if (auto s = reader_.string(p->value, path + ".prefix")) {
         d.prefix = *s;
@@ -505,6 +518,14 @@ class Parser {
       if (auto s = one_of(o->value, path + ".on_error", {"fail", "skip"})) d.on_error = *s;
     if (auto b = find(m, "shuffle_buffer"))
       d.shuffle_buffer_bytes = count(*b, 0, path + ".shuffle_buffer");
+    if (auto x = find(m, "shuffle_shards"))
+      if (auto b = reader_.boolean(x->value, path + ".shuffle_shards")) d.shuffle_shards = *b;
+    if (auto x = find(m, "seed"))
+      if (auto v = count(*x, 0, path + ".seed")) d.seed = static_cast<std::uint64_t>(*v);
+    if (auto x = find(m, "cache_max_bytes"))
+      d.cache_max_bytes = count(*x, 0, path + ".cache_max_bytes");
+    if (auto x = find(m, "prefetch_bytes"))
+      d.prefetch_bytes = count(*x, 1, path + ".prefetch_bytes");
     if (auto c = find(m, "cache_dir"))
       if (auto s = reader_.string(c->value, path + ".cache_dir")) d.cache_dir = *s;
     if (auto x = find(m, "drop_last"))

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "trial_loader.h"
 #include "xpscale/runtime/text.h"
 
 namespace xpscale {
@@ -77,6 +78,8 @@ Decision Trial::report_as_leader(std::int64_t step, const nlohmann::json& metric
 }
 
 void Trial::checkpoint_saved(std::int64_t step) {
+  // The loaders' states first: a step marker promises a whole checkpoint.
+  if (is_leader()) save_loader_states(checkpoint_dir(), step, loaders_);
   write_checkpoint_step(info_.checkpoint_dir, step);
 }
 

@@ -272,7 +272,7 @@ TEST(SweepConfig, EarlyTerminateIsCheckedLikeWandb) {
   EXPECT_TRUE(c.early_terminate->strict);
 }
 
-TEST(SweepConfig, UnbuiltFeaturesAreRefusedByName) {
+TEST(SweepConfig, BayesAshaAndDataTogetherAreRunnable) {
   const auto c = parse_sweep_config(R"(method: bayes
 metric: {name: loss}
 parameters:
@@ -282,18 +282,11 @@ data:
   train: {pattern: "s3://bucket/fmnist/train-{000000..000015}.tar"}
 )",
                                     "s.yaml");
-  ASSERT_EQ(c.unbuilt.size(), 1u);  // bayes and asha run; data does not yet
+  EXPECT_TRUE(c.unbuilt.empty());  // TPE, ASHA and the sharded loader are built
   ASSERT_TRUE(c.train_data);
   EXPECT_EQ(c.train_data->urls.size(), 16u);
   EXPECT_EQ(c.train_data->urls.back(), "s3://bucket/fmnist/train-000015.tar");
-  try {
-    require_built(c, "run");
-    FAIL() << "expected ConfigError";
-  } catch (const ConfigError& e) {
-    ASSERT_EQ(e.diagnostics().size(), 1u);
-    EXPECT_NE(e.diagnostics()[0].format().find("the sharded data loader is not built yet"),
-              std::string::npos);
-  }
+  EXPECT_NO_THROW(require_built(c, "run"));
 }
 
 TEST(SweepConfig, SchedulerKeysMustFitTheType) {
@@ -317,6 +310,53 @@ TEST(SweepConfig, DataSectionIsChecked) {
   EXPECT_NE(single_error("method: grid\nparameters:\n  a: {value: 1}\ndata:\n  train: {}\n")
                 .find("missing the shards"),
             std::string::npos);
+}
+
+TEST(SweepConfig, DataSplitTakesAManifestAndLoaderOptions) {
+  const auto c = parse_sweep_config(R"(method: grid
+parameters:
+  a: {value: 1}
+data:
+  train:
+    manifest: runs/shards/train.manifest.json
+    shuffle_buffer: 4096
+    shuffle_shards: false
+    seed: 5
+    cache_dir: /tmp/cache
+    cache_max_bytes: 1000000
+    prefetch_bytes: 65536
+    on_error: skip
+    drop_last: true
+)",
+                                    "s.yaml");
+  ASSERT_TRUE(c.train_data);
+  EXPECT_TRUE(c.unbuilt.empty());
+  EXPECT_EQ(c.train_data->manifest, "runs/shards/train.manifest.json");
+  EXPECT_EQ(c.train_data->shuffle_buffer_bytes, 4096);
+  EXPECT_FALSE(c.train_data->shuffle_shards);
+  EXPECT_EQ(c.train_data->seed, 5u);
+  EXPECT_EQ(c.train_data->cache_max_bytes, 1000000);
+  EXPECT_EQ(c.train_data->prefetch_bytes, 65536);
+  EXPECT_EQ(c.train_data->on_error, "skip");
+  EXPECT_TRUE(c.train_data->drop_last);
+  EXPECT_NE(single_error("method: grid\nparameters:\n  a: {value: 1}\ndata:\n  train: {manifest: "
+                         "m.json, urls: [a.tar]}\n")
+                .find("give one of 'manifest', 'urls', 'pattern' or 'prefix', not several"),
+            std::string::npos);
+  EXPECT_NE(single_error("method: grid\nparameters:\n  a: {value: 1}\ndata:\n  train: {manifest: "
+                         "m.json, prefetch_bytes: 0}\n")
+                .find("data.train.prefetch_bytes"),
+            std::string::npos);
+}
+
+TEST(SweepConfig, DataForExternalTrialsIsRefusedByName) {
+  const auto c = parse_sweep_config(
+      "program: train.py\nmethod: grid\nparameters:\n  a: {value: 1}\ndata:\n  train: "
+      "{manifest: m.json}\n",
+      "s.yaml");
+  ASSERT_EQ(c.unbuilt.size(), 1u);
+  EXPECT_EQ(c.unbuilt[0].key, "data");
+  EXPECT_NE(c.unbuilt[0].what.find("external trials"), std::string::npos);
 }
 
 TEST(SweepConfig, ResourcesAndDurations) {

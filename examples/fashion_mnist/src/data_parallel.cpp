@@ -56,10 +56,17 @@ std::vector<std::uint32_t> epoch_permutation(std::size_t n, std::uint64_t seed,
 
 DataParallelTrainer::DataParallelTrainer(const Split& train, const TrainOptions& options,
                                          xc::Communicator& comm)
-    : train_(train),
+    : DataParallelTrainer(train.size(), options, comm) {
+  train_ = &train;
+}
+
+DataParallelTrainer::DataParallelTrainer(std::size_t train_size, const TrainOptions& options,
+                                         xc::Communicator& comm)
+    : train_(nullptr),
+      train_size_(train_size),
       options_(options),
       comm_(host_memory(comm)),
-      model_(checked_shape(options, train.size(), comm.size())),
+      model_(checked_shape(options, train_size, comm.size())),
       sgd_(model_.params().size(), options.momentum),
       local_batch_(options.batch_size / comm.size()) {
   if (comm_.rank() == 0) model_.init(options_.seed);
@@ -76,11 +83,33 @@ DataParallelTrainer::DataParallelTrainer(const Split& train, const TrainOptions&
 DataParallelTrainer::~DataParallelTrainer() = default;
 
 std::size_t DataParallelTrainer::steps_per_epoch() const {
-  return train_.size() / static_cast<std::size_t>(options_.batch_size);
+  return train_size_ / static_cast<std::size_t>(options_.batch_size);
+}
+
+void DataParallelTrainer::step(Mlp::GradReady& ready, double& loss_sum) {
+  loss_sum += model_.forward_backward(x_.data(), y_.data(), local_batch_, ready);
+  if (bucketer_) bucketer_->finish();
+  sgd_.step(model_.params(), model_.grads(), options_.lr);
+}
+
+double DataParallelTrainer::train_epoch_streamed(std::size_t steps, const BatchFill& fill) {
+  Mlp::GradReady ready;
+  if (bucketer_) ready = [this](std::size_t tensor) { bucketer_->mark_ready(tensor); };
+  double loss_sum = 0;
+  for (std::size_t s = 0; s < steps; ++s) {
+    fill(x_.data(), y_.data(), local_batch_);
+    step(ready, loss_sum);
+  }
+  double mean = steps ? loss_sum / static_cast<double>(steps) : 0.0;
+  comm_.allreduce(&mean, &mean, 1, xc::DataType::kF64, xc::ReduceOp::kAvg);
+  return mean;
 }
 
 double DataParallelTrainer::train_epoch(std::int64_t epoch) {
-  const auto perm = epoch_permutation(train_.size(), options_.seed, epoch);
+  if (train_ == nullptr)
+    throw xpscale::Error("train_epoch: this trainer streams its batches (train_epoch_streamed)");
+  const Split& train = *train_;
+  const auto perm = epoch_permutation(train.size(), options_.seed, epoch);
   const std::size_t steps = steps_per_epoch();
   const auto batch = static_cast<std::size_t>(options_.batch_size);
   const auto local = static_cast<std::size_t>(local_batch_);
@@ -91,10 +120,8 @@ double DataParallelTrainer::train_epoch(std::int64_t epoch) {
   double loss_sum = 0;
   for (std::size_t s = 0; s < steps; ++s) {
     const std::span<const std::uint32_t> slice(perm.data() + s * batch + my_offset, local);
-    train_.gather(slice, x_.data(), y_.data());
-    loss_sum += model_.forward_backward(x_.data(), y_.data(), local_batch_, ready);
-    if (bucketer_) bucketer_->finish();
-    sgd_.step(model_.params(), model_.grads(), options_.lr);
+    train.gather(slice, x_.data(), y_.data());
+    step(ready, loss_sum);
   }
   double mean = steps ? loss_sum / static_cast<double>(steps) : 0.0;
   comm_.allreduce(&mean, &mean, 1, xc::DataType::kF64, xc::ReduceOp::kAvg);

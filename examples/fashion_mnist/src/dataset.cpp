@@ -23,14 +23,16 @@ std::filesystem::path find_file(const std::filesystem::path& dir, const std::str
 
 }  // namespace
 
-void Split::gather(std::span<const std::uint32_t> indices, float* out,
-                   std::uint8_t* labels_out) const {
+void normalise_image(const std::uint8_t* pixels, float* out) {
   constexpr float kScale = 1.0f / (255.0f * kStd);
   constexpr float kShift = kMean / kStd;
+  for (int p = 0; p < kPixels; ++p) out[p] = static_cast<float>(pixels[p]) * kScale - kShift;
+}
+
+void Split::gather(std::span<const std::uint32_t> indices, float* out,
+                   std::uint8_t* labels_out) const {
   for (std::size_t j = 0; j < indices.size(); ++j) {
-    const std::uint8_t* src = pixels.data() + std::size_t{indices[j]} * kPixels;
-    float* dst = out + j * kPixels;
-    for (int p = 0; p < kPixels; ++p) dst[p] = static_cast<float>(src[p]) * kScale - kShift;
+    normalise_image(pixels.data() + std::size_t{indices[j]} * kPixels, out + j * kPixels);
     labels_out[j] = labels[indices[j]];
   }
 }

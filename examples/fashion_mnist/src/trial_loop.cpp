@@ -1,5 +1,6 @@
 #include "fmnist/trial_loop.h"
 
+#include <charconv>
 #include <map>
 #include <mutex>
 
@@ -52,6 +53,26 @@ void on_ranks_agreed(xc::Communicator& comm, bool here, const char* what,
   if (!ok) {
     if (!error.empty()) throw xpscale::Error(error);
     throw xpscale::Error(std::string(what) + " failed on another rank of the group");
+  }
+}
+
+void fill_from(xpscale::ShardedLoader& loader, float* x, std::uint8_t* y, int n) {
+  for (int j = 0; j < n; ++j) {
+    auto sample = loader.next();
+    if (!sample) throw xpscale::Error("the loader ran out of samples mid-epoch");
+    const std::string_view pixels = sample->field("u8");
+    if (pixels.size() != kPixels)
+      throw xpscale::Error("sample '" + sample->key + "': u8 holds " +
+                           std::to_string(pixels.size()) + " bytes, expected 784");
+    normalise_image(reinterpret_cast<const std::uint8_t*>(pixels.data()),
+                    x + static_cast<std::size_t>(j) * kPixels);
+    const std::string_view cls = sample->field("cls");
+    int label = -1;
+    const auto [end, ec] = std::from_chars(cls.data(), cls.data() + cls.size(), label);
+    if (ec != std::errc() || end != cls.data() + cls.size() || label < 0 || label >= kClasses)
+      throw xpscale::Error("sample '" + sample->key + "': cls is \"" + std::string(cls) +
+                           "\", expected a class number 0-9");
+    y[j] = static_cast<std::uint8_t>(label);
   }
 }
 

@@ -7,6 +7,7 @@ XPSCALE_TEST_TMP.
 """
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import tempfile
@@ -22,6 +23,7 @@ class ExamplesTest(unittest.TestCase):
         tmp = tempfile.mkdtemp(prefix="examples-", dir=os.environ.get("XPSCALE_TEST_TMP"))
         out = os.path.join(tmp, "out")
         cfg["out_dir"] = out
+        self.last_out = out
         path = os.path.join(tmp, "sweep.yaml")
         with open(path, "w") as f:
             json.dump(cfg, f)
@@ -41,6 +43,29 @@ class ExamplesTest(unittest.TestCase):
         rows = self.sweep(cfg, [os.environ["XPSCALE_FMNIST"], "--quiet", "--sweep"], ranks=4)
         self.assertEqual([r[1] for r in rows], ["completed", "completed"], rows)
         self.assertGreaterEqual(max(r[2] for r in rows), 0.85, rows)
+
+    def test_fashion_mnist_cpp_reads_shards(self):
+        # Shards made by `xpscale shard`; the trainer streams them through
+        # trial.loader("train") and saves the loader's state per checkpoint.
+        tmp = tempfile.mkdtemp(prefix="shards-", dir=os.environ.get("XPSCALE_TEST_TMP"))
+        self.addCleanup(shutil.rmtree, tmp, True)  # 150 MB of shards
+        subprocess.run([os.environ["XPSCALE_BIN"], "shard", "/usr/share/datasets/fashion-mnist",
+                        "--split", "train", "--range", "0:55000", "--out", tmp, "--shards", "8"],
+                       check=True, capture_output=True, timeout=300)
+        cfg = {"method": "grid", "metric": {"name": "test_accuracy", "goal": "maximize"},
+               "parameters": {"lr": {"value": 0.05}, "hidden": {"value": 128},
+                              "batch_size": {"value": 128}, "epochs": {"value": 2}},
+               "data": {"train": {"manifest": os.path.join(tmp, "train.manifest.json"),
+                                  "shuffle_buffer": 1 << 22, "seed": 3}},
+               "resources": {"ranks_per_trial": 2}}
+        rows = self.sweep(cfg, [os.environ["XPSCALE_FMNIST"], "--quiet", "--sweep"], ranks=2)
+        self.assertEqual(rows[0][1], "completed", rows)
+        self.assertGreaterEqual(rows[0][2], 0.8, rows)
+        state_file = os.path.join(self.last_out, "trials", "0", "checkpoint", "loader-train-2.json")
+        with open(state_file) as f:
+            state = json.load(f)
+        self.assertEqual((state["epoch"], state["samples_consumed"], state["world_size"],
+                          state["seed"], state["global_batch"]), (2, 0, 2, 3, 128), state)
 
     def test_pytorch_ddp_external_trial(self):
         cfg = {"method": "grid", "metric": {"name": "test_accuracy", "goal": "maximize"},

@@ -19,6 +19,7 @@
 // broadcast_state() broadcast from rank 0.
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <vector>
@@ -63,11 +64,22 @@ class DataParallelTrainer {
   // of range.
   DataParallelTrainer(const Split& train, const TrainOptions& options,
                       xpscale::collectives::Communicator& comm);
+  // For training on batches streamed by the caller (train_epoch_streamed):
+  // train_size is the number of training images of the whole group.
+  DataParallelTrainer(std::size_t train_size, const TrainOptions& options,
+                      xpscale::collectives::Communicator& comm);
   ~DataParallelTrainer();
 
   // Runs epoch `epoch` (which picks the permutation; count from 1) and
   // returns the mean training loss over the group. Collective.
   double train_epoch(std::int64_t epoch);
+  // Fills `x` (kPixels x n, normalised as Split::gather does) and `y` with
+  // this rank's next n training images.
+  using BatchFill = std::function<void(float* x, std::uint8_t* y, int n)>;
+  // Runs `steps` steps on this rank's local_batch() images from `fill`
+  // each (every rank must run the same number) and returns the mean
+  // training loss over the group. Collective.
+  double train_epoch_streamed(std::size_t steps, const BatchFill& fill);
   // Loss and accuracy of the model on `split`; each rank evaluates a
   // contiguous shard and the group sums. Collective.
   Evaluation evaluate(const Split& split);
@@ -88,7 +100,10 @@ class DataParallelTrainer {
   Sgd& optimizer() { return sgd_; }
 
  private:
-  const Split& train_;
+  void step(Mlp::GradReady& ready, double& loss_sum);
+
+  const Split* train_;  // null when the caller streams the batches
+  std::size_t train_size_;
   TrainOptions options_;
   xpscale::collectives::Communicator& comm_;
   Mlp model_;

@@ -34,6 +34,10 @@ struct Split {
   void gather_range(std::size_t begin, std::size_t n, float* out, std::uint8_t* labels_out) const;
 };
 
+// Writes one image's kPixels bytes as normalised floats (zero mean, unit
+// variance with the data set's published statistics), as gather() does.
+void normalise_image(const std::uint8_t* pixels, float* out);
+
 struct Dataset {
   Split train, validation, test;
 };

@@ -9,6 +9,13 @@
 // size); optional epochs (5), momentum (0.9), seed (0), data_dir (default
 // $XPSCALE_FMNIST_DIR, else /usr/share/datasets/fashion-mnist).
 //
+// With a data.train section in the sweep config (shards written by
+// `xpscale shard /usr/share/datasets/fashion-mnist --split train --range
+// 0:55000 ...`), the training images stream through the trial's sharded
+// loader (its state is saved with each checkpoint) and the IDX files serve
+// only validation and test; see examples/sweeps/fmnist_sharded.yaml. Only
+// trainers with train_epoch_streamed (the CPU one) can stream.
+//
 // A Trainer has the interface of DataParallelTrainer: train_epoch(epoch),
 // evaluate(split), snapshot(epoch), restore(checkpoint) and
 // broadcast_state(root). The collectives of the loop itself (the "did every
@@ -50,7 +57,23 @@ std::shared_ptr<const Dataset> shared_dataset(const std::filesystem::path& dir);
 void on_ranks_agreed(xpscale::collectives::Communicator& comm, bool here, const char* what,
                      const std::function<void()>& fn);
 
-// make_trainer(train split, options, comm) builds the trainer (collective).
+// Fills a batch from the loader's next samples (fields "u8": 784 pixels,
+// "cls": the label as text), normalised as Split::gather does.
+void fill_from(xpscale::ShardedLoader& loader, float* x, std::uint8_t* y, int n);
+
+// A trainer that can train on batches the caller streams (DataParallelTrainer).
+template <class Trainer>
+concept StreamingTrainer = requires(Trainer& t, std::size_t train_size, const TrainOptions& o,
+                                    xpscale::collectives::Communicator& c,
+                                    const DataParallelTrainer::BatchFill& fill) {
+  Trainer(train_size, o, c);
+  t.train_epoch_streamed(train_size, fill);
+  t.local_batch();
+};
+
+// make_trainer(train split, options, comm) builds the trainer (collective)
+// when the training images come from the IDX files; a streaming trainer is
+// built from the loader's epoch size instead.
 template <class Trainer, class MakeTrainer>
 void train_trial(xpscale::Trial& trial, MakeTrainer&& make_trainer) {
   const TrialSettings settings = read_settings(trial);
@@ -59,7 +82,23 @@ void train_trial(xpscale::Trial& trial, MakeTrainer&& make_trainer) {
   std::shared_ptr<const Dataset> data;
   on_ranks_agreed(comm, true, "loading the data set",
                   [&] { data = shared_dataset(settings.data_dir); });
-  std::unique_ptr<Trainer> trainer = make_trainer(data->train, settings.options, comm);
+  xpscale::ShardedLoader* loader = nullptr;
+  std::unique_ptr<Trainer> trainer;
+  if (trial.has_data("train")) {
+    if constexpr (StreamingTrainer<Trainer>) {
+      loader = &trial.loader("train", static_cast<std::uint64_t>(settings.options.batch_size));
+      // The group's images per epoch are the loader's, flagged repeats included.
+      trainer = std::make_unique<Trainer>(
+          loader->samples_per_epoch() * static_cast<std::size_t>(comm.size()), settings.options,
+          comm);
+    } else {
+      throw xpscale::TrialError(
+          "this trainer reads the IDX files only; the config's data.train section is for the "
+          "CPU trainer fashion_mnist");
+    }
+  } else {
+    trainer = make_trainer(data->train, settings.options, comm);
+  }
 
   const std::filesystem::path& dir = trial.checkpoint_dir();
   const std::int64_t resumed = trial.resume_step();
@@ -78,7 +117,20 @@ void train_trial(xpscale::Trial& trial, MakeTrainer&& make_trainer) {
     trial.log("all " + std::to_string(epochs) + " epochs were done before the restart");
   for (std::int64_t epoch = first; epoch <= epochs; ++epoch) {
     const auto start = std::chrono::steady_clock::now();
-    const double loss = trainer->train_epoch(epoch);
+    double loss = 0;
+    if constexpr (StreamingTrainer<Trainer>) {
+      if (loader) {
+        // Full local batches; the rest of the epoch is drained (every rank
+        // has the same count, so every rank runs the same steps).
+        const std::size_t steps =
+            loader->samples_per_epoch() / static_cast<std::size_t>(trainer->local_batch());
+        loss = trainer->train_epoch_streamed(
+            steps, [&](float* x, std::uint8_t* y, int n) { fill_from(*loader, x, y, n); });
+        while (loader->next()) {
+        }
+      }
+    }
+    if (!loader) loss = trainer->train_epoch(epoch);
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const Evaluation val = trainer->evaluate(data->validation);
@@ -99,12 +151,13 @@ void train_trial(xpscale::Trial& trial, MakeTrainer&& make_trainer) {
            << val.accuracy << ", test_accuracy " << test.accuracy << " (" << seconds << " s)";
       trial.log(line.str());
     }
-    const auto decision = trial.report(epoch, {{"loss", loss},
-                                               {"val_loss", val.loss},
-                                               {"val_accuracy", val.accuracy},
-                                               {"test_accuracy", test.accuracy},
-                                               {"epoch_s", seconds}});
-    if (decision == xpscale::Decision::kStop) break;
+    nlohmann::json metrics = {{"loss", loss},
+                              {"val_loss", val.loss},
+                              {"val_accuracy", val.accuracy},
+                              {"test_accuracy", test.accuracy},
+                              {"epoch_s", seconds}};
+    if (loader) metrics["data_stall_fraction"] = loader->stats().stall_fraction();
+    if (trial.report(epoch, metrics) == xpscale::Decision::kStop) break;
   }
 }
 

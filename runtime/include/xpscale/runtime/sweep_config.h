@@ -68,12 +68,17 @@ struct TpeSpec {
 
 // One split of the data: section (train, val).
 struct DatasetSpec {
+  std::string manifest;           // a manifest written by `xpscale shard`, if given
   std::vector<std::string> urls;  // from urls:, or pattern: expanded
   std::string pattern;            // as written, if given
   std::string prefix;             // listed at run time, if given
   std::string on_error = "fail";  // fail | skip
   std::optional<std::int64_t> shuffle_buffer_bytes;
+  bool shuffle_shards = true;
+  std::uint64_t seed = 0;  // of the loader's order (not the sweep's seed)
   std::string cache_dir;
+  std::optional<std::int64_t> cache_max_bytes;
+  std::optional<std::int64_t> prefetch_bytes;  // bytes in flight
   bool drop_last = false;
   SourceLocation where;
 };

@@ -21,6 +21,8 @@
 #include <cstdint>
 #include <filesystem>
 #include <limits>
+#include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -33,6 +35,8 @@
 #include "xpscale/collectives/communicator.h"
 #include "xpscale/runtime/error.h"
 #include "xpscale/runtime/searcher.h"
+#include "xpscale/runtime/sweep_config.h"
+#include "xpscale/sharding/loader.h"
 
 namespace xpscale {
 
@@ -88,6 +92,7 @@ class Trial {
     int world_rank = 0, local_rank = 0, local_size = 1;
     std::vector<std::string> hosts;  // host of each group rank
     std::optional<double> time_limit_s;
+    std::map<std::string, DatasetSpec> data;  // the config's data: splits
   };
   Trial(Info info, collectives::Communicator& comm, detail::TrialChannel& channel);
 
@@ -139,6 +144,19 @@ class Trial {
   // Atomic: written to a temporary file and renamed.
   void checkpoint_saved(std::int64_t step);
 
+  // The sharded loader of split `split` ("train", "val") of the config's
+  // data: section, for this rank of the group; created on the first call,
+  // which is collective (every rank of the group calls it, in the same
+  // order of splits). global_batch is the samples per step over the whole
+  // group (0: one per rank); a resumed trial needs the same value to
+  // continue on another group size. When an earlier attempt saved a
+  // checkpoint, the loader continues from the state saved with it.
+  // checkpoint_saved() saves the state of every loader made so far.
+  // Throws TrialError if the config has no such split, ShardingError if
+  // the data cannot be read.
+  ShardedLoader& loader(const std::string& split, std::uint64_t global_batch = 0);
+  bool has_data(const std::string& split) const { return info_.data.contains(split); }
+
   // Writes one line to stderr tagged "[trial <id>.<attempt> r<group rank>]".
   void log(std::string_view message) const;
 
@@ -151,6 +169,7 @@ class Trial {
   std::string stop_reason_;
   std::int64_t resume_step_ = -1;
   mutable bool checkpoint_dir_made_ = false;
+  std::map<std::string, std::unique_ptr<ShardedLoader>> loaders_;
 };
 
 // The step recorded by checkpoint_saved() in `checkpoint_dir`, or -1.

@@ -51,6 +51,13 @@ class Source {
   virtual void read(const ObjectInfo& object, std::uint64_t offset, std::uint64_t length,
                     const ByteSink& sink) = 0;
 
+  // The same bytes written to dest[0, length) (length is exact, never
+  // UINT64_MAX). The default goes through read(); a Source that can fill
+  // the caller's buffer directly (file: pread) overrides it and saves the
+  // loader a copy of every byte.
+  virtual void read_into(const ObjectInfo& object, std::uint64_t offset, std::uint64_t length,
+                         char* dest);
+
   // Writes a whole object (s3: PUT, multipart above a size the
   // implementation chooses; file: temp file + rename). Throws on failure and
   // leaves no partial object behind.
