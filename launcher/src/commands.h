@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include <boost/program_options.hpp>
+
 namespace xpscale::cli {
 
 constexpr int kExitOk = 0;
@@ -18,6 +20,13 @@ int report_command(const std::vector<std::string>& args);
 int export_command(const std::vector<std::string>& args);
 int shard_command(const std::vector<std::string>& args);
 int slurm_command(const std::vector<std::string>& args);
+
+// Parses args against `options` plus one positional argument called `name`
+// (it shows in --help as part of the usage line, not as an option) into vm,
+// and returns that argument ("" when absent).
+std::string parse_command_line(const std::vector<std::string>& args,
+                               const boost::program_options::options_description& options,
+                               const char* name, boost::program_options::variables_map& vm);
 
 // This program's path (/proc/self/exe), or "xpscale" when it cannot be read.
 std::string self_exe();

@@ -100,20 +100,13 @@ int plan_command(const std::vector<std::string>& args) {
                                                     "ranks of the launch (e.g. mpirun -n N)")(
       "trials", po::value<std::int64_t>(), "list this many trials (overrides trials/run_cap)")(
       "format", po::value<std::string>(&format)->default_value("table"), "table or json");
-  po::options_description hidden;
-  hidden.add_options()("config", po::value<std::string>(), "sweep config");
-  po::options_description all;
-  all.add(options).add(hidden);
-  po::positional_options_description positional;
-  positional.add("config", 1);
   po::variables_map vm;
-  po::store(po::command_line_parser(args).options(all).positional(positional).run(), vm);
-  po::notify(vm);
+  const std::string config_path = parse_command_line(args, options, "config", vm);
   if (vm.count("help")) {
     std::cout << options << '\n';
     return kExitOk;
   }
-  if (!vm.count("config"))
+  if (config_path.empty())
     throw UserError("plan: missing the sweep config (xpscale plan SWEEP.yaml)");
   if (format != "table" && format != "json")
     throw UserError("plan: --format must be 'table' or 'json', got '" + format + "'");
@@ -123,7 +116,7 @@ int plan_command(const std::vector<std::string>& args) {
     if (*limit < 0) throw UserError("plan: --trials must be >= 0");
   }
 
-  const SweepConfig config = load_sweep_config(vm["config"].as<std::string>());
+  const SweepConfig config = load_sweep_config(config_path);
   auto searcher = make_searcher(config);
   const std::uint64_t count = planned_trial_count(config, *searcher, limit);
   std::optional<Parallelism> par;

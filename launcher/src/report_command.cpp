@@ -84,20 +84,6 @@ std::vector<TrialRow> merged_trials(const std::vector<std::unique_ptr<Store>>& s
   return all;
 }
 
-std::string positional_out_dir(const std::vector<std::string>& args, po::options_description& desc,
-                               po::variables_map& vm) {
-  std::string out_dir;
-  po::options_description hidden;
-  hidden.add_options()("out_dir", po::value<std::string>(&out_dir));
-  po::options_description all;
-  all.add(desc).add(hidden);
-  po::positional_options_description pos;
-  pos.add("out_dir", 1);
-  po::store(po::command_line_parser(args).options(all).positional(pos).run(), vm);
-  po::notify(vm);
-  return out_dir;
-}
-
 }  // namespace
 
 int report_command(const std::vector<std::string>& args) {
@@ -108,7 +94,7 @@ int report_command(const std::vector<std::string>& args) {
                                                  "only the best K trials")(
       "format", po::value<std::string>(&format)->default_value("table"), "table | csv | json");
   po::variables_map vm;
-  const std::string out_dir = positional_out_dir(args, desc, vm);
+  const std::string out_dir = parse_command_line(args, desc, "out_dir", vm);
   if (vm.count("help")) {
     std::cout << desc;
     return kExitOk;
@@ -221,7 +207,7 @@ int export_command(const std::vector<std::string>& args) {
   desc.add_options()("help,h", "show this help")("metrics", po::bool_switch(&with_metrics),
                                                  "include every reported metric row");
   po::variables_map vm;
-  const std::string out_dir = positional_out_dir(args, desc, vm);
+  const std::string out_dir = parse_command_line(args, desc, "out_dir", vm);
   if (vm.count("help")) {
     std::cout << desc;
     return kExitOk;

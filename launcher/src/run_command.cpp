@@ -46,15 +46,8 @@ int run_command(const std::vector<std::string>& args) {
       "job arrays: this task's index (runs trials i with i % array-size == index)")(
       "array-size", po::value<int>(&options.task_count)->default_value(0),
       "job arrays: the number of tasks (0: no array)");
-  po::options_description hidden;
-  hidden.add_options()("sweep", po::value<std::string>(&options.sweep_path));
-  po::options_description all;
-  all.add(desc).add(hidden);
-  po::positional_options_description pos;
-  pos.add("sweep", 1);
   po::variables_map vm;
-  po::store(po::command_line_parser(args).options(all).positional(pos).run(), vm);
-  po::notify(vm);
+  options.sweep_path = parse_command_line(args, desc, "sweep", vm);
   if (vm.count("help")) {
     std::cout << desc;
     return kExitOk;

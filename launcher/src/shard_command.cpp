@@ -292,22 +292,15 @@ int shard_command(const std::vector<std::string>& args) {
       "range", po::value<std::string>(&range), "A:B: only samples A to B-1 of the input")(
       "upload", po::value<std::vector<std::string>>(&uploads),
       "also put every object under this URL prefix");
-  po::options_description hidden;
-  hidden.add_options()("input", po::value<std::string>(), "input");
-  po::options_description all;
-  all.add(options).add(hidden);
-  po::positional_options_description positional;
-  positional.add("input", 1);
   po::variables_map vm;
-  po::store(po::command_line_parser(args).options(all).positional(positional).run(), vm);
-  po::notify(vm);
+  const std::string input_arg = parse_command_line(args, options, "input", vm);
   if (vm.count("help")) {
     std::cout << options << '\n';
     return kExitOk;
   }
-  if (!vm.count("input")) throw UserError("shard: missing INPUT; see --help");
+  if (input_arg.empty()) throw UserError("shard: missing INPUT; see --help");
   if (out.empty() && uploads.empty()) throw UserError("shard: give --out (and/or --upload)");
-  const fs::path input = vm["input"].as<std::string>();
+  const fs::path input = input_arg;
   if (!fs::exists(input))
     throw UserError("shard: " + input.string() + ": no such file or directory");
   if (from.empty()) from = guess_format(input);

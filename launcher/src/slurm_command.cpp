@@ -145,15 +145,8 @@ std::optional<JobRequest> parse_job(const std::vector<std::string>& args_in, con
       "an in-process trainer (xpscale::run) to run instead of `xpscale run`")(
       "launcher", po::value<std::string>(&job.launcher)->default_value("srun"),
       "srun (--mpi=pmix) or mpirun inside the allocation");
-  po::options_description hidden;
-  hidden.add_options()("sweep", po::value<std::string>(&r.sweep_path));
-  po::options_description all;
-  all.add(desc).add(hidden);
-  po::positional_options_description pos;
-  pos.add("sweep", 1);
   po::variables_map vm;
-  po::store(po::command_line_parser(args).options(all).positional(pos).run(), vm);
-  po::notify(vm);
+  r.sweep_path = parse_command_line(args, desc, "sweep", vm);
   if (vm.count("help")) {
     std::cout << desc;
     return std::nullopt;
@@ -270,15 +263,8 @@ int status(const std::vector<std::string>& args) {
   po::options_description desc(kUsage);
   desc.add_options()("help,h", "show this help")(
       "format", po::value<std::string>(&format)->default_value("text"), "text | json");
-  po::options_description hidden;
-  hidden.add_options()("out_dir", po::value<std::string>(&out_dir));
-  po::options_description all;
-  all.add(desc).add(hidden);
-  po::positional_options_description pos;
-  pos.add("out_dir", 1);
   po::variables_map vm;
-  po::store(po::command_line_parser(args).options(all).positional(pos).run(), vm);
-  po::notify(vm);
+  out_dir = parse_command_line(args, desc, "out_dir", vm);
   if (vm.count("help")) {
     std::cout << desc;
     return kExitOk;

@@ -5,37 +5,15 @@
 #include <gtest/gtest.h>
 
 #include "sharding_test_util.h"
+#include "trial_test_util.h"
 #include "xpscale/runtime/trial.h"
 
 namespace xpscale {
 namespace {
 
-class MpiSelf : public ::testing::Environment {
- public:
-  void SetUp() override {
-    int provided = 0;
-    MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided);
-    collectives::Options o;
-    o.backend = "mpi";
-    comm = collectives::make_communicator(MPI_COMM_SELF, o);
-  }
-  void TearDown() override {
-    comm.reset();
-    MPI_Finalize();
-  }
-  static inline std::unique_ptr<collectives::Communicator> comm;
-};
-const auto* const kMpiSelf = ::testing::AddGlobalTestEnvironment(new MpiSelf);
-
-class NoChannel : public detail::TrialChannel {
- public:
-  Decision report(std::int64_t, const nlohmann::json&, std::string&) override {
-    return Decision::kContinue;
-  }
-  Decision report_as_leader(std::int64_t, const nlohmann::json&, std::string&) override {
-    return Decision::kContinue;
-  }
-};
+const auto* const kMpiSelf = ::testing::AddGlobalTestEnvironment(new test::MpiSelf);
+using test::MpiSelf;
+using test::NoChannel;
 
 std::vector<std::uint64_t> take(ShardedLoader& loader, std::size_t n) {
   std::vector<std::uint64_t> out;

@@ -5,40 +5,15 @@
 #include <filesystem>
 #include <memory>
 
+#include "trial_test_util.h"
 #include "xpscale/runtime/trial.h"
 
 namespace xpscale {
 namespace {
 
-// A Trial needs a communicator; these tests use MPI_COMM_SELF of a
-// singleton MPI process (no mpiexec needed).
-class MpiSelf : public ::testing::Environment {
- public:
-  void SetUp() override {
-    int provided = 0;
-    MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided);
-    collectives::Options o;
-    o.backend = "mpi";
-    comm = collectives::make_communicator(MPI_COMM_SELF, o);
-  }
-  void TearDown() override {
-    comm.reset();
-    MPI_Finalize();
-  }
-  static inline std::unique_ptr<collectives::Communicator> comm;
-};
-const auto* const kMpiSelf = ::testing::AddGlobalTestEnvironment(new MpiSelf);
-
-// Trial::param needs no communicator or channel: build one over nothing.
-class NoChannel : public detail::TrialChannel {
- public:
-  Decision report(std::int64_t, const nlohmann::json&, std::string&) override {
-    return Decision::kContinue;
-  }
-  Decision report_as_leader(std::int64_t, const nlohmann::json&, std::string&) override {
-    return Decision::kContinue;
-  }
-};
+const auto* const kMpiSelf = ::testing::AddGlobalTestEnvironment(new test::MpiSelf);
+using test::MpiSelf;
+using test::NoChannel;
 
 Trial make_trial(Params params, NoChannel& channel) {
   Trial::Info info;
