@@ -35,7 +35,10 @@ class SweepOverS3Test(unittest.TestCase):
     @unittest.skipUnless(os.path.isdir(FMNIST), "dataset-fashion-mnist is not installed")
     def test_fashion_mnist_trainer_reads_its_shards_from_s3(self):
         env = s3_env()
-        tmp = tempfile.mkdtemp(prefix="sweep-s3-", dir=os.environ.get("XPSCALE_TEST_TMP"))
+        base = os.environ.get("XPSCALE_TEST_TMP")
+        if base:
+            os.makedirs(base, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix="sweep-s3-", dir=base)
         self.addCleanup(shutil.rmtree, tmp, True)
         prefix = "s3://xpscale-test/fmnist-sweep"
         p = subprocess.run([os.environ["XPSCALE_BIN"], "shard", FMNIST, "--split", "train",
