@@ -16,9 +16,9 @@
 # with READERS threads sharing a pool of READERS connections (its
 # TransferConfig defaults: 8 MiB chunks, max_concurrency 10).
 #
-# Then the loader over S3 (s3_loader_bench): S3_LOADER_SAMPLES (16384)
+# Then the loader over S3 (s3_loader_bench): S3_LOADER_SAMPLES (65536)
 # samples of 4 KiB in 16 shards on the same s3rver, read S3_LOADER_ROUNDS
-# (3) times by a one-rank ShardedLoader and by the Source alone (whole
+# (5) times by a one-rank ShardedLoader and by the Source alone (whole
 # shards, 4 threads, like the loader's prefetcher).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -82,9 +82,9 @@ done
 # The loader over S3; it reads the endpoint from AWS_ENDPOINT_URL, as a trial does.
 echo "run_s3.sh: the loader over S3 against the Source alone" >&2
 AWS_ENDPOINT_URL=$endpoint "$loader_bench" --url s3://bench/shards \
-  --write "${S3_LOADER_SAMPLES:-16384}" --sample-bytes 4096 --shards 16
+  --write "${S3_LOADER_SAMPLES:-65536}" --sample-bytes 4096 --shards 16
 AWS_ENDPOINT_URL=$endpoint "$loader_bench" --url s3://bench/shards \
-  --rounds "${S3_LOADER_ROUNDS:-3}" | tee "$work/loader.jsonl"
+  --rounds "${S3_LOADER_ROUNDS:-5}" | tee "$work/loader.jsonl"
 
 "$py" - "$work/lines.jsonl" "$((objects * size))" "$work/loader.jsonl" <<'PY'
 import json, statistics, sys
