@@ -130,6 +130,8 @@ std::string pad_of(std::uint64_t id) {
 
 // Writes kSamples rows (id, pad) as kShards shards with `xpscale shard`,
 // uploaded straight to s3rver under s3://xpscale-test/<prefix>/ (name "t").
+// Prefixes start with "loader-": s3_source_test lists prefixes of its own
+// in the same bucket.
 // Returns the manifest's URL.
 std::string upload_dataset(const std::string& prefix) {
   TempDir dir;
@@ -263,10 +265,12 @@ std::vector<ProxyLine> proxy_log() {
   return lines;
 }
 
-std::map<std::string, int> faults_since(std::size_t first_line) {
+// Faults drawn for requests whose target contains `part` (a test's own
+// prefix: other tests may use the proxy at the same time).
+std::map<std::string, int> faults_for(const std::string& part) {
   std::map<std::string, int> counts;
-  const auto lines = proxy_log();
-  for (std::size_t i = first_line; i < lines.size(); ++i) ++counts[lines[i].fault];
+  for (const ProxyLine& l : proxy_log())
+    if (l.target.find(part) != std::string::npos) ++counts[l.fault];
   return counts;
 }
 
@@ -279,13 +283,14 @@ LoaderOptions options() {
 }
 
 TEST(S3Loader, ShardUploadPutsShardsIndexesAndManifestOnTheServer) {
-  const std::string manifest_url = upload_dataset("upload");
+  const std::string manifest_url = upload_dataset("loader-upload");
   auto s3 = direct_s3();
   const Manifest manifest = manifest_from_json(read_object_direct(*s3, manifest_url), manifest_url);
   ASSERT_EQ(manifest.shards.size(), kShards);
   EXPECT_EQ(manifest.samples(), kSamples);
   std::set<std::string> listed;
-  for (const ObjectInfo& o : s3->list(parse_url(std::string("s3://") + kBucket + "/upload/")))
+  for (const ObjectInfo& o :
+       s3->list(parse_url(std::string("s3://") + kBucket + "/loader-upload/")))
     listed.insert(o.url);
   std::set<std::string> expected{manifest_url};
   for (const ShardInfo& shard : manifest.shards) {
@@ -303,9 +308,8 @@ TEST(S3Loader, ShardUploadPutsShardsIndexesAndManifestOnTheServer) {
 // through resets, 503 SlowDown and truncated bodies; the Sources retry and
 // resume, and the loader's sequence is exactly that of a clean read.
 TEST(S3Loader, ThreeRanksGetEverySampleOncePerEpochThroughInjectedFaults) {
-  const std::string manifest = upload_dataset("faults");
+  const std::string manifest = upload_dataset("loader-faults");
   use_s3_through_fault_proxy();
-  const std::size_t first_line = proxy_log().size();
   const auto seen = read_epochs({.manifest = manifest}, 3, 2, options());
   expect_each_sample_once_per_epoch(seen, 2);
   // Shuffled per epoch: the two epochs of rank 0 differ in order.
@@ -314,9 +318,9 @@ TEST(S3Loader, ThreeRanksGetEverySampleOncePerEpochThroughInjectedFaults) {
   for (const Seen& s : seen[0][1]) e1.push_back(s.id);
   EXPECT_NE(e0, e1);
   // The proxy draws from a fixed seed, 5% of each kind per request; this
-  // test alone sends it a few hundred requests (see the proxy's log), so
-  // every kind is met (a run without one would test nothing: it fails).
-  auto faults = faults_since(first_line);
+  // test alone sends it ~470 requests (see the proxy's log), so every kind
+  // is met (a run without one would test nothing: it fails).
+  auto faults = faults_for("/loader-faults/");
   for (const char* kind : {"reset", "slowdown", "truncate"}) EXPECT_GT(faults[kind], 0) << kind;
   EXPECT_GT(faults["none"], 0);
 }
@@ -324,10 +328,10 @@ TEST(S3Loader, ThreeRanksGetEverySampleOncePerEpochThroughInjectedFaults) {
 // The same samples whether the dataset is named by its manifest, by the
 // prefix its shards share (ListObjectsV2) or by a brace pattern.
 TEST(S3Loader, PrefixAndBracePatternNameTheSameDatasetAsTheManifest) {
-  const std::string manifest = upload_dataset("named");
+  const std::string manifest = upload_dataset("loader-named");
   use_s3_through_fault_proxy();
   const Dataset by_manifest = open_dataset({.manifest = manifest});
-  const std::string base = std::string("s3://") + kBucket + "/named/";
+  const std::string base = std::string("s3://") + kBucket + "/loader-named/";
   const Dataset by_prefix = open_dataset({.prefix = base});
   const Dataset by_pattern = open_dataset({.pattern = base + "t-{000000..000007}.tar"});
   EXPECT_EQ(by_prefix.shards.size(), kShards);
@@ -345,7 +349,7 @@ TEST(S3Loader, PrefixAndBracePatternNameTheSameDatasetAsTheManifest) {
 // read every sample. A download is one GET the proxy passed untouched (a
 // faulted attempt is followed by a retry that resumes where it stopped).
 TEST(S3Loader, NodeLocalCacheDownloadsEachShardOnceForTwoLoaders) {
-  const std::string manifest = upload_dataset("cached");
+  const std::string manifest = upload_dataset("loader-cached");
   use_s3_through_fault_proxy();
   TempDir cache;
   LoaderOptions o = options();
@@ -362,7 +366,7 @@ TEST(S3Loader, NodeLocalCacheDownloadsEachShardOnceForTwoLoaders) {
   for (std::size_t i = first_line; i < lines.size(); ++i) {
     const ProxyLine& l = lines[i];
     if (l.method == "GET" && l.fault == "none" &&
-        l.target.find("/cached/t-") != std::string::npos && l.target.ends_with(".tar"))
+        l.target.find("/loader-cached/t-") != std::string::npos && l.target.ends_with(".tar"))
       ++downloads[l.target];
   }
   EXPECT_EQ(downloads.size(), kShards);
@@ -385,9 +389,9 @@ std::string error_of(F&& f) {
 }
 
 TEST(S3Loader, MissingObjectIsAnErrorNamingTheUrl) {
-  upload_dataset("partial");
+  upload_dataset("loader-partial");
   use_s3_through_fault_proxy();
-  const std::string base = std::string("s3://") + kBucket + "/partial/";
+  const std::string base = std::string("s3://") + kBucket + "/loader-partial/";
   for (const std::string& missing : {base + "none.manifest.json", base + "t-000009.tar"}) {
     const std::string what = error_of([&] {
       if (missing.ends_with(".tar"))
