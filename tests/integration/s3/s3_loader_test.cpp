@@ -411,5 +411,27 @@ TEST(S3Loader, MissingObjectIsAnErrorNamingTheUrl) {
       << what;
 }
 
+// Shards replaced on the server after the dataset was opened (another
+// upload to the same prefix) are detected by their ETag (If-Match), not
+// read as a mix of two datasets; the error names the shard.
+TEST(S3Loader, ShardReplacedAfterOpeningIsAnErrorNamingIt) {
+  const std::string manifest = upload_dataset("loader-replaced");
+  use_s3_through_fault_proxy();
+  const Dataset dataset = open_dataset({.manifest = manifest});
+  auto s3 = direct_s3();
+  for (std::size_t i = 0; i < dataset.shards.size(); ++i) {
+    const std::string& url = dataset.shards[i].object.url;
+    s3->put(parse_url(url), read_object_direct(*s3, url) + std::string(512, '\0'));
+  }
+  ShardedLoader loader(dataset, options());
+  const std::string what = error_of([&] {
+    while (loader.next()) {
+    }
+  });
+  EXPECT_NE(what.find("changed"), std::string::npos) << what;
+  EXPECT_NE(what.find(std::string("s3://") + kBucket + "/loader-replaced/t-"), std::string::npos)
+      << what;
+}
+
 }  // namespace
 }  // namespace xpscale
