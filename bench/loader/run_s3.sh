@@ -15,6 +15,11 @@
 # flight shared among the reads), `curl --parallel-max READERS`, boto3
 # with READERS threads sharing a pool of READERS connections (its
 # TransferConfig defaults: 8 MiB chunks, max_concurrency 10).
+#
+# Then the loader over S3 (s3_loader_bench): S3_LOADER_SAMPLES (65536)
+# samples of 4 KiB in 16 shards on the same s3rver, read S3_LOADER_ROUNDS
+# (5) times by a one-rank ShardedLoader and by the Source alone (whole
+# shards, 4 threads, like the loader's prefetcher).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
@@ -35,8 +40,9 @@ if [ ! -f "$build/build.ninja" ]; then
   cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE="${XPSCALE_BUILD_TYPE:-RelWithDebInfo}" \
     -DXPSCALE_CUDA="${XPSCALE_CUDA:-AUTO}" -DXPSCALE_WERROR="${XPSCALE_WERROR:-ON}" >&2
 fi
-cmake --build "$build" -j "${XPSCALE_JOBS:-$(nproc)}" --target s3_bench >&2
+cmake --build "$build" -j "${XPSCALE_JOBS:-$(nproc)}" --target s3_bench s3_loader_bench >&2
 bench=$(cd "$build" && pwd)/bench/loader/s3_bench
+loader_bench=$(cd "$build" && pwd)/bench/loader/s3_loader_bench
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/xpscale-s3-bench.XXXXXX")
 server() { "$py" tests/integration/s3/s3_server.py "$@" --state "$work/s3"; }
@@ -73,9 +79,17 @@ for ((r = 1; r <= rounds; ++r)); do
   round "$work/lines.jsonl"
 done
 
-"$py" - "$work/lines.jsonl" "$((objects * size))" <<'PY'
+# The loader over S3; it reads the endpoint from AWS_ENDPOINT_URL, as a trial does.
+echo "run_s3.sh: the loader over S3 against the Source alone" >&2
+AWS_ENDPOINT_URL=$endpoint "$loader_bench" --url s3://bench/shards \
+  --write "${S3_LOADER_SAMPLES:-65536}" --sample-bytes 4096 --shards 16
+AWS_ENDPOINT_URL=$endpoint "$loader_bench" --url s3://bench/shards \
+  --rounds "${S3_LOADER_ROUNDS:-5}" | tee "$work/loader.jsonl"
+
+"$py" - "$work/lines.jsonl" "$((objects * size))" "$work/loader.jsonl" <<'PY'
 import json, statistics, sys
 lines = [json.loads(l) for l in open(sys.argv[1])]
+loader = json.loads(open(sys.argv[3]).read().splitlines()[-1])
 expected = int(sys.argv[2])
 rate, cpu = {}, {}
 for m in ("xpscale_s3", "curl", "boto3"):
@@ -94,5 +108,9 @@ print(json.dumps({"bench": "loader", "part": "s3", "objects": len(lines) and lin
                   "xpscale_cpu_s": cpu["xpscale_s3"], "curl_cpu_s": cpu["curl"],
                   "boto3_cpu_s": cpu["boto3"],
                   "s3_vs_curl": round(rate["xpscale_s3"] / rate["curl"], 3),
-                  "s3_vs_boto3": round(rate["xpscale_s3"] / rate["boto3"], 3)}))
+                  "s3_vs_boto3": round(rate["xpscale_s3"] / rate["boto3"], 3),
+                  "s3_loader_samples_per_s": loader["s3_loader_samples_per_s"],
+                  "s3_loader_mib_per_s": loader["loader_mib_per_s"],
+                  "s3_source_mib_per_s": loader["source_mib_per_s"],
+                  "s3_loader_vs_source": loader["loader_vs_source"]}))
 PY
