@@ -47,7 +47,7 @@ bool load_sidecar(const std::string& index_url, ShardIndex& index) {
   ObjectInfo info;
   try {
     info = source->stat(url);
-  } catch (const ShardingError&) {
+  } catch (const ObjectNotFound&) {
     return false;  // no sidecar: the caller scans the shard
   }
   index = decode_index(read_all(*source, info), info.url);
@@ -75,7 +75,7 @@ Dataset open_dataset(const DatasetLocation& spec) {
     const std::string index_url = info.index_url.empty() ? index_url_for(info.url) : info.index_url;
     const bool have_index = load_sidecar(index_url, shard.index);
     if (from_manifest && !have_index)
-      throw ShardingError(index_url + ": the manifest names this index but it cannot be read");
+      throw ShardingError(index_url + ": the manifest names this index but it does not exist");
     if (!have_index) shard.index = scan_shard(*source, shard.object);
     if (shard.index.samples() == 0) throw ShardingError(info.url + ": the shard holds no samples");
     if (from_manifest && (info.samples != shard.index.samples() || info.size != shard.object.size))

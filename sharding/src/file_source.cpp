@@ -36,7 +36,9 @@ char* read_buffer() {
 // The one checking helper for the POSIX calls of this file: names the call,
 // the URL and errno's message.
 [[noreturn]] void posix_fail(const char* call, const std::string& url, int err) {
-  throw ShardingError(url + ": " + call + " failed: " + std::strerror(err));
+  const std::string what = url + ": " + call + " failed: " + std::strerror(err);
+  if (err == ENOENT) throw ObjectNotFound(what);
+  throw ShardingError(what);
 }
 
 class Fd {

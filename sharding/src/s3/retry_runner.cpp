@@ -99,6 +99,7 @@ void throw_http_error(const Transfer& t, const std::string& url) {
     default:
       what = t.request().method + " answered HTTP " + std::to_string(status) + detail;
   }
+  if (status == 404) throw ObjectNotFound(url + ": " + what);
   throw ShardingError(url + ": " + what);
 }
 

@@ -15,4 +15,13 @@ class ShardingError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// The object does not exist (HTTP 404, ENOENT), as opposed to one that
+// exists but cannot be read (denied, unreachable, faults beyond the
+// retries): callers that probe for optional objects (index sidecars) catch
+// only this one, so that the other errors still reach the user.
+class ObjectNotFound : public ShardingError {
+ public:
+  using ShardingError::ShardingError;
+};
+
 }  // namespace xpscale
