@@ -36,9 +36,10 @@ struct TpeOptions {
   double prior_weight = 1.0;
   int n_startup = 10;
   int candidates = 24;
+  bool multivariate = true;  // joint kernels over all parameters (false: one estimator each)
 };
 
-// The searcher keeps a reference to config, which must outlive it.
+// The searcher keeps its own copy of config.
 std::unique_ptr<Searcher> make_tpe_searcher(const SweepConfig& config, const TpeOptions& options);
 
 }  // namespace xpscale
