@@ -31,10 +31,9 @@ namespace {
 using search_bench::Objective;
 
 double run_search(const Objective& obj, const char* method, std::uint64_t seed, int trials) {
-  std::string yaml = std::string("method: ") + method +
-                           "\ntrials: " + std::to_string(trials) +
-                           "\nseed: " + std::to_string(seed) +
-                           "\nmetric: {name: y}\nparameters:\n" + obj.parameters_yaml;
+  std::string yaml = std::string("method: ") + method + "\ntrials: " + std::to_string(trials) +
+                     "\nseed: " + std::to_string(seed) + "\nmetric: {name: y}\nparameters:\n" +
+                     obj.parameters_yaml;
   const char* tpe_knobs = std::getenv("SEARCH_TPE");
   if (tpe_knobs && *tpe_knobs && method[0] == 'b') yaml += std::string("tpe: ") + tpe_knobs + "\n";
   const auto config = xpscale::parse_sweep_config(yaml, obj.name + ".yaml");

@@ -145,11 +145,11 @@ std::vector<double> categorical_probs(std::size_t n_cat, const std::vector<doubl
 
 // Multivariate TPE's estimator (Falkner et al. 2018; Optuna's
 // multivariate=True): one product kernel per observation over all searched
-// parameters, plus the prior. Numeric factors are Gaussians truncated to
-// [0, 1] with one bandwidth per estimator, Scott's rule as Optuna has it
-// (0.2 * n^(-1 / (d + 4))) inside the magic clip; categorical factors put
-// weight 1 on the observed category over prior_weight / kernels spread on
-// all (Optuna's). A parameter an observation lacks (conditional) is a flat
+// parameters, plus the prior N(0.5, 1) / uniform. Numeric factors are
+// Gaussians truncated to [0, 1], one bandwidth per parameter and estimator
+// (Scott's rule, see joint_mixture); categorical factors put weight 1 on
+// the observed category over prior_weight / kernels spread on all
+// (Optuna's). A parameter an observation lacks (conditional) is a flat
 // factor: uniform on [0, 1] or over the categories.
 struct Factor {
   double mu = 0.5, sigma = 1, log_mass = 0;
@@ -354,10 +354,23 @@ class TpeSearcher : public Searcher {
     std::size_t d = 0;
     for (const auto& spec : config_.parameters) d += spec.is_searchable() ? 1 : 0;
     const double n_kernels = static_cast<double>(obs.size()) + 1;
-    const double sigma =
-        std::clamp(0.2 * std::pow(std::max<double>(static_cast<double>(obs.size()), 1.0),
-                                  -1.0 / (static_cast<double>(d) + 4)),
-                   1.0 / std::min(100.0, n_kernels + 1), 1.0);
+    // Scott's rule per parameter: 1.06 * sd_j * n^(-1 / (d + 4)), sd_j the
+    // sample standard deviation of the side's values of parameter j (0.2,
+    // Optuna's constant, while there are fewer than two), inside the magic
+    // clip. The spread of l shrinks as its points gather, which a constant
+    // does not see.
+    const double scott = std::pow(std::max<double>(static_cast<double>(obs.size()), 1.0),
+                                  -1.0 / (static_cast<double>(d) + 4));
+    std::vector<double> sigmas(config_.parameters.size(), 1.0);
+    for (std::size_t j = 0; j < sigmas.size(); ++j) {
+      double sum = 0, sum_sq = 0, count = 0;
+      for (const Obs* o : obs)
+        if (const auto& x = o->u[j]) sum += *x, sum_sq += *x * *x, count += 1;
+      const double sd =
+          count > 1 ? 1.06 * std::sqrt(std::max(0.0, (sum_sq - sum * sum / count) / (count - 1)))
+                    : 0.2;
+      sigmas[j] = std::clamp(sd * scott, 1.0 / std::min(100.0, n_kernels + 1), 1.0);
+    }
     JointMixture m;
     double total = options_.prior_weight;
     for (double x : w) total += x;
@@ -368,24 +381,27 @@ class TpeSearcher : public Searcher {
       for (std::size_t j = 0; j < fs.size(); ++j) {
         if (!config_.parameters[j].is_searchable()) continue;
         Factor& f = fs[j];
-        const std::optional<double> x = prior ? std::nullopt : obs[k]->u[j];
+        // The prior has no value; an observation may lack parameter j.
+        const bool has = !prior && obs[k]->u[j].has_value();
+        const double x = has ? *obs[k]->u[j] : 0.5;
         if (categorical(j)) {
           const std::size_t n_cat = config_.parameters[j].values.size();
           f.p.assign(n_cat, 1.0 / static_cast<double>(n_cat));
-          if (x) {
+          if (has) {
             const double spread = options_.prior_weight / n_kernels;
             for (double& p : f.p) p = spread / (1 + spread * static_cast<double>(n_cat));
-            f.p[static_cast<std::size_t>(*x)] += 1 / (1 + spread * static_cast<double>(n_cat));
+            f.p[static_cast<std::size_t>(x)] += 1 / (1 + spread * static_cast<double>(n_cat));
           }
         } else if (prior) {
           f.mu = 0.5, f.sigma = 1;
-        } else if (!x) {
+        } else if (!has) {
           f.flat = true;
         } else {
-          f.mu = *x, f.sigma = sigma;
+          f.mu = x, f.sigma = sigmas[j];
         }
         if (f.p.empty() && !f.flat)
-          f.log_mass = std::log(normal_cdf((1 - f.mu) / f.sigma) - normal_cdf((0 - f.mu) / f.sigma));
+          f.log_mass =
+              std::log(normal_cdf((1 - f.mu) / f.sigma) - normal_cdf((0 - f.mu) / f.sigma));
       }
       m.kernel.push_back(std::move(fs));
     }

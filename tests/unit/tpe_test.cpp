@@ -102,8 +102,7 @@ parameters:
   }
   std::sort(tpe.begin(), tpe.end());
   std::sort(random.begin(), random.end());
-  EXPECT_LT(tpe[5], random[5] * 0.5) << "median regret: tpe " << tpe[5] << ", random "
-                                     << random[5];
+  EXPECT_LT(tpe[5], random[5] * 0.5) << "median regret: tpe " << tpe[5] << ", random " << random[5];
 }
 
 TEST(Tpe, ModesProposeDifferentTrialsAfterTheStartup) {
