@@ -293,6 +293,9 @@ TEST(TpeConfig, BadKeysAreErrorsThatSayWhere) {
   EXPECT_NE(errors("method: bayes\ntrials: 3\ntpe: {candidates: 0}\n").find("tpe.candidates"),
             std::string::npos);
   EXPECT_NE(
+      errors("method: bayes\ntrials: 3\ntpe: {multivariate: maybe}\n").find("tpe.multivariate"),
+      std::string::npos);
+  EXPECT_NE(
       errors("method: bayes\ntrials: 3\ntpe: {n_start: 2}\n").find("did you mean 'n_startup'"),
       std::string::npos);
 }
