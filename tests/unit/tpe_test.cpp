@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <numbers>
 #include <string>
 #include <vector>
@@ -116,17 +117,23 @@ TEST(Tpe, ModesProposeDifferentTrialsAfterTheStartup) {
   }
 }
 
-TEST(Tpe, SearcherOutlivesATemporaryConfig) {
-  auto s = make_searcher(space("bayes", 2));  // the config is gone after this line
+TEST(Tpe, SearcherKeepsItsOwnCopyOfTheConfig) {
+  // A config that changes (or dies, as a temporary does) after make_searcher
+  // changes nothing the searcher proposes.
+  auto changing = std::make_unique<SweepConfig>(space("bayes", 2));
+  auto s = make_searcher(*changing);
+  *changing = space("bayes", 99);
+  changing->parameters.pop_back();
   const auto c = space("bayes", 2);
   const auto again = make_searcher(c);
   for (std::uint64_t i = 0; i < 15; ++i) {
     const auto p = *s->suggest(i);
     ASSERT_EQ(p, *again->suggest(i)) << "trial " << i;
-    EXPECT_GE(p["lr"].get<double>(), 0.00001);
     s->observe(i, p, {TrialEnd::kCompleted, objective(p), 1});
     again->observe(i, p, {TrialEnd::kCompleted, objective(p), 1});
   }
+  changing.reset();
+  EXPECT_TRUE(s->suggest(15).has_value());
 }
 
 TEST(Tpe, LearnsTheBestCategory) {
