@@ -3,7 +3,10 @@ objectives of objectives.h (same formulas, same bounds and scales), one
 study per (objective, sampler, seed), trials in sequence. One JSON line per
 study on stdout, like `search_bench tpe`.
 
-    /usr/bin/python3 optuna_search.py SEEDS TRIALS
+    /usr/bin/python3 optuna_search.py SEEDS TRIALS [FIRST_SEED]
+
+FIRST_SEED (default 0) shifts the seeds: tuning runs use seeds the
+reported runs (0 to SEEDS-1) never see.
 """
 import json
 import math
@@ -58,10 +61,11 @@ def study_best(name, sampler, trials):
 
 def main():
     seeds, trials = int(sys.argv[1]), int(sys.argv[2])
+    first = int(sys.argv[3]) if len(sys.argv) > 3 else 0
     for name, (_, _, minimum) in OBJECTIVES.items():
         for label, make in (("optuna_tpe", optuna.samplers.TPESampler),
                             ("optuna_random", optuna.samplers.RandomSampler)):
-            for seed in range(seeds):
+            for seed in range(first, first + seeds):
                 best = study_best(name, make(seed=seed), trials)
                 print(json.dumps({"objective": name, "sampler": label, "seed": seed,
                                   "trials": trials, "best": best, "regret": best - minimum}),

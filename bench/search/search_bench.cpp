@@ -1,9 +1,11 @@
 // bench/search's C++ side (run.sh drives it):
-//   search_bench tpe SEEDS TRIALS
+//   search_bench tpe SEEDS TRIALS [FIRST_SEED]
 //       xpscale's TPE (method: bayes) and random search on each objective of
 //       objectives.h, one seed after another, trials in sequence (suggest,
 //       evaluate, observe); one JSON line per (objective, sampler, seed)
-//       with the best value found and its regret.
+//       with the best value found and its regret. Seeds FIRST_SEED (0) on;
+//       tuning runs take seeds the reported ones never use. SEARCH_TPE (env),
+//       if set, is the sweep's `tpe:` mapping (e.g. '{multivariate: false}').
 //   search_bench decisions RUNNING REPORTS
 //       scheduler decisions per second with RUNNING trials in flight: each
 //       report goes to the scheduler's on_report, a stopped trial is
@@ -29,10 +31,11 @@ namespace {
 using search_bench::Objective;
 
 double run_search(const Objective& obj, const char* method, std::uint64_t seed, int trials) {
-  const std::string yaml = std::string("method: ") + method +
-                           "\ntrials: " + std::to_string(trials) +
-                           "\nseed: " + std::to_string(seed) +
-                           "\nmetric: {name: y}\nparameters:\n" + obj.parameters_yaml;
+  std::string yaml = std::string("method: ") + method + "\ntrials: " + std::to_string(trials) +
+                     "\nseed: " + std::to_string(seed) + "\nmetric: {name: y}\nparameters:\n" +
+                     obj.parameters_yaml;
+  const char* tpe_knobs = std::getenv("SEARCH_TPE");
+  if (tpe_knobs && *tpe_knobs && method[0] == 'b') yaml += std::string("tpe: ") + tpe_knobs + "\n";
   const auto config = xpscale::parse_sweep_config(yaml, obj.name + ".yaml");
   auto searcher = xpscale::make_searcher(config);
   double best = INFINITY;
@@ -48,10 +51,10 @@ double run_search(const Objective& obj, const char* method, std::uint64_t seed, 
   return best;
 }
 
-int tpe(int seeds, int trials) {
+int tpe(int seeds, int trials, int first) {
   for (const auto& obj : search_bench::objectives())
     for (const char* method : {"bayes", "random"})
-      for (int s = 0; s < seeds; ++s) {
+      for (int s = first; s < first + seeds; ++s) {
         const double best = run_search(obj, method, static_cast<std::uint64_t>(s), trials);
         std::cout << nlohmann::json{{"objective", obj.name},
                                     {"sampler", std::string("xpscale_") +
@@ -131,8 +134,9 @@ int decisions(int running, long reports) {
 
 int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "";
-  if (mode == "tpe" && argc == 4) return tpe(std::atoi(argv[2]), std::atoi(argv[3]));
+  if (mode == "tpe" && (argc == 4 || argc == 5))
+    return tpe(std::atoi(argv[2]), std::atoi(argv[3]), argc == 5 ? std::atoi(argv[4]) : 0);
   if (mode == "decisions" && argc == 4) return decisions(std::atoi(argv[2]), std::atol(argv[3]));
-  std::cerr << "usage: search_bench tpe SEEDS TRIALS | decisions RUNNING REPORTS\n";
+  std::cerr << "usage: search_bench tpe SEEDS TRIALS [FIRST_SEED] | decisions RUNNING REPORTS\n";
   return 2;
 }

@@ -47,7 +47,7 @@ class GridSearcher : public Searcher {
   std::optional<std::uint64_t> size() const override { return size_; }
 
  private:
-  const SweepConfig& config_;
+  const SweepConfig config_;  // a copy: a temporary config must not dangle
   std::vector<std::vector<nlohmann::json>> axes_;
   std::uint64_t size_ = 1;
 };
@@ -67,7 +67,7 @@ class RandomSearcher : public Searcher {
   }
 
  private:
-  const SweepConfig& config_;
+  const SweepConfig config_;  // a copy: a temporary config must not dangle
 };
 
 // One Sobol dimension per searchable parameter, in config order.
@@ -87,7 +87,7 @@ class SobolSearcher : public Searcher {
   }
 
  private:
-  const SweepConfig& config_;
+  const SweepConfig config_;  // a copy: a temporary config must not dangle
   std::optional<ScrambledSobol> sobol_;
 };
 
@@ -116,6 +116,7 @@ std::unique_ptr<Searcher> make_searcher(const SweepConfig& config) {
         o.n_startup =
             static_cast<int>(std::min<std::int64_t>(t->n_startup.value_or(o.n_startup), 1 << 30));
         o.candidates = static_cast<int>(t->candidates.value_or(o.candidates));  // <= 100000
+        o.multivariate = t->multivariate.value_or(o.multivariate);
       }
       return make_tpe_searcher(config, o);
     }

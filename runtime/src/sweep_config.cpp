@@ -402,8 +402,8 @@ class Parser {
   }
 
   void parse_tpe(const Entry& e) {
-    auto m =
-        reader_.entry_map(e.value, "tpe", {"gamma", "prior_weight", "n_startup", "candidates"});
+    auto m = reader_.entry_map(
+        e.value, "tpe", {"gamma", "prior_weight", "n_startup", "candidates", "multivariate"});
     if (!e.value.IsMap()) return;
     TpeSpec t;
     t.where = reader_.location(e.key_node);
@@ -435,6 +435,8 @@ class Parser {
         t.candidates.reset();
       }
     }
+    if (auto v = find(m, "multivariate"))
+      t.multivariate = reader_.boolean(v->value, "tpe.multivariate");
     config_.tpe = t;
   }
 

@@ -17,6 +17,7 @@ namespace {
 // Candidate draws use their own streams, far from random search's (one
 // stream per parameter index, which the startup trials share on purpose).
 constexpr std::uint64_t kCandidateStream = 0x7470'6500'0000'0000ULL;
+constexpr std::uint64_t kJointStream = 0x7470'6501'0000'0000ULL;  // multivariate: one stream
 constexpr int kRecencyFlat = 25;  // Optuna: the newest 25 observations weigh 1
 
 // One observed trial. u[j]: parameter j's unit value (numeric) or category
@@ -142,6 +143,78 @@ std::vector<double> categorical_probs(std::size_t n_cat, const std::vector<doubl
   return p;
 }
 
+// Multivariate TPE's estimator (Falkner et al. 2018; Optuna's
+// multivariate=True): one product kernel per observation over all searched
+// parameters, plus the prior N(0.5, 1) / uniform. Numeric factors are
+// Gaussians truncated to [0, 1], one bandwidth per parameter and estimator
+// (Scott's rule, see joint_mixture); categorical factors put weight 1 on
+// the observed category over prior_weight / kernels spread on all
+// (Optuna's). A parameter an observation lacks (conditional) is a flat
+// factor: uniform on [0, 1] or over the categories.
+struct Factor {
+  double mu = 0.5, sigma = 1, log_mass = 0;
+  std::vector<double> p;  // categorical: probability of each category
+  bool flat = false;
+};
+
+struct JointMixture {
+  std::vector<double> weight;               // per kernel, summing to 1
+  std::vector<std::vector<Factor>> kernel;  // [kernel][parameter]; empty factor = not searched
+
+  double log_density(const std::vector<std::optional<double>>& x) const {
+    double best = -std::numeric_limits<double>::infinity();
+    std::vector<double> terms(kernel.size());
+    for (std::size_t k = 0; k < kernel.size(); ++k) {
+      double t = std::log(weight[k]);
+      for (std::size_t j = 0; j < x.size(); ++j) {
+        if (!x[j]) continue;
+        const Factor& f = kernel[k][j];
+        if (!f.p.empty()) {
+          t += std::log(f.p[static_cast<std::size_t>(*x[j])]);
+        } else if (!f.flat) {
+          const double z = (*x[j] - f.mu) / f.sigma;
+          t += -0.5 * z * z - std::log(f.sigma) - 0.5 * std::log(2 * std::numbers::pi) - f.log_mass;
+        }
+      }
+      terms[k] = t;
+      best = std::max(best, t);
+    }
+    double sum = 0;
+    for (double t : terms) sum += std::exp(t - best);
+    return best + std::log(sum);
+  }
+
+  // A kernel by weight, then each searched parameter from its factor.
+  void sample(Rng& rng, std::vector<std::optional<double>>& x) const {
+    const double pick = rng.next_unit();
+    double acc = 0;
+    std::size_t k = 0;
+    for (; k + 1 < weight.size(); ++k) {
+      acc += weight[k];
+      if (pick < acc) break;
+    }
+    for (std::size_t j = 0; j < x.size(); ++j) {
+      if (!x[j]) continue;
+      const Factor& f = kernel[k][j];
+      if (!f.p.empty()) {
+        const double u = rng.next_unit();
+        double a = 0;
+        std::size_t c = 0;
+        for (; c + 1 < f.p.size(); ++c) {
+          a += f.p[c];
+          if (u < a) break;
+        }
+        x[j] = static_cast<double>(c);
+      } else if (f.flat) {
+        x[j] = rng.next_unit();
+      } else {
+        const Mixture one{{1.0}, {f.mu}, {f.sigma}, {f.log_mass}};
+        x[j] = one.sample(rng);
+      }
+    }
+  }
+};
+
 const char* end_name(TrialEnd e) {
   return e == TrialEnd::kCompleted ? "completed" : e == TrialEnd::kStopped ? "stopped" : "failed";
 }
@@ -240,6 +313,7 @@ class TpeSearcher : public Searcher {
     for (std::size_t i = 0; i < n_below; ++i)
       below[static_cast<std::size_t>(sorted[i] - observations_.data())] = true;
 
+    if (options_.multivariate) return joint_draw(below, index);
     Point u(config_.parameters.size());
     for (std::size_t j = 0; j < u.size(); ++j) {
       if (!config_.parameters[j].is_searchable()) continue;
@@ -251,6 +325,87 @@ class TpeSearcher : public Searcher {
       u[j] = categorical(j) ? best_category(j, xl, xg, rng) : best_numeric(xl, xg, rng);
     }
     return u;
+  }
+
+  // Of `candidates` whole points drawn from l, the one with the highest
+  // l(x)/g(x).
+  Point joint_draw(const std::vector<bool>& below, std::uint64_t index) const {
+    const JointMixture l = joint_mixture(below, true), g = joint_mixture(below, false);
+    Point shape(config_.parameters.size());
+    for (std::size_t j = 0; j < shape.size(); ++j)
+      if (config_.parameters[j].is_searchable()) shape[j] = 0.0;
+    Rng rng(random_bits(config_.seed, kJointStream, index), 0);
+    Point best = shape, x = shape;
+    double best_ei = -std::numeric_limits<double>::infinity();
+    for (int c = 0; c < options_.candidates; ++c) {
+      l.sample(rng, x);
+      const double ei = l.log_density(x) - g.log_density(x);
+      if (ei > best_ei) best_ei = ei, best = x;
+    }
+    return best;
+  }
+
+  // The estimator of one side (below: l, else g), observations in time order.
+  JointMixture joint_mixture(const std::vector<bool>& below, bool side) const {
+    std::vector<const Obs*> obs;
+    for (std::size_t i = 0; i < observations_.size(); ++i)
+      if (below[i] == side) obs.push_back(&observations_[i]);
+    const std::vector<double> w = recency_weights(obs.size());
+    std::size_t d = 0;
+    for (const auto& spec : config_.parameters) d += spec.is_searchable() ? 1 : 0;
+    const double n_kernels = static_cast<double>(obs.size()) + 1;
+    // Scott's rule per parameter: 1.06 * sd_j * n^(-1 / (d + 4)), sd_j the
+    // sample standard deviation of the side's values of parameter j (0.2,
+    // Optuna's constant, while there are fewer than two), inside the magic
+    // clip. The spread of l shrinks as its points gather, which a constant
+    // does not see.
+    const double scott = std::pow(std::max<double>(static_cast<double>(obs.size()), 1.0),
+                                  -1.0 / (static_cast<double>(d) + 4));
+    std::vector<double> sigmas(config_.parameters.size(), 1.0);
+    for (std::size_t j = 0; j < sigmas.size(); ++j) {
+      double sum = 0, sum_sq = 0, count = 0;
+      for (const Obs* o : obs)
+        if (const auto& x = o->u[j]) sum += *x, sum_sq += *x * *x, count += 1;
+      const double sd =
+          count > 1 ? 1.06 * std::sqrt(std::max(0.0, (sum_sq - sum * sum / count) / (count - 1)))
+                    : 0.2;
+      sigmas[j] = std::clamp(sd * scott, 1.0 / std::min(100.0, n_kernels + 1), 1.0);
+    }
+    JointMixture m;
+    double total = options_.prior_weight;
+    for (double x : w) total += x;
+    for (std::size_t k = 0; k <= obs.size(); ++k) {
+      const bool prior = k == obs.size();
+      m.weight.push_back((prior ? options_.prior_weight : w[k]) / total);
+      std::vector<Factor> fs(config_.parameters.size());
+      for (std::size_t j = 0; j < fs.size(); ++j) {
+        if (!config_.parameters[j].is_searchable()) continue;
+        Factor& f = fs[j];
+        // The prior has no value; an observation may lack parameter j.
+        const bool has = !prior && obs[k]->u[j].has_value();
+        const double x = has ? *obs[k]->u[j] : 0.5;
+        if (categorical(j)) {
+          const std::size_t n_cat = config_.parameters[j].values.size();
+          f.p.assign(n_cat, 1.0 / static_cast<double>(n_cat));
+          if (has) {
+            const double spread = options_.prior_weight / n_kernels;
+            for (double& p : f.p) p = spread / (1 + spread * static_cast<double>(n_cat));
+            f.p[static_cast<std::size_t>(x)] += 1 / (1 + spread * static_cast<double>(n_cat));
+          }
+        } else if (prior) {
+          f.mu = 0.5, f.sigma = 1;
+        } else if (!has) {
+          f.flat = true;
+        } else {
+          f.mu = x, f.sigma = sigmas[j];
+        }
+        if (f.p.empty() && !f.flat)
+          f.log_mass =
+              std::log(normal_cdf((1 - f.mu) / f.sigma) - normal_cdf((0 - f.mu) / f.sigma));
+      }
+      m.kernel.push_back(std::move(fs));
+    }
+    return m;
   }
 
   double best_numeric(const std::vector<double>& xl, const std::vector<double>& xg,
@@ -316,7 +471,7 @@ class TpeSearcher : public Searcher {
     return u;
   }
 
-  const SweepConfig& config_;
+  SweepConfig config_;  // a copy: a temporary config must not dangle
   TpeOptions options_;
   std::map<std::uint64_t, Point> pending_;  // proposed, not yet observed
   std::vector<Obs> observations_;           // in the order they were observed

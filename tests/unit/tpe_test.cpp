@@ -7,6 +7,8 @@
 #include <cmath>
 #include <filesystem>
 #include <functional>
+#include <memory>
+#include <numbers>
 #include <string>
 #include <vector>
 
@@ -30,9 +32,10 @@ parameters:
   opt: {values: [sgd, adam, lamb, rmsprop]}
 )";
 
-SweepConfig space(const char* method, std::uint64_t seed) {
-  auto c =
-      parse_sweep_config(std::string("method: ") + method + "\ntrials: 60\n" + kSpace, "t.yaml");
+SweepConfig space(const char* method, std::uint64_t seed, const std::string& tpe = "") {
+  auto c = parse_sweep_config(std::string("method: ") + method + "\ntrials: 60\n" +
+                                  (tpe.empty() ? "" : "tpe: " + tpe + "\n") + kSpace,
+                              "t.yaml");
   c.seed = seed;
   return c;
 }
@@ -65,6 +68,72 @@ TEST(Tpe, BeatsRandomSearchOnAQuadraticOverLogAndCategoricalParameters) {
   std::sort(tpe.begin(), tpe.end());
   std::sort(random.begin(), random.end());
   EXPECT_LT(tpe[5], random[5] * 0.5) << "median best: tpe " << tpe[5] << ", random " << random[5];
+}
+
+TEST(Tpe, UnivariateModeBeatsRandomSearchToo) {
+  std::vector<double> tpe, random;
+  for (std::uint64_t seed = 1; seed <= 10; ++seed) {
+    const auto ct = space("bayes", seed, "{multivariate: false}"), cr = space("random", seed);
+    tpe.push_back(best_of(*make_searcher(ct), 60, objective));
+    random.push_back(best_of(*make_searcher(cr), 60, objective));
+  }
+  std::sort(tpe.begin(), tpe.end());
+  std::sort(random.begin(), random.end());
+  EXPECT_LT(tpe[5], random[5] * 0.5) << "median best: tpe " << tpe[5] << ", random " << random[5];
+}
+
+TEST(Tpe, MultivariateBeatsRandomSearchOnBranin) {
+  const std::string yaml = R"(metric: {name: y}
+parameters:
+  x0: {min: -5.0, max: 10.0}
+  x1: {min: 0.0, max: 15.0}
+)";
+  auto branin = [](const Params& p) {
+    const double pi = std::numbers::pi, x0 = p["x0"].get<double>(), x1 = p["x1"].get<double>();
+    const double u = x1 - 5.1 / (4 * pi * pi) * x0 * x0 + 5 / pi * x0 - 6;
+    return u * u + 10 * (1 - 1 / (8 * pi)) * std::cos(x0) + 10 - 0.397887357729738;  // regret
+  };
+  std::vector<double> tpe, random;
+  for (std::uint64_t seed = 1; seed <= 10; ++seed) {
+    auto ct = parse_sweep_config("method: bayes\ntrials: 60\n" + yaml, "t.yaml");
+    auto cr = parse_sweep_config("method: random\ntrials: 60\n" + yaml, "t.yaml");
+    ct.seed = cr.seed = seed;
+    tpe.push_back(best_of(*make_searcher(ct), 60, branin));
+    random.push_back(best_of(*make_searcher(cr), 60, branin));
+  }
+  std::sort(tpe.begin(), tpe.end());
+  std::sort(random.begin(), random.end());
+  EXPECT_LT(tpe[5], random[5] * 0.5) << "median regret: tpe " << tpe[5] << ", random " << random[5];
+}
+
+TEST(Tpe, ModesProposeDifferentTrialsAfterTheStartup) {
+  auto uni = make_searcher(space("bayes", 5, "{multivariate: false}"));
+  auto multi = make_searcher(space("bayes", 5));
+  for (std::uint64_t i = 0; i < 11; ++i) {
+    const auto pu = *uni->suggest(i), pm = *multi->suggest(i);
+    EXPECT_EQ(pu == pm, i < 10) << "trial " << i;  // the same random start, then each its own
+    uni->observe(i, pu, {TrialEnd::kCompleted, objective(pu), 1});
+    multi->observe(i, pm, {TrialEnd::kCompleted, objective(pm), 1});
+  }
+}
+
+TEST(Tpe, SearcherKeepsItsOwnCopyOfTheConfig) {
+  // A config that changes (or dies, as a temporary does) after make_searcher
+  // changes nothing the searcher proposes.
+  auto changing = std::make_unique<SweepConfig>(space("bayes", 2));
+  auto s = make_searcher(*changing);
+  *changing = space("bayes", 99);
+  changing->parameters.pop_back();
+  const auto c = space("bayes", 2);
+  const auto again = make_searcher(c);
+  for (std::uint64_t i = 0; i < 15; ++i) {
+    const auto p = *s->suggest(i);
+    ASSERT_EQ(p, *again->suggest(i)) << "trial " << i;
+    s->observe(i, p, {TrialEnd::kCompleted, objective(p), 1});
+    again->observe(i, p, {TrialEnd::kCompleted, objective(p), 1});
+  }
+  changing.reset();
+  EXPECT_TRUE(s->suggest(15).has_value());
 }
 
 TEST(Tpe, LearnsTheBestCategory) {
@@ -199,7 +268,6 @@ namespace {
 
 TEST(TpeConfig, NStartupDecidesWhenTpeTakesOverFromRandomSearch) {
   const std::string space = "metric: {name: y}\nparameters:\n  x: {min: 0.0, max: 1.0}\n";
-  // Searchers keep a reference to their config.
   const auto ct = parse_sweep_config(
       "method: bayes\ntrials: 9\ntpe: {n_startup: 3, candidates: 50, gamma: 0.3}\n" + space,
       "t.yaml");
@@ -231,6 +299,9 @@ TEST(TpeConfig, BadKeysAreErrorsThatSayWhere) {
             std::string::npos);
   EXPECT_NE(errors("method: bayes\ntrials: 3\ntpe: {candidates: 0}\n").find("tpe.candidates"),
             std::string::npos);
+  EXPECT_NE(
+      errors("method: bayes\ntrials: 3\ntpe: {multivariate: maybe}\n").find("tpe.multivariate"),
+      std::string::npos);
   EXPECT_NE(
       errors("method: bayes\ntrials: 3\ntpe: {n_start: 2}\n").find("did you mean 'n_startup'"),
       std::string::npos);

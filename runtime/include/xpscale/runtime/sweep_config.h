@@ -58,11 +58,12 @@ struct SchedulerSpec {
   SourceLocation where;
 };
 
-// xpscale's tpe: {gamma, prior_weight, n_startup, candidates}, the knobs
+// xpscale's tpe: {gamma, prior_weight, n_startup, candidates, multivariate}, the knobs
 // of method: bayes (tpe_searcher.h has their defaults). Unset = default.
 struct TpeSpec {
   std::optional<double> gamma, prior_weight;
   std::optional<std::int64_t> n_startup, candidates;
+  std::optional<bool> multivariate;
   SourceLocation where;
 };
 
