@@ -6,9 +6,10 @@
 // key path, what was expected and what was found. Nothing here throws any
 // other exception for any input text.
 //
-// Parts of the schema whose feature is not built yet (see
-// SweepConfig::unbuilt) are parsed and checked like the rest; the commands
-// that would need them refuse them by name (require_built()).
+// Combinations of the schema that this build cannot run (see
+// SweepConfig::unbuilt; today: a data: section for external trials, which
+// have no loader) are parsed and checked like the rest; the commands that
+// would need them refuse them by name (require_built()).
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -92,7 +93,7 @@ struct ResourcesSpec {
 
 // A feature the config asks for that this build cannot run yet.
 struct UnbuiltFeature {
-  std::string key;   // "early_terminate", "scheduler", "data", "method: bayes"
+  std::string key;   // the config key, e.g. "data"
   std::string what;  // one line for the user
   SourceLocation where;
 };
