@@ -86,19 +86,15 @@ std::size_t DataParallelTrainer::steps_per_epoch() const {
   return train_size_ / static_cast<std::size_t>(options_.batch_size);
 }
 
-void DataParallelTrainer::step(Mlp::GradReady& ready, double& loss_sum) {
-  loss_sum += model_.forward_backward(x_.data(), y_.data(), local_batch_, ready);
-  if (bucketer_) bucketer_->finish();
-  sgd_.step(model_.params(), model_.grads(), options_.lr);
-}
-
 double DataParallelTrainer::train_epoch_streamed(std::size_t steps, const BatchFill& fill) {
   Mlp::GradReady ready;
   if (bucketer_) ready = [this](std::size_t tensor) { bucketer_->mark_ready(tensor); };
   double loss_sum = 0;
   for (std::size_t s = 0; s < steps; ++s) {
     fill(x_.data(), y_.data(), local_batch_);
-    step(ready, loss_sum);
+    loss_sum += model_.forward_backward(x_.data(), y_.data(), local_batch_, ready);
+    if (bucketer_) bucketer_->finish();
+    sgd_.step(model_.params(), model_.grads(), options_.lr);
   }
   double mean = steps ? loss_sum / static_cast<double>(steps) : 0.0;
   comm_.allreduce(&mean, &mean, 1, xc::DataType::kF64, xc::ReduceOp::kAvg);
@@ -110,22 +106,15 @@ double DataParallelTrainer::train_epoch(std::int64_t epoch) {
     throw xpscale::Error("train_epoch: this trainer streams its batches (train_epoch_streamed)");
   const Split& train = *train_;
   const auto perm = epoch_permutation(train.size(), options_.seed, epoch);
-  const std::size_t steps = steps_per_epoch();
   const auto batch = static_cast<std::size_t>(options_.batch_size);
   const auto local = static_cast<std::size_t>(local_batch_);
   const std::size_t my_offset = static_cast<std::size_t>(comm_.rank()) * local;
-  Mlp::GradReady ready;
-  if (bucketer_) ready = [this](std::size_t tensor) { bucketer_->mark_ready(tensor); };
-
-  double loss_sum = 0;
-  for (std::size_t s = 0; s < steps; ++s) {
-    const std::span<const std::uint32_t> slice(perm.data() + s * batch + my_offset, local);
-    train.gather(slice, x_.data(), y_.data());
-    step(ready, loss_sum);
-  }
-  double mean = steps ? loss_sum / static_cast<double>(steps) : 0.0;
-  comm_.allreduce(&mean, &mean, 1, xc::DataType::kF64, xc::ReduceOp::kAvg);
-  return mean;
+  // The permutation cut into global batches; this rank takes its slice of each.
+  std::size_t s = 0;
+  return train_epoch_streamed(steps_per_epoch(), [&](float* x, std::uint8_t* y, int) {
+    train.gather(std::span<const std::uint32_t>(perm.data() + s++ * batch + my_offset, local), x,
+                 y);
+  });
 }
 
 Evaluation DataParallelTrainer::evaluate(const Split& split) {

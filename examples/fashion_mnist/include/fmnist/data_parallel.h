@@ -100,8 +100,6 @@ class DataParallelTrainer {
   Sgd& optimizer() { return sgd_; }
 
  private:
-  void step(Mlp::GradReady& ready, double& loss_sum);
-
   const Split* train_;  // null when the caller streams the batches
   std::size_t train_size_;
   TrainOptions options_;
