@@ -27,6 +27,7 @@
 #include <thread>
 #include <vector>
 
+#include "s3_test_util.h"
 #include "xpscale/sharding/dataset.h"
 #include "xpscale/sharding/error.h"
 #include "xpscale/sharding/loader.h"
@@ -36,23 +37,13 @@
 namespace xpscale {
 namespace {
 
+using test::error_of;
+using test::state_dir;
+using test::state_file;
+
 constexpr const char* kBucket = "xpscale-test";  // created by the fixture
 constexpr std::uint64_t kSamples = 1000;         // not a multiple of 3: ranks get repeats
 constexpr std::uint64_t kShards = 8;
-
-std::string state_dir() {
-  const char* dir = std::getenv("XPSCALE_S3_STATE");
-  if (dir == nullptr) throw std::runtime_error("XPSCALE_S3_STATE is not set (run through ctest)");
-  return dir;
-}
-
-std::string state_file(const std::string& name) {
-  std::ifstream in(state_dir() + "/" + name);
-  std::string text;
-  std::getline(in, text);
-  if (text.empty()) throw std::runtime_error(state_dir() + "/" + name + " is empty");
-  return text;
-}
 
 // s3rver knows the access key S3RVER and checks no signature.
 const char* const kCredentials = "AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=s3rver-secret ";
@@ -375,17 +366,6 @@ TEST(S3Loader, NodeLocalCacheDownloadsEachShardOnceForTwoLoaders) {
   for (const auto& e : std::filesystem::directory_iterator(cache.str()))
     files += e.path().extension() == ".shard";
   EXPECT_EQ(files, kShards);
-}
-
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const ShardingError& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no ShardingError";
-  return "";
 }
 
 TEST(S3Loader, MissingObjectIsAnErrorNamingTheUrl) {

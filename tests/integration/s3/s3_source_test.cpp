@@ -12,25 +12,20 @@
 #include <stdexcept>
 #include <string>
 
+#include "s3_test_util.h"
 #include "xpscale/sharding/error.h"
 #include "xpscale/sharding/s3.h"
 
 namespace xpscale {
 namespace {
 
+using test::error_of;
+using test::state_dir;
+using test::state_file;
+
 constexpr const char* kBucket = "xpscale-test";  // created by the fixture
 constexpr const char* kSecret = "secret-never-shown-7f3a";
 constexpr const char* kToken = "token-never-shown-91c2";
-
-std::string state_file(const std::string& name) {
-  const char* dir = std::getenv("XPSCALE_S3_STATE");
-  if (dir == nullptr) throw std::runtime_error("XPSCALE_S3_STATE is not set (run through ctest)");
-  std::ifstream in(std::string(dir) + "/" + name);
-  std::string text;
-  std::getline(in, text);
-  if (text.empty()) throw std::runtime_error(std::string(dir) + "/" + name + " is empty");
-  return text;
-}
 
 // s3rver knows the access key S3RVER; it checks no signature, so any
 // secret passes (the signer is checked against botocore instead).
@@ -64,18 +59,6 @@ std::string read_all(Source& source, const ObjectInfo& info, std::uint64_t offse
     return true;
   });
   return out;
-}
-
-// The message of the ShardingError that f throws (fails the test if none).
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const ShardingError& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no ShardingError";
-  return "";
 }
 
 void expect_no_secret(const std::string& message) {
@@ -227,7 +210,7 @@ TEST(S3Source, UnreachableEndpointFailsAfterBoundedRetries) {
 // How many requests the fault proxy has answered with each fault so far
 // (its log: one "FAULT METHOD TARGET" line per request).
 std::map<std::string, int> proxy_faults(const std::string& name = "proxy") {
-  std::ifstream log(std::string(std::getenv("XPSCALE_S3_STATE")) + "/" + name + ".log");
+  std::ifstream log(state_dir() + "/" + name + ".log");
   std::map<std::string, int> counts;
   for (std::string fault, rest; log >> fault && std::getline(log, rest);) ++counts[fault];
   return counts;
