@@ -13,7 +13,7 @@
 #include <cstring>
 #include <thread>
 
-#include "xpscale/runtime/run.h"
+#include "xpscale/trial/run.h"
 
 namespace {
 

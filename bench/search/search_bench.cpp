@@ -21,10 +21,10 @@
 #include <nlohmann/json.hpp>
 
 #include "objectives.h"
-#include "xpscale/runtime/rng.h"
-#include "xpscale/runtime/scheduler.h"
-#include "xpscale/runtime/searcher.h"
-#include "xpscale/runtime/sweep_config.h"
+#include "xpscale/config/sweep_config.h"
+#include "xpscale/schedule/scheduler.h"
+#include "xpscale/search/rng.h"
+#include "xpscale/search/searcher.h"
 
 namespace {
 

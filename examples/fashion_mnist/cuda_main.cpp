@@ -18,7 +18,7 @@
 #include "fmnist/cuda_trainer.h"
 #include "fmnist/trial_loop.h"
 #include "xpscale/collectives/device.h"
-#include "xpscale/runtime/run.h"
+#include "xpscale/trial/run.h"
 
 namespace {
 

@@ -8,7 +8,7 @@
 
 #include "fmnist/data_parallel.h"
 #include "fmnist/trial_loop.h"
-#include "xpscale/runtime/run.h"
+#include "xpscale/trial/run.h"
 
 namespace {
 

@@ -1,17 +1,16 @@
 #pragma once
 // The xpscale command's subcommands. Each takes the words after its name,
-// returns the process exit status, and throws UserError for bad input
-// (main turns it into a message and status 2).
+// returns the process exit status (kExitOk, ... in core/error.h), and
+// throws for what goes wrong: main() turns the exception into a message
+// and its category's exit status (UserError: 2).
 #include <string>
 #include <vector>
 
 #include <boost/program_options.hpp>
 
-namespace xpscale::cli {
+#include "xpscale/core/error.h"
 
-constexpr int kExitOk = 0;
-constexpr int kExitFailure = 1;
-constexpr int kExitUsage = 2;  // any user error: flags, config, files
+namespace xpscale::cli {
 
 int plan_command(const std::vector<std::string>& args);
 int run_command(const std::vector<std::string>& args);

@@ -13,10 +13,10 @@
 #include <sstream>
 #include <thread>
 
+#include "xpscale/config/command.h"
+#include "xpscale/coordinator/preemption.h"
 #include "xpscale/launcher/gpu_binding.h"
 #include "xpscale/launcher/process.h"
-#include "xpscale/runtime/command.h"
-#include "xpscale/runtime/preemption.h"
 
 extern char** environ;
 

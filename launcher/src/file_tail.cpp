@@ -8,8 +8,8 @@
 #include <string_view>
 
 #include "process_tree.h"
+#include "xpscale/core/error.h"
 #include "xpscale/launcher/process.h"
-#include "xpscale/runtime/error.h"
 
 namespace xpscale::launcher {
 namespace {

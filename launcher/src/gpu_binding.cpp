@@ -3,7 +3,7 @@
 #include <sstream>
 #include <vector>
 
-#include "xpscale/runtime/error.h"
+#include "xpscale/core/error.h"
 
 namespace xpscale::launcher {
 namespace {

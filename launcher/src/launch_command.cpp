@@ -9,8 +9,8 @@
 #include <boost/program_options.hpp>
 
 #include "commands.h"
-#include "xpscale/runtime/error.h"
-#include "xpscale/runtime/run.h"
+#include "xpscale/core/error.h"
+#include "xpscale/trial/run.h"
 
 namespace po = boost::program_options;
 

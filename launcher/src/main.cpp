@@ -1,5 +1,5 @@
-// xpscale: the command line. Dispatches to a subcommand and is the one
-// place where exceptions become messages and exit statuses.
+// xpscale: the command line. Dispatches to a subcommand; main() below is
+// the one place where exceptions become messages and exit statuses.
 #include <cstdio>
 #include <exception>
 #include <iostream>
@@ -9,8 +9,8 @@
 #include <boost/program_options/errors.hpp>
 
 #include "commands.h"
-#include "xpscale/runtime/error.h"
-#include "xpscale/runtime/text.h"
+#include "xpscale/config/diagnostics.h"
+#include "xpscale/core/text.h"
 
 namespace {
 
@@ -50,16 +50,16 @@ void print_usage(std::ostream& out) {
 int dispatch(int argc, char** argv) {
   if (argc < 2) {
     print_usage(std::cerr);
-    return xpscale::cli::kExitUsage;
+    return xpscale::kExitUsage;
   }
   const std::string first = argv[1];
   if (first == "-h" || first == "--help" || first == "help") {
     print_usage(std::cout);
-    return xpscale::cli::kExitOk;
+    return xpscale::kExitOk;
   }
   if (first == "--version" || first == "version") {
     std::cout << "xpscale " << XPSCALE_VERSION << '\n';
-    return xpscale::cli::kExitOk;
+    return xpscale::kExitOk;
   }
   const std::vector<std::string> rest(argv + 2, argv + argc);
   std::vector<std::string> names;
@@ -71,28 +71,32 @@ int dispatch(int argc, char** argv) {
   if (auto near = xpscale::nearest(first, names)) note = " (did you mean '" + *near + "'?)";
   std::cerr << "xpscale: unknown command '" << first << "'" << note
             << "; `xpscale --help` lists the commands\n";
-  return xpscale::cli::kExitUsage;
+  return xpscale::kExitUsage;
 }
 
 }  // namespace
 
+// The one place where an exception becomes a message and an exit status:
+// the status is the error's category's (core/error.h); a config's
+// diagnostics print as they are, other messages after "xpscale: ".
 int main(int argc, char** argv) {
   try {
     return dispatch(argc, argv);
   } catch (const xpscale::ConfigError& e) {
     std::cerr << e.what() << '\n';
-    return xpscale::cli::kExitUsage;
-  } catch (const xpscale::UserError& e) {
-    std::cerr << "xpscale: " << e.what() << '\n';
-    return xpscale::cli::kExitUsage;
+    return e.exit_status();
   } catch (const boost::program_options::error& e) {
     std::cerr << "xpscale: " << e.what() << "; see --help\n";
-    return xpscale::cli::kExitUsage;
+    return xpscale::kExitUsage;
+  } catch (const xpscale::Error& e) {
+    std::cerr << "xpscale: " << (e.category() == xpscale::ErrorCategory::kUser ? "" : "error: ")
+              << e.what() << '\n';
+    return e.exit_status();
   } catch (const std::exception& e) {
     std::cerr << "xpscale: error: " << e.what() << '\n';
-    return xpscale::cli::kExitFailure;
+    return xpscale::exit_status_of(e);
   } catch (...) {
     std::cerr << "xpscale: error: unknown exception\n";
-    return xpscale::cli::kExitFailure;
+    return xpscale::kExitFailure;
   }
 }

@@ -9,9 +9,9 @@
 #include <boost/program_options.hpp>
 
 #include "commands.h"
-#include "xpscale/runtime/command.h"
-#include "xpscale/runtime/searcher.h"
-#include "xpscale/runtime/sweep_config.h"
+#include "xpscale/config/command.h"
+#include "xpscale/config/sweep_config.h"
+#include "xpscale/search/searcher.h"
 
 namespace po = boost::program_options;
 

@@ -23,7 +23,7 @@
 #include <thread>
 
 #include "process_tree.h"
-#include "xpscale/runtime/error.h"
+#include "xpscale/core/error.h"
 
 namespace xpscale::launcher {
 namespace {

@@ -17,7 +17,7 @@
 #include <set>
 #include <system_error>
 
-#include "xpscale/runtime/error.h"
+#include "xpscale/core/error.h"
 
 namespace xpscale::launcher::detail {
 namespace {

@@ -8,8 +8,8 @@
 #include <boost/program_options.hpp>
 
 #include "commands.h"
-#include "xpscale/runtime/command.h"
-#include "xpscale/runtime/store.h"
+#include "xpscale/config/command.h"
+#include "xpscale/store/store.h"
 
 namespace po = boost::program_options;
 
@@ -52,7 +52,7 @@ std::vector<std::unique_ptr<Store>> open_stores(const std::string& out_dir) {
   std::vector<std::unique_ptr<Store>> stores;
   for (const auto& path : paths) {
     try {
-      stores.push_back(std::make_unique<Store>(path, Store::Mode::kReadOnly));
+      stores.push_back(open_store(path, Store::Mode::kReadOnly));
     } catch (const StoreError& e) {
       throw UserError(e.what());
     }

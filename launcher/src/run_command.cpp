@@ -5,7 +5,7 @@
 
 #include "commands.h"
 #include "xpscale/launcher/external_trial.h"
-#include "xpscale/runtime/run.h"
+#include "xpscale/trial/run.h"
 
 namespace po = boost::program_options;
 

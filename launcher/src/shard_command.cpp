@@ -16,7 +16,7 @@
 #include <boost/program_options.hpp>
 
 #include "commands.h"
-#include "xpscale/runtime/error.h"
+#include "xpscale/core/error.h"
 #include "xpscale/sharding/error.h"
 #include "xpscale/sharding/shard_writer.h"
 

@@ -17,10 +17,10 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "xpscale/config/command.h"
+#include "xpscale/config/sweep_config.h"
 #include "xpscale/launcher/slurm_script.h"
-#include "xpscale/runtime/command.h"
-#include "xpscale/runtime/store.h"
-#include "xpscale/runtime/sweep_config.h"
+#include "xpscale/store/store.h"
 
 extern char** environ;
 
@@ -238,13 +238,13 @@ nlohmann::ordered_json progress(const fs::path& out_dir) {
   bool maximize = false;
   std::string metric;
   for (const auto& path : store_paths(out_dir)) {
-    Store store(path, Store::Mode::kReadOnly);
-    if (auto s = store.sweep()) {
+    const auto store = open_store(path, Store::Mode::kReadOnly);
+    if (auto s = store->sweep()) {
       planned += s->planned;
       metric = s->metric;
       maximize = s->goal == Goal::kMaximize;
     }
-    for (const auto& t : store.trials()) {
+    for (const auto& t : store->trials()) {
       ++by_status[std::string(trial_status_name(t.status))];
       if (t.best_value && (!best || (maximize ? *t.best_value > *best : *t.best_value < *best)))
         best = t.best_value;

@@ -4,8 +4,8 @@
 #include <map>
 #include <regex>
 
-#include "xpscale/runtime/command.h"
-#include "xpscale/runtime/error.h"
+#include "xpscale/config/command.h"
+#include "xpscale/core/error.h"
 
 namespace xpscale::launcher {
 namespace {

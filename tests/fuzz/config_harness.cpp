@@ -1,9 +1,9 @@
 #include "config_harness.h"
 
-#include "xpscale/runtime/command.h"
-#include "xpscale/runtime/error.h"
-#include "xpscale/runtime/searcher.h"
-#include "xpscale/runtime/sweep_config.h"
+#include "xpscale/config/command.h"
+#include "xpscale/config/sweep_config.h"
+#include "xpscale/core/error.h"
+#include "xpscale/search/searcher.h"
 
 namespace xpscale::fuzz {
 

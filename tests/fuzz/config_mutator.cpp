@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "config_harness.h"
-#include "xpscale/runtime/rng.h"
+#include "xpscale/search/rng.h"
 
 namespace {
 

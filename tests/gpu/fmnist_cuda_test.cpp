@@ -17,7 +17,7 @@
 #include "fmnist/cuda_mlp.h"
 #include "fmnist/mlp.h"
 #include "xpscale/collectives/device.h"
-#include "xpscale/runtime/rng.h"
+#include "xpscale/search/rng.h"
 
 namespace fmnist {
 namespace {

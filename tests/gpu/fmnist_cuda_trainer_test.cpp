@@ -19,7 +19,7 @@
 #include "fmnist/cuda_trainer.h"
 #include "fmnist/data_parallel.h"
 #include "xpscale/collectives/device.h"
-#include "xpscale/runtime/rng.h"
+#include "xpscale/search/rng.h"
 
 namespace fmnist {
 namespace {

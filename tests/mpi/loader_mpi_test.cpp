@@ -9,8 +9,8 @@
 #include <set>
 
 #include "../unit/sharding_test_util.h"
-#include "xpscale/runtime/group_view.h"
 #include "xpscale/sharding/error.h"
+#include "xpscale/trial/group_view.h"
 
 namespace xpscale {
 namespace {

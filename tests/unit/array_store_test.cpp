@@ -4,7 +4,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "xpscale/runtime/store.h"
+#include "xpscale/store/sqlite_store.h"
 
 namespace xpscale {
 namespace {
@@ -46,7 +46,7 @@ TEST_F(ArrayStoreTest, StorePathsListsTasksInNumericOrder) {
 }
 
 TEST_F(ArrayStoreTest, InterruptedAttemptQueuesItsTrialAgain) {
-  Store s(store_path(dir_));
+  SqliteStore s(store_path(dir_));
   s.put_queued_trial(4, {{"x", 1}});
   s.start_attempt(4, 1, 1, 0, "0", "h", 10.0);
   s.interrupt_attempt(4, 1, "preempted", 12.0);

@@ -1,7 +1,7 @@
 // External trial command lines, built the W&B way.
 #include <gtest/gtest.h>
 
-#include "xpscale/runtime/command.h"
+#include "xpscale/config/command.h"
 
 namespace xpscale {
 namespace {

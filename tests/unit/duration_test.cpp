@@ -1,6 +1,6 @@
 #include <gtest/gtest.h>
 
-#include "xpscale/runtime/sweep_config.h"
+#include "xpscale/config/sweep_config.h"
 
 namespace xpscale {
 namespace {

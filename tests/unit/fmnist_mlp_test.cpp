@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "fmnist/mlp.h"
-#include "xpscale/runtime/rng.h"
+#include "xpscale/search/rng.h"
 
 namespace {
 

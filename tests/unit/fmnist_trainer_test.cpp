@@ -16,7 +16,7 @@
 #include "fmnist/data_parallel.h"
 #include "fmnist/dataset.h"
 #include "fmnist_thread_comm.h"
-#include "xpscale/runtime/rng.h"
+#include "xpscale/search/rng.h"
 
 namespace {
 

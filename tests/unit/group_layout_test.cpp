@@ -1,7 +1,7 @@
 #include <gtest/gtest.h>
 
-#include "xpscale/runtime/error.h"
-#include "xpscale/runtime/groups.h"
+#include "xpscale/coordinator/groups.h"
+#include "xpscale/core/error.h"
 
 namespace xpscale {
 namespace {

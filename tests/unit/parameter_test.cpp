@@ -6,8 +6,8 @@
 #include <boost/math/distributions/normal.hpp>
 
 #include "test_util.h"
-#include "xpscale/runtime/parameter.h"
-#include "xpscale/runtime/rng.h"
+#include "xpscale/config/parameter.h"
+#include "xpscale/search/rng.h"
 
 namespace xpscale {
 namespace {

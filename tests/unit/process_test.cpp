@@ -21,8 +21,8 @@
 
 #include <gtest/gtest.h>
 
+#include "xpscale/core/error.h"
 #include "xpscale/launcher/process.h"
-#include "xpscale/runtime/error.h"
 
 namespace xpscale::launcher {
 namespace {

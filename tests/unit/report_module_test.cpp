@@ -1,5 +1,5 @@
 // The trainer side of external trials: python/xpscale_report.py run as a
-// child through Process, and runtime/include/xpscale/report.h compiled in.
+// child through Process, and runtime/include/xpscale/trial/report.h compiled in.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -15,7 +15,7 @@
 #include <gtest/gtest.h>
 
 #include "xpscale/launcher/process.h"
-#include "xpscale/report.h"
+#include "xpscale/trial/report.h"
 
 namespace xpscale {
 namespace {

@@ -5,9 +5,9 @@
 #include <boost/random/sobol.hpp>
 
 #include "test_util.h"
-#include "xpscale/runtime/error.h"
-#include "xpscale/runtime/rng.h"
-#include "xpscale/runtime/sobol.h"
+#include "xpscale/core/error.h"
+#include "xpscale/search/rng.h"
+#include "xpscale/search/sobol.h"
 
 namespace xpscale {
 namespace {

@@ -10,10 +10,10 @@
 
 #include <gtest/gtest.h>
 
-#include "xpscale/runtime/rng.h"
-#include "xpscale/runtime/scheduler.h"
-#include "xpscale/runtime/store.h"
-#include "xpscale/runtime/sweep_config.h"
+#include "xpscale/config/sweep_config.h"
+#include "xpscale/schedule/scheduler.h"
+#include "xpscale/search/rng.h"
+#include "xpscale/store/sqlite_store.h"
 
 namespace xpscale {
 namespace {
@@ -247,12 +247,12 @@ void expect_resume_is_exact(const std::function<std::unique_ptr<Scheduler>()>& m
     EXPECT_EQ(first->on_report(reports[i].trial, reports[i].resource, reports[i].score).stop,
               expected[i].stop);
   {
-    Store store(dir / "xpscale.db");
+    SqliteStore store(dir / "xpscale.db");
     store.begin();
     store.put_state("scheduler", first->state());
     store.commit();
   }
-  Store reopened(dir / "xpscale.db");
+  SqliteStore reopened(dir / "xpscale.db");
   auto second = make();
   second->restore(*reopened.state("scheduler"));
   for (std::size_t i = half; i < reports.size(); ++i) {

@@ -2,7 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "test_util.h"
-#include "xpscale/runtime/searcher.h"
+#include "xpscale/search/searcher.h"
 
 namespace xpscale {
 namespace {

@@ -7,9 +7,9 @@
 #include <fstream>
 #include <string>
 
+#include "xpscale/core/error.h"
 #include "xpscale/launcher/gpu_binding.h"
 #include "xpscale/launcher/slurm_script.h"
-#include "xpscale/runtime/error.h"
 
 namespace xpscale::launcher {
 namespace {

@@ -5,7 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "test_util.h"
-#include "xpscale/runtime/sweep_config.h"
+#include "xpscale/config/sweep_config.h"
 
 namespace xpscale {
 namespace {

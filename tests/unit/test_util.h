@@ -8,7 +8,7 @@
 
 #include <gtest/gtest.h>
 
-#include "xpscale/runtime/sweep_config.h"
+#include "xpscale/config/sweep_config.h"
 
 namespace xpscale::test {
 

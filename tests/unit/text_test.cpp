@@ -1,6 +1,6 @@
 #include <gtest/gtest.h>
 
-#include "xpscale/runtime/text.h"
+#include "xpscale/core/text.h"
 
 namespace xpscale {
 namespace {

@@ -14,10 +14,10 @@
 
 #include <gtest/gtest.h>
 
-#include "xpscale/runtime/searcher.h"
-#include "xpscale/runtime/store.h"
-#include "xpscale/runtime/sweep_config.h"
-#include "xpscale/runtime/tpe_searcher.h"
+#include "xpscale/config/sweep_config.h"
+#include "xpscale/search/searcher.h"
+#include "xpscale/search/tpe_searcher.h"
+#include "xpscale/store/sqlite_store.h"
 
 namespace xpscale {
 namespace {
@@ -244,10 +244,10 @@ TEST(Tpe, ResumeThroughTheStoreProposesWhatAnUninterruptedRunWould) {
     if (i < 16) first->observe(i, p, {TrialEnd::kCompleted, objective(p), 1});
   }
   {
-    Store store(dir / "xpscale.db");
+    SqliteStore store(dir / "xpscale.db");
     store.put_state("searcher", first->state());  // trial 16 still running
   }
-  Store reopened(dir / "xpscale.db");
+  SqliteStore reopened(dir / "xpscale.db");
   auto second = make_searcher(c);
   second->restore(*reopened.state("searcher"));
   EXPECT_EQ(*second->suggest(16), expected[16]);  // the pending trial keeps its params

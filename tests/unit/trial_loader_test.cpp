@@ -6,7 +6,7 @@
 
 #include "sharding_test_util.h"
 #include "trial_test_util.h"
-#include "xpscale/runtime/trial.h"
+#include "xpscale/trial/trial.h"
 
 namespace xpscale {
 namespace {

@@ -9,7 +9,7 @@
 #include <memory>
 #include <string>
 
-#include "xpscale/runtime/trial.h"
+#include "xpscale/trial/trial.h"
 
 namespace xpscale::test {
 

@@ -4,8 +4,8 @@
 #include <cmath>
 #include <string>
 
-#include "xpscale/runtime/error.h"
-#include "xpscale/runtime/rng.h"
+#include "xpscale/core/error.h"
+#include "xpscale/search/rng.h"
 
 namespace fmnist {
 namespace {

@@ -5,7 +5,7 @@
 #include <numbers>
 #include <stdexcept>
 
-#include "xpscale/runtime/rng.h"
+#include "xpscale/search/rng.h"
 
 namespace fmnist {
 namespace {

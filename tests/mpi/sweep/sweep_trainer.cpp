@@ -11,7 +11,7 @@
 #include <stdexcept>
 #include <thread>
 
-#include "xpscale/runtime/run.h"
+#include "xpscale/trial/run.h"
 
 namespace {
 

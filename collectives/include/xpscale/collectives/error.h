@@ -3,20 +3,21 @@
 // NCCL failures all become a CollectiveError carrying where it failed, the
 // call's text, the library's code and the library's own message.
 //
-// It derives std::runtime_error directly, not xpscale::Error, because
-// collectives does not know the runtime (design.md, "Layout"); the runtime
-// catches it at its boundary and adds the trial's context.
+// It is an xpscale::Error of category kCollective (core/error.h: exit
+// status 1); the runtime catches it at its boundary and adds the trial's
+// context.
 //
 // Header-only on purpose: the optional CUDA/NCCL target throws it too, and a
 // constructor defined in xpscale_collectives would make the two static
 // libraries depend on each other.
-#include <stdexcept>
 #include <string>
 #include <utility>
 
+#include "xpscale/core/error.h"
+
 namespace xpscale {
 
-class CollectiveError : public std::runtime_error {
+class CollectiveError : public Error {
  public:
   // what: the full message, conventionally
   //   "file:line: <call> failed: <library message> (<library> error N)".
@@ -25,7 +26,7 @@ class CollectiveError : public std::runtime_error {
   //   ncclResult_t) as an int.
   // library_message: the library's description of code.
   CollectiveError(const std::string& what, std::string call, int code, std::string library_message)
-      : std::runtime_error(what),
+      : Error(what, ErrorCategory::kCollective),
         call_(std::move(call)),
         code_(code),
         library_message_(std::move(library_message)) {}

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "fmnist/mlp.h"
-#include "xpscale/runtime/error.h"
+#include "xpscale/core/error.h"
 
 namespace fmnist {
 

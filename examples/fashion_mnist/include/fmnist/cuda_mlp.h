@@ -29,7 +29,7 @@
 
 #include "fmnist/mlp.h"
 #include "xpscale/collectives/cuda_check.h"
-#include "xpscale/runtime/error.h"
+#include "xpscale/core/error.h"
 
 namespace fmnist {
 

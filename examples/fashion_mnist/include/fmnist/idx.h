@@ -13,7 +13,7 @@
 #include <string_view>
 #include <vector>
 
-#include "xpscale/runtime/error.h"
+#include "xpscale/core/error.h"
 
 namespace fmnist {
 

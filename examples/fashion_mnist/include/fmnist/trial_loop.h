@@ -33,7 +33,7 @@
 #include "fmnist/checkpoint.h"
 #include "fmnist/data_parallel.h"
 #include "fmnist/dataset.h"
-#include "xpscale/runtime/trial.h"
+#include "xpscale/trial/trial.h"
 
 namespace fmnist {
 

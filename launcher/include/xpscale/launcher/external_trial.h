@@ -26,15 +26,15 @@
 // tree after preempt_grace; the attempt is then interrupted, not failed.
 #include <chrono>
 
-#include "xpscale/runtime/run.h"
-#include "xpscale/runtime/sweep_config.h"
+#include "xpscale/config/sweep_config.h"
+#include "xpscale/trial/run.h"
 
 namespace xpscale::launcher {
 
 struct ExternalTrialOptions {
   // Between SIGTERM and SIGKILL when a trial is ended.
   std::chrono::milliseconds kill_grace{std::chrono::seconds(10)};
-  // Preemption (xpscale/runtime/preemption.h): between forwarding SIGUSR1
+  // Preemption (xpscale/coordinator/preemption.h): between forwarding SIGUSR1
   // to the trial's process group and ending it (SIGTERM, kill_grace,
   // SIGKILL). The trial should checkpoint and exit within it.
   std::chrono::milliseconds preempt_grace{std::chrono::seconds(30)};

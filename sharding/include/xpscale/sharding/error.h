@@ -3,16 +3,18 @@
 // (later) a shard that cannot be read. Its message always names the input
 // at fault (the URL, the pattern and the offset in it).
 //
-// It derives std::runtime_error directly, not xpscale::Error, because
-// sharding does not know the runtime (design.md, "Layout"); the runtime
-// turns one raised by user input into a user error (exit status 2).
-#include <stdexcept>
+// It is an xpscale::Error of category kData (core/error.h: exit status 1);
+// the runtime turns one raised by user input (a shard URL in a config) into
+// a user error (exit status 2).
+#include <string>
+
+#include "xpscale/core/error.h"
 
 namespace xpscale {
 
-class ShardingError : public std::runtime_error {
+class ShardingError : public Error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit ShardingError(const std::string& what) : Error(what, ErrorCategory::kData) {}
 };
 
 // The object does not exist (HTTP 404, ENOENT), as opposed to one that

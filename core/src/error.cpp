@@ -1,0 +1,41 @@
+#include "xpscale/core/error.h"
+
+namespace xpscale {
+
+std::string_view category_name(ErrorCategory category) {
+  switch (category) {
+    case ErrorCategory::kInternal:
+      return "internal";
+    case ErrorCategory::kUser:
+      return "user";
+    case ErrorCategory::kData:
+      return "data";
+    case ErrorCategory::kCollective:
+      return "collective";
+    case ErrorCategory::kStore:
+      return "store";
+    case ErrorCategory::kTrial:
+      return "trial";
+    case ErrorCategory::kPreempted:
+      return "preempted";
+  }
+  return "internal";
+}
+
+int exit_status_of(ErrorCategory category) {
+  switch (category) {
+    case ErrorCategory::kUser:
+      return kExitUsage;
+    case ErrorCategory::kPreempted:
+      return kExitPreempted;
+    default:
+      return kExitFailure;
+  }
+}
+
+int exit_status_of(const std::exception& e) {
+  if (const auto* error = dynamic_cast<const Error*>(&e)) return error->exit_status();
+  return kExitFailure;
+}
+
+}  // namespace xpscale

@@ -1,0 +1,95 @@
+#pragma once
+// The coordinator: rank 0's background thread that hands trials to groups,
+// decides on reports and is the only writer of the store (protocol.h).
+#include <mpi.h>
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "xpscale/config/sweep_config.h"
+#include "xpscale/coordinator/sweep_algorithms.h"
+#include "xpscale/coordinator/sweep_run.h"
+#include "xpscale/store/store.h"
+
+namespace xpscale::detail {
+
+struct QueuedTrial {
+  std::uint64_t id = 0;
+  nlohmann::ordered_json params;
+  int attempt = 1;  // the number the next attempt gets
+};
+
+// What run_sweep prepared on rank 0 before the groups start.
+struct CoordinatorSetup {
+  const SweepConfig* config = nullptr;
+  std::unique_ptr<Store> store;
+  std::int64_t run = 0;
+  std::deque<QueuedTrial> queue;
+  std::map<std::uint64_t, int> failed_attempts;  // per trial, from earlier runs
+  int groups = 0;
+  RunSummary summary;          // planned, skipped, completed/failed before this run
+  std::optional<double> best;  // best metric value so far
+  std::uint64_t best_trial = 0;
+  bool quiet = false;
+  double progress_interval_s = 10;
+  // Searcher and scheduler: proposes adaptive trials, decides on reports.
+  std::unique_ptr<SweepAlgorithms> algorithms;
+};
+
+class Coordinator {
+ public:
+  Coordinator(CoordinatorSetup setup, MPI_Comm ctrl);
+  // The thread body: serves requests until every group has been told
+  // "done". Never throws: an internal error stops dispatching, is recorded
+  // in the summary (stop_reason) and the groups are released.
+  void run() noexcept;
+  const RunSummary& summary() const { return s_.summary; }
+  bool internal_error() const { return internal_error_; }
+
+ private:
+  struct Running {
+    std::uint64_t id = 0;
+    int attempt = 0;
+    double started = 0;
+  };
+
+  void serve();
+  void handle_next(int source, const nlohmann::json& body);
+  void handle_report(int source, const nlohmann::json& body);
+  void record_result(int group, const nlohmann::json& result);
+  // Answers the request of `source` (group `group`) with the next trial, or
+  // parks it, or says done.
+  void dispatch(int source, int group);
+  void reply(int source, const nlohmann::json& body);
+  void stop_sweep(const std::string& reason);
+  // Preemption (preemption.h): no new trials; running ones are told Stop
+  // "preempted" at their next report and come back as interrupted.
+  void begin_preemption();
+  void record_preempted(std::uint64_t id, int attempt, const nlohmann::json& result);
+  void release_parked();
+  void maybe_commit(bool force);
+  void progress(bool final);
+  std::optional<double> metric_value(const nlohmann::json& metrics) const;
+  bool better(double a, double b) const;
+
+  CoordinatorSetup s_;
+  MPI_Comm ctrl_;
+  std::map<int, Running> running_;                                  // by group
+  std::map<int, std::pair<std::string, std::string>> group_where_;  // ranks, hosts
+  std::vector<std::pair<int, int>> parked_;                         // (source, group)
+  int done_sent_ = 0;
+  bool stopping_ = false;
+  bool internal_error_ = false;
+  std::uint64_t finished_this_run_ = 0, failed_this_run_ = 0;
+  double started_ = 0, last_commit_ = 0, last_progress_ = 0;
+  bool tty_ = false;
+};
+
+}  // namespace xpscale::detail

@@ -1,0 +1,70 @@
+#pragma once
+// The coordinator's one hook into searchers and schedulers: it proposes
+// trials of adaptive searchers, asks the scheduler on each report, feeds
+// ended trials back to both and keeps their state in the store.
+//
+// Everything here runs on the coordinator thread. Store writes happen in
+// the coordinator's open transaction; save() is called right before each
+// commit, so the saved states always match the committed results.
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+
+#include <nlohmann/json.hpp>
+
+#include "xpscale/schedule/scheduler.h"
+#include "xpscale/search/searcher.h"
+#include "xpscale/store/store.h"
+
+namespace xpscale::detail {
+
+class SweepAlgorithms {
+ public:
+  // next_trial: the first trial id that the searcher has not proposed yet;
+  // planned: how many trials the sweep runs. Only an adaptive searcher
+  // proposes trials here (others were all queued by prepare()).
+  SweepAlgorithms(const SweepConfig& config, std::unique_ptr<Searcher> searcher,
+                  std::unique_ptr<Scheduler> scheduler, std::uint64_t next_trial,
+                  std::uint64_t planned);
+
+  // The states a previous run saved, if any. Throws Error for a state that
+  // does not fit this config.
+  void restore(const Store& store);
+  // Writes the states that changed since the last save.
+  void save(Store& store);
+
+  // The next trial of an adaptive searcher, put into the store as queued;
+  // nullopt when the searcher is not adaptive or all planned trials exist.
+  std::optional<std::pair<std::uint64_t, Params>> propose(Store& store);
+  void on_start(std::uint64_t trial, const Params& params);
+  // The scheduler's decision on one report (Continue without a scheduler
+  // or without the metric's value).
+  SchedulerDecision on_report(std::uint64_t trial, std::int64_t step, const nlohmann::json& metrics,
+                              std::optional<double> value);
+  // An attempt ended with `status`; `final` when the trial will not be
+  // retried. Returns new params when the scheduler restarts the trial
+  // (PBT): its checkpoint directory has then been replaced by the donor's
+  // copy and the store holds the new params.
+  std::optional<Params> on_end(Store& store, std::uint64_t trial, TrialStatus status, bool final);
+
+ private:
+  struct Last {
+    double score = 0, resource = 0;
+  };
+  double score_of(double value) const { return maximize_ ? -value : value; }
+
+  const SweepConfig& config_;
+  std::unique_ptr<Searcher> searcher_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::uint64_t next_trial_, planned_;
+  bool maximize_ = false;
+  bool searcher_dirty_ = false, scheduler_dirty_ = false;
+  std::unordered_map<std::uint64_t, Last> last_;  // latest scored report per trial
+  std::set<std::uint64_t> stopped_early_;         // stopped by the scheduler, not complete
+};
+
+}  // namespace xpscale::detail

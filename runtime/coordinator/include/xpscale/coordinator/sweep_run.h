@@ -1,0 +1,49 @@
+#pragma once
+// What a run of a sweep is asked to do (RunOptions) and what it did
+// (RunSummary): the coordinator fills the summary; xpscale::run_sweep
+// (trial/run.h) takes the options and returns the summary.
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace xpscale {
+
+struct RunOptions {
+  std::string sweep_path;
+  std::optional<std::string> out_dir;  // overrides the config's out_dir
+  std::optional<std::int64_t> trials;  // overrides the trial budget
+  // Resume: automatic when out_dir holds a store of the same config;
+  // `resume` makes a missing store an error instead of a fresh start.
+  bool resume = false;
+  // Run even if the store in out_dir was made by a different config:
+  // finished trials whose parameters are unchanged are kept.
+  bool force = false;
+  bool quiet = false;
+  // Progress: a live status line when stderr is a terminal, else a log
+  // line every `progress_interval_s`.
+  double progress_interval_s = 10;
+  // Communicator backend for the trial groups: auto | mpi | nccl.
+  std::string backend = "auto";
+  // Job arrays: run only trials i with i % task_count == task, into the
+  // store out_dir/xpscale.task<task>.db (store_path). task_count 0: all.
+  int task = 0, task_count = 0;
+};
+
+struct RunSummary {
+  std::string out_dir;
+  std::uint64_t planned = 0;    // trials in the sweep
+  std::uint64_t completed = 0;  // finished this run or earlier (incl. stopped)
+  std::uint64_t failed = 0;     // failed for good (after retries)
+  std::uint64_t skipped = 0;    // finished before this run (resume)
+  std::uint64_t queued = 0;     // never started (sweep stopped early)
+  bool stopped_early = false;   // target reached or max_failures passed
+  bool preempted = false;       // SIGUSR1 ended the run early (preemption.h)
+  std::string stop_reason;
+  double wall_s = 0;
+};
+
+// One line for people: "12 trials: 11 completed, 1 failed in 00:01:02; results
+// in runs/x (xpscale report runs/x)".
+std::string describe(const RunSummary& summary);
+
+}  // namespace xpscale

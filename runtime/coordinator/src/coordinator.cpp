@@ -1,0 +1,344 @@
+#include "xpscale/coordinator/coordinator.h"
+
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+
+#include "xpscale/coordinator/preemption.h"
+#include "xpscale/coordinator/protocol.h"
+
+namespace xpscale::detail {
+namespace {
+
+constexpr double kCommitEvery = 0.2;  // seconds between commits of metric rows
+
+std::string clock_text(double seconds) {
+  if (!(seconds >= 0) || seconds > 1e8) return "--:--:--";
+  const auto s = static_cast<long>(seconds);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%02ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
+  return buf;
+}
+
+}  // namespace
+
+Coordinator::Coordinator(CoordinatorSetup setup, MPI_Comm ctrl)
+    : s_(std::move(setup)), ctrl_(ctrl), tty_(isatty(STDERR_FILENO) != 0) {}
+
+void Coordinator::run() noexcept {
+  started_ = last_commit_ = last_progress_ = unix_now();
+  try {
+    serve();
+  } catch (const std::exception& e) {
+    internal_error_ = true;
+    s_.summary.stopped_early = true;
+    s_.summary.stop_reason = std::string("coordinator error: ") + e.what();
+    std::cerr << "xpscale: coordinator error: " << e.what() << "; releasing the groups\n";
+    // Release every group so that no rank hangs; their results are lost.
+    try {
+      stopping_ = true;
+      release_parked();
+      while (done_sent_ < s_.groups) {
+        auto m = recv_json(ctrl_, MPI_ANY_SOURCE, kTagRequest);
+        if (m.body.value("k", "") == "report")
+          reply(m.source, {{"k", "decision"}, {"stop", true}, {"reason", "coordinator error"}});
+        else
+          reply(m.source, {{"k", "done"}}), ++done_sent_;
+      }
+    } catch (const std::exception& e2) {
+      std::cerr << "xpscale: cannot release the groups: " << e2.what() << '\n';
+    }
+  }
+  s_.summary.queued = s_.queue.size();
+  s_.summary.wall_s = unix_now() - started_;
+  try {
+    const auto& r = s_.summary;
+    s_.store->begin();
+    s_.store->end_run(s_.run,
+                      internal_error_   ? "error"
+                      : r.preempted     ? "preempted"
+                      : r.stopped_early ? "stopped"
+                      : r.queued == 0   ? "finished"
+                                        : "incomplete",
+                      {{"planned", r.planned},
+                       {"completed", r.completed},
+                       {"failed", r.failed},
+                       {"skipped", r.skipped},
+                       {"queued", r.queued},
+                       {"stop_reason", r.stop_reason},
+                       {"wall_s", r.wall_s}},
+                      unix_now());
+    maybe_commit(true);
+  } catch (const std::exception& e) {
+    std::cerr << "xpscale: final commit failed: " << e.what() << '\n';
+    internal_error_ = true;
+  }
+  progress(true);
+}
+
+void Coordinator::serve() {
+  // A 50 us cap and 1 us timer slack: a result waits at most ~50 us to be
+  // seen (500 us polls left groups idle ~0.7 ms per trial, bench/dispatch).
+  prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
+  Backoff backoff(std::chrono::microseconds(50));
+  while (done_sent_ < s_.groups) {
+    auto m = try_recv_json(ctrl_, MPI_ANY_SOURCE, kTagRequest);
+    if (!s_.summary.preempted && preemption_requested()) begin_preemption();
+    if (!m) {
+      maybe_commit(false);
+      progress(false);
+      backoff.idle();
+      continue;
+    }
+    backoff.reset();
+    const std::string kind = m->body.value("k", "");
+    if (kind == "next")
+      handle_next(m->source, m->body);
+    else if (kind == "report")
+      handle_report(m->source, m->body);
+    else
+      throw Error("unknown control message '" + kind + "' from rank " + std::to_string(m->source));
+  }
+}
+
+void Coordinator::handle_next(int source, const nlohmann::json& body) {
+  const int group = body.at("g").get<int>();
+  group_where_[group] = {body.value("ranks", ""), body.value("hosts", "")};
+  if (body.value("pre", false)) begin_preemption();
+  if (!body.at("result").is_null()) record_result(group, body.at("result"));
+  dispatch(source, group);
+}
+
+void Coordinator::record_result(int group, const nlohmann::json& r) {
+  const auto id = r.at("t").get<std::uint64_t>();
+  const int attempt = r.at("a").get<int>();
+  if (r.at("status") == "preempted") {
+    running_.erase(group);
+    record_preempted(id, attempt, r);
+    return;
+  }
+  auto status = parse_trial_status(r.at("status").get<std::string>());
+  const std::string reason = r.value("reason", "");
+  running_.erase(group);
+  bool final = true;
+  if (status == TrialStatus::kFailed) {
+    const int failures = ++s_.failed_attempts[id];
+    // A preempted sweep keeps the retry for its next run (it stays queued).
+    if (failures <= s_.config->retries && (!stopping_ || s_.summary.preempted)) {
+      final = false;
+      s_.queue.push_back({id, {}, attempt + 1});
+      if (auto row = s_.store->trial(id)) s_.queue.back().params = row->params;
+    }
+  }
+  s_.store->begin();
+  // A scheduler may restart the trial (PBT's exploit): first in line, as
+  // it continues from a checkpoint.
+  if (auto params = s_.algorithms->on_end(*s_.store, id, status, final)) {
+    final = false;
+    s_.queue.push_front({id, std::move(*params), attempt + 1});
+  }
+  s_.store->finish_attempt(id, attempt, status, reason, r.value("stderr_tail", ""),
+                           r.value("end", unix_now()), final);
+  if (final) {
+    ++finished_this_run_;
+    if (status == TrialStatus::kFailed) {
+      ++s_.summary.failed;
+      ++failed_this_run_;
+      if (!s_.quiet)
+        std::cerr << (tty_ ? "\r\033[K" : "") << "xpscale: trial " << id << " failed: " << reason
+                  << '\n';
+      if (s_.config->max_failures &&
+          static_cast<std::int64_t>(s_.summary.failed) > *s_.config->max_failures)
+        stop_sweep("more than max_failures (" + std::to_string(*s_.config->max_failures) +
+                   ") trials failed");
+    } else {
+      ++s_.summary.completed;
+    }
+  } else if (!s_.quiet) {
+    std::cerr << (tty_ ? "\r\033[K" : "") << "xpscale: trial " << id << " attempt " << attempt
+              << " failed (" << reason << "); retrying\n";
+  }
+  // The finished trial is durable before its group gets new work.
+  maybe_commit(true);
+  // A retry may be waiting for a parked group; the last result may end the sweep.
+  release_parked();
+}
+
+void Coordinator::dispatch(int source, int group) {
+  if (!stopping_ && s_.queue.empty()) {
+    s_.store->begin();
+    if (auto t = s_.algorithms->propose(*s_.store)) s_.queue.push_back({t->first, t->second, 1});
+  }
+  if (!stopping_ && !s_.queue.empty()) {
+    QueuedTrial t = std::move(s_.queue.front());
+    s_.queue.pop_front();
+    const double now = unix_now();
+    const auto& [ranks, hosts] = group_where_[group];
+    s_.store->begin();
+    s_.store->start_attempt(t.id, t.attempt, s_.run, group, ranks, hosts, now);
+    s_.algorithms->on_start(t.id, t.params);
+    running_[group] = {t.id, t.attempt, now};
+    reply(source, {{"k", "trial"}, {"t", t.id}, {"a", t.attempt}, {"p", t.params}});
+    return;
+  }
+  if (stopping_ || running_.empty()) {
+    reply(source, {{"k", "done"}});
+    ++done_sent_;
+    return;
+  }
+  parked_.emplace_back(source, group);
+}
+
+void Coordinator::release_parked() {
+  auto parked = std::move(parked_);
+  parked_.clear();
+  for (auto [source, group] : parked) dispatch(source, group);
+}
+
+void Coordinator::handle_report(int source, const nlohmann::json& body) {
+  const int group = body.at("g").get<int>();
+  const auto id = body.at("t").get<std::uint64_t>();
+  const int attempt = body.at("a").get<int>();
+  const auto step = body.at("step").get<std::int64_t>();
+  const auto& metrics = body.at("m");
+  const double now = body.value("time", unix_now());
+  const auto value = metric_value(metrics);
+  const Goal goal = s_.config->metric ? s_.config->metric->goal : Goal::kMinimize;
+  s_.store->begin();
+  s_.store->add_metrics(id, attempt, step, now, value, metrics, goal);
+  if (value && (!s_.best || better(*value, *s_.best))) {
+    s_.best = value;
+    s_.best_trial = id;
+  }
+
+  bool stop = false;
+  std::string reason;
+  auto it = running_.find(group);
+  if (body.value("pre", false)) begin_preemption();
+  if (s_.summary.preempted) {
+    stop = true;
+    reason = "preempted";
+  }
+  if (!stop && value && s_.config->metric && s_.config->metric->target) {
+    const double target = *s_.config->metric->target;
+    if (goal == Goal::kMaximize ? *value >= target : *value <= target) {
+      stop = true;
+      reason = "target";
+      stop_sweep("trial " + std::to_string(id) + " reached the metric target");
+    }
+  }
+  if (!stop && s_.config->max_steps && step >= *s_.config->max_steps) {
+    stop = true;
+    reason = "max_steps";
+  }
+  if (!stop && s_.config->resources.time_limit_s && it != running_.end() &&
+      now - it->second.started > *s_.config->resources.time_limit_s) {
+    stop = true;
+    reason = "time_limit";
+  }
+  if (!stop) {
+    const auto d = s_.algorithms->on_report(id, step, metrics, value);
+    stop = d.stop;
+    reason = d.reason;
+  }
+  reply(source, {{"k", "decision"}, {"stop", stop}, {"reason", reason}});
+  maybe_commit(false);
+}
+
+void Coordinator::reply(int source, const nlohmann::json& body) {
+  send_json(ctrl_, source, kTagReply, body);
+}
+
+void Coordinator::stop_sweep(const std::string& reason) {
+  if (stopping_) return;
+  stopping_ = true;
+  s_.summary.stopped_early = true;
+  s_.summary.stop_reason = reason;
+  if (!s_.quiet)
+    std::cerr << (tty_ ? "\r\033[K" : "") << "xpscale: " << reason
+              << "; no new trials start, running ones finish\n";
+}
+
+void Coordinator::begin_preemption() {
+  if (s_.summary.preempted) return;
+  request_preemption();  // this rank's external trials forward the signal too
+  s_.summary.preempted = true;
+  stopping_ = true;
+  if (!s_.quiet)
+    std::cerr << (tty_ ? "\r\033[K" : "") << "xpscale: preempted (SIGUSR1): no new trials start, "
+              << running_.size() << " running ones checkpoint and stop\n";
+  release_parked();
+}
+
+void Coordinator::record_preempted(std::uint64_t id, int attempt, const nlohmann::json& r) {
+  begin_preemption();
+  s_.store->begin();
+  s_.store->interrupt_attempt(id, attempt, r.value("reason", "preempted"),
+                              r.value("end", unix_now()));
+  // Back in the queue: the summary counts it as not run, and the next run
+  // of the sweep starts it first, from its checkpoint.
+  QueuedTrial t{id, {}, attempt + 1};
+  if (auto row = s_.store->trial(id)) t.params = row->params;
+  s_.queue.push_front(std::move(t));
+  maybe_commit(true);
+  release_parked();
+}
+
+void Coordinator::maybe_commit(bool force) {
+  if (!s_.store->in_transaction()) return;
+  const double now = unix_now();
+  if (force || now - last_commit_ >= kCommitEvery) {
+    s_.algorithms->save(*s_.store);  // in the transaction of the results it reflects
+    s_.store->commit();
+    last_commit_ = now;
+  }
+}
+
+std::optional<double> Coordinator::metric_value(const nlohmann::json& metrics) const {
+  if (!s_.config->metric || !metrics.is_object()) return std::nullopt;
+  auto it = metrics.find(s_.config->metric->name);
+  if (it == metrics.end() || !it->is_number()) return std::nullopt;
+  const double v = it->get<double>();
+  if (!std::isfinite(v)) return std::nullopt;
+  return v;
+}
+
+bool Coordinator::better(double a, double b) const {
+  return s_.config->metric && s_.config->metric->goal == Goal::kMaximize ? a > b : a < b;
+}
+
+void Coordinator::progress(bool final) {
+  if (s_.quiet) return;
+  const double now = unix_now();
+  const double interval = tty_ ? 0.5 : s_.progress_interval_s;
+  if (!final && now - last_progress_ < interval) return;
+  last_progress_ = now;
+  const double elapsed = now - started_;
+  const std::uint64_t done = s_.summary.completed + s_.summary.failed;
+  const std::uint64_t queued = s_.queue.size();
+  std::string line =
+      "xpscale: " + std::to_string(done) + "/" + std::to_string(s_.summary.planned) + " done";
+  if (s_.summary.failed) line += " (" + std::to_string(s_.summary.failed) + " failed)";
+  line +=
+      ", " + std::to_string(running_.size()) + " running, " + std::to_string(queued) + " queued";
+  if (s_.best && s_.config->metric) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.6g", *s_.best);
+    line += ", best " + s_.config->metric->name + " " + buf + " (trial " +
+            std::to_string(s_.best_trial) + ")";
+  }
+  line += ", " + clock_text(elapsed) + " elapsed";
+  const std::uint64_t left = queued + running_.size();
+  if (!final && finished_this_run_ > 0 && left > 0)
+    line += ", ETA " + clock_text(elapsed / static_cast<double>(finished_this_run_) *
+                                  static_cast<double>(left));
+  if (tty_)
+    std::cerr << "\r\033[K" << line << (final ? "\n" : "") << std::flush;
+  else
+    std::cerr << line << '\n';
+}
+
+}  // namespace xpscale::detail

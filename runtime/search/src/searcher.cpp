@@ -1,0 +1,152 @@
+#include "xpscale/search/searcher.h"
+
+#include <algorithm>
+
+#include "xpscale/search/rng.h"
+#include "xpscale/search/sobol.h"
+#include "xpscale/search/tpe_searcher.h"
+
+namespace xpscale {
+namespace {
+
+// Sobol dimensions: one per parameter that draws (constants do not).
+unsigned searchable_count(const SweepConfig& config) {
+  unsigned n = 0;
+  for (const auto& spec : config.parameters) n += spec.is_searchable() ? 1 : 0;
+  return n;
+}
+
+// Every parameter's key, in config order, before values are filled in.
+// Nested names stay flat ("optimizer.lr"), as in the config's parameter list.
+Params empty_params(const SweepConfig& config) {
+  Params p = Params::object();
+  for (const auto& spec : config.parameters) p[spec.name] = nullptr;
+  return p;
+}
+
+// Cartesian product in the config's parameter order; the last parameter
+// varies fastest (like nested for-loops written in file order).
+class GridSearcher : public Searcher {
+ public:
+  explicit GridSearcher(const SweepConfig& config) : config_(config) {
+    for (const auto& spec : config.parameters) axes_.push_back(spec.grid_values());
+    size_ = 1;
+    for (const auto& axis : axes_) size_ *= axis.size();
+  }
+  std::optional<Params> suggest(std::uint64_t index) override {
+    if (index >= size_) return std::nullopt;
+    Params p = empty_params(config_);
+    std::uint64_t rest = index;
+    for (std::size_t i = axes_.size(); i-- > 0;) {
+      const auto& axis = axes_[i];
+      p[config_.parameters[i].name] = axis[rest % axis.size()];
+      rest /= axis.size();
+    }
+    return p;
+  }
+  std::optional<std::uint64_t> size() const override { return size_; }
+
+ private:
+  const SweepConfig config_;  // a copy: a temporary config must not dangle
+  std::vector<std::vector<nlohmann::json>> axes_;
+  std::uint64_t size_ = 1;
+};
+
+// Independent draws: parameter j of trial i uses random_unit(seed, j, i), so
+// adding a parameter at the end leaves the others' draws unchanged.
+class RandomSearcher : public Searcher {
+ public:
+  explicit RandomSearcher(const SweepConfig& config) : config_(config) {}
+  std::optional<Params> suggest(std::uint64_t index) override {
+    Params p = empty_params(config_);
+    for (std::size_t j = 0; j < config_.parameters.size(); ++j) {
+      const auto& spec = config_.parameters[j];
+      p[spec.name] = spec.from_unit(random_unit(config_.seed, j, index));
+    }
+    return p;
+  }
+
+ private:
+  const SweepConfig config_;  // a copy: a temporary config must not dangle
+};
+
+// One Sobol dimension per searchable parameter, in config order.
+class SobolSearcher : public Searcher {
+ public:
+  explicit SobolSearcher(const SweepConfig& config) : config_(config) {
+    if (const unsigned dims = searchable_count(config); dims > 0) sobol_.emplace(dims, config.seed);
+  }
+  std::optional<Params> suggest(std::uint64_t index) override {
+    Params p = empty_params(config_);
+    std::vector<double> u;
+    if (sobol_) u = sobol_->point(index);
+    std::size_t d = 0;
+    for (const auto& spec : config_.parameters)
+      p[spec.name] = spec.is_searchable() ? spec.from_unit(u[d++]) : spec.from_unit(0.5);
+    return p;
+  }
+
+ private:
+  const SweepConfig config_;  // a copy: a temporary config must not dangle
+  std::optional<ScrambledSobol> sobol_;
+};
+
+}  // namespace
+
+std::unique_ptr<Searcher> make_searcher(const SweepConfig& config) {
+  switch (config.method) {
+    case SearchMethod::kGrid:
+      return std::make_unique<GridSearcher>(config);
+    case SearchMethod::kRandom:
+      return std::make_unique<RandomSearcher>(config);
+    case SearchMethod::kSobol: {
+      const unsigned dims = searchable_count(config);
+      if (dims > ScrambledSobol::max_dimensions())
+        throw ConfigError({{config.method_where, "method",
+                            "method 'sobol' supports at most " +
+                                std::to_string(ScrambledSobol::max_dimensions()) +
+                                " searched parameters, got " + std::to_string(dims)}});
+      return std::make_unique<SobolSearcher>(config);
+    }
+    case SearchMethod::kBayes: {
+      TpeOptions o;
+      if (const auto& t = config.tpe) {
+        o.gamma = t->gamma.value_or(o.gamma);
+        o.prior_weight = t->prior_weight.value_or(o.prior_weight);
+        o.n_startup =
+            static_cast<int>(std::min<std::int64_t>(t->n_startup.value_or(o.n_startup), 1 << 30));
+        o.candidates = static_cast<int>(t->candidates.value_or(o.candidates));  // <= 100000
+        o.multivariate = t->multivariate.value_or(o.multivariate);
+      }
+      return make_tpe_searcher(config, o);
+    }
+  }
+  throw Error("make_searcher: unknown search method");
+}
+
+std::uint64_t planned_trial_count(const SweepConfig& config, const Searcher& searcher,
+                                  std::optional<std::int64_t> limit) {
+  const std::optional<std::int64_t> budget = limit ? limit : config.trial_budget();
+  if (auto size = searcher.size())
+    return budget ? std::min<std::uint64_t>(*size, static_cast<std::uint64_t>(*budget)) : *size;
+  if (budget) return static_cast<std::uint64_t>(*budget);
+  throw ConfigError({{config.method_where, "trials",
+                      "method '" + std::string(search_method_name(config.method)) +
+                          "' draws trials without end; set how many",
+                      "add 'trials: N' (or W&B's 'run_cap: N') to the config"}});
+}
+
+std::vector<PlannedTrial> plan_trials(const SweepConfig& config,
+                                      std::optional<std::int64_t> limit) {
+  auto searcher = make_searcher(config);
+  const std::uint64_t n = planned_trial_count(config, *searcher, limit);
+  std::vector<PlannedTrial> out;
+  for (std::uint64_t i = 0; i < n; ++i) {
+    auto params = searcher->suggest(i);
+    if (!params) break;
+    out.push_back({i, std::move(*params)});
+  }
+  return out;
+}
+
+}  // namespace xpscale

@@ -1,0 +1,65 @@
+#pragma once
+// The SQLite engine of the store (store.h): one file, out_dir/xpscale.db
+// (store_path). The embedded default: nothing to set up.
+//
+// WAL journal with synchronous=NORMAL: a committed transaction survives the
+// process being killed. The schema is versioned (meta.schema_version); a
+// store of another version is refused with a StoreError that names both.
+// sqlite_store.cpp is the one boundary to the SQLite C API: every call is
+// checked there and a failure throws StoreError naming the file and
+// SQLite's own message.
+#include <filesystem>
+#include <memory>
+
+#include "xpscale/store/store.h"
+
+namespace xpscale {
+
+class SqliteStore final : public Store {
+ public:
+  // Opens the store file, creating it and its tables in kReadWrite mode.
+  // Throws StoreError if the file cannot be opened or is not a store.
+  explicit SqliteStore(const std::filesystem::path& path, Mode mode = Mode::kReadWrite);
+  ~SqliteStore() override;
+
+  const std::filesystem::path& path() const { return path_; }
+  std::string location() const override { return path_.string(); }
+
+  void begin() override;
+  void commit() override;
+  bool in_transaction() const override { return in_tx_; }
+
+  std::optional<SweepRow> sweep() const override;
+  void write_sweep(const SweepRow& row) override;
+  std::int64_t begin_run(int world_size, int groups, int ranks_per_trial, const std::string& hosts,
+                         bool resumed, double now) override;
+  void end_run(std::int64_t run, const std::string& status, const nlohmann::json& summary,
+               double now) override;
+  std::vector<TrialRow> trials() const override;
+  std::optional<TrialRow> trial(std::uint64_t id) const override;
+  std::vector<AttemptRow> attempts(
+      std::optional<std::uint64_t> trial = std::nullopt) const override;
+  void put_queued_trial(std::uint64_t id, const nlohmann::ordered_json& params) override;
+  void set_trial_params(std::uint64_t id, const nlohmann::ordered_json& params) override;
+  void put_state(const std::string& name, const nlohmann::json& state) override;
+  std::optional<nlohmann::json> state(const std::string& name) const override;
+  void start_attempt(std::uint64_t trial, int attempt, std::int64_t run, int group,
+                     const std::string& ranks, const std::string& hosts, double now) override;
+  void finish_attempt(std::uint64_t trial, int attempt, TrialStatus status,
+                      const std::string& reason, const std::string& stderr_tail, double now,
+                      bool final) override;
+  int mark_interrupted(double now) override;
+  void interrupt_attempt(std::uint64_t trial, int attempt, const std::string& reason,
+                         double now) override;
+  void add_metrics(std::uint64_t trial, int attempt, std::int64_t step, double time,
+                   std::optional<double> value, const nlohmann::json& values, Goal goal) override;
+  std::vector<MetricRow> metrics(std::optional<std::uint64_t> trial = std::nullopt) const override;
+
+ private:
+  class Db;
+  std::filesystem::path path_;
+  std::unique_ptr<Db> db_;
+  bool in_tx_ = false;
+};
+
+}  // namespace xpscale

@@ -1,0 +1,384 @@
+// run_sweep: builds the groups, prepares the store, starts the coordinator
+// on rank 0 and runs every rank's group loop (protocol.h).
+#include "xpscale/trial/run.h"
+
+#include <mpi.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <thread>
+
+#include "group_worker.h"
+#include "xpscale/collectives/device.h"
+#include "xpscale/collectives/mpi_check.h"
+#include "xpscale/coordinator/coordinator.h"
+#include "xpscale/coordinator/groups.h"
+#include "xpscale/coordinator/preemption.h"
+#include "xpscale/coordinator/protocol.h"
+#include "xpscale/schedule/scheduler.h"
+#include "xpscale/search/searcher.h"
+#include "xpscale/store/store.h"
+
+namespace xpscale {
+namespace {
+
+namespace fs = std::filesystem;
+using detail::CoordinatorSetup;
+using detail::QueuedTrial;
+
+int world_rank() {
+  int r = 0;
+  XPSCALE_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &r));
+  return r;
+}
+
+// Broadcasts rank 0's string to every rank.
+void bcast_string(std::string& s) {
+  std::uint64_t n = s.size();
+  XPSCALE_MPI_CHECK(MPI_Bcast(&n, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD));
+  s.resize(n);
+  if (n) XPSCALE_MPI_CHECK(MPI_Bcast(s.data(), static_cast<int>(n), MPI_CHAR, 0, MPI_COMM_WORLD));
+}
+
+// Runs `step` on rank 0 and makes every rank throw what it threw: a
+// UserError stays a UserError (ConfigError keeps its text), so all ranks
+// fail the same way and none waits for a partner that has given up.
+template <class F>
+void on_rank0_for_all(F&& step) {
+  std::string error;
+  int kind = 0;  // 0 ok, 1 ConfigError, 2 UserError, 3 other
+  std::exception_ptr original;
+  if (world_rank() == 0) {
+    try {
+      step();
+    } catch (const ConfigError& e) {
+      kind = 1, error = e.what(), original = std::current_exception();
+    } catch (const UserError& e) {
+      kind = 2, error = e.what();
+    } catch (const std::exception& e) {
+      kind = 3, error = e.what();
+    }
+  }
+  XPSCALE_MPI_CHECK(MPI_Bcast(&kind, 1, MPI_INT, 0, MPI_COMM_WORLD));
+  if (kind == 0) return;
+  bcast_string(error);
+  if (original) std::rethrow_exception(original);  // rank 0 keeps the diagnostics' type
+  if (kind == 1 || kind == 2) throw UserError(error);
+  throw Error(error);
+}
+
+std::vector<std::string> gather_hosts() {
+  char name[MPI_MAX_PROCESSOR_NAME] = {};
+  int len = 0;
+  XPSCALE_MPI_CHECK(MPI_Get_processor_name(name, &len));
+  int size = 0;
+  XPSCALE_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &size));
+  std::vector<char> all(static_cast<std::size_t>(size) * MPI_MAX_PROCESSOR_NAME);
+  XPSCALE_MPI_CHECK(MPI_Allgather(name, MPI_MAX_PROCESSOR_NAME, MPI_CHAR, all.data(),
+                                  MPI_MAX_PROCESSOR_NAME, MPI_CHAR, MPI_COMM_WORLD));
+  std::vector<std::string> hosts;
+  for (int r = 0; r < size; ++r)
+    hosts.emplace_back(all.data() + static_cast<std::size_t>(r) * MPI_MAX_PROCESSOR_NAME);
+  return hosts;
+}
+
+std::string join(const std::vector<std::string>& v, const char* sep = ",") {
+  std::string out;
+  for (const auto& s : v) out += (out.empty() ? "" : sep) + s;
+  return out;
+}
+
+// Job arrays: task k of n runs trials k, k+n, k+2n, ... (a partition: no
+// trial runs in two tasks, whatever order the tasks run in).
+bool in_array_task(std::uint64_t trial, const RunOptions& options) {
+  return options.task_count <= 0 || trial % static_cast<std::uint64_t>(options.task_count) ==
+                                        static_cast<std::uint64_t>(options.task);
+}
+
+// Rank 0: opens or creates the store, checks that it belongs to this config
+// and builds the queue of trials still to run.
+CoordinatorSetup prepare(const SweepConfig& config, const RunOptions& options, int world_size,
+                         const GroupLayout& layout, const std::vector<std::string>& hosts) {
+  CoordinatorSetup s;
+  s.config = &config;
+  s.groups = static_cast<int>(layout.members.size());
+  s.quiet = options.quiet;
+  s.progress_interval_s = options.progress_interval_s;
+  s.summary.out_dir = config.out_dir;
+
+  // A config the scheduler cannot run fails before anything is written.
+  auto scheduler = make_scheduler(config);
+  // Array tasks keep separate stores and never see each other's results, so a
+  // searcher that learns from results would propose the same trials in each.
+  if (options.task_count > 0 && config.method == SearchMethod::kBayes)
+    throw UserError(
+        "method: bayes (TPE) learns from every result and cannot be split over "
+        "job-array tasks with separate stores; run it as one job (without --array)");
+  const fs::path out_dir = config.out_dir;
+  const fs::path db = store_path(out_dir, options.task, options.task_count);
+  std::error_code ec;
+  const bool existed = fs::exists(db, ec);
+  if (options.resume && !existed)
+    throw UserError("--resume: " + out_dir.string() + " holds no sweep store (" +
+                    db.filename().string() + "); run without --resume to start the sweep");
+  fs::create_directories(out_dir, ec);
+  if (ec) throw UserError("cannot create out_dir " + out_dir.string() + ": " + ec.message());
+  s.store = open_store(db);
+  Store& store = *s.store;
+  const auto previous = store.sweep();
+  const std::string hash = sha256_hex(config.text);
+  if (previous && previous->config_hash != hash && !options.force)
+    throw UserError(out_dir.string() + " holds the store of a different sweep config (" +
+                    previous->config_path + ", sha256 " + previous->config_hash.substr(0, 12) +
+                    "), not " + config.path + " (sha256 " + hash.substr(0, 12) +
+                    "); use --force to run this config there (finished trials whose parameters "
+                    "are unchanged are kept) or choose another out_dir");
+
+  auto searcher = make_searcher(config);
+  const auto planned = planned_trial_count(config, *searcher, options.trials);
+  // TPE proposes trials as results come in, and PBT changes a trial's
+  // params as it runs: trials already in the store keep theirs.
+  const bool adaptive = searcher->adaptive();
+  const bool same_config = previous && previous->config_hash == hash;
+  const bool params_evolve = adaptive || (config.scheduler && config.scheduler->type == "pbt");
+  std::uint64_t next_proposal = 0;
+  const double now = detail::unix_now();
+
+  store.begin();
+  const int interrupted = store.mark_interrupted(now);
+  std::map<std::uint64_t, TrialRow> existing;
+  for (auto& t : store.trials()) existing.emplace(t.id, std::move(t));
+  for (const auto& a : store.attempts())
+    if (a.status == "failed") ++s.failed_attempts[a.trial];
+
+  std::deque<QueuedTrial> restarted, fresh;
+  for (std::uint64_t i = 0; i < planned; ++i) {
+    auto it = existing.find(i);
+    std::optional<Params> params;
+    if (params_evolve && same_config && it != existing.end()) {
+      params = it->second.params;
+      next_proposal = i + 1;
+    } else if (adaptive) {
+      ++s.summary.planned;  // proposed when a group is free (SweepAlgorithms)
+      continue;
+    } else {
+      params = searcher->suggest(i);
+    }
+    if (!params) break;
+    if (!in_array_task(i, options)) continue;
+    ++s.summary.planned;
+    if (it != existing.end() && it->second.params == *params) {
+      const TrialRow& t = it->second;
+      if (is_final(t.status)) {
+        ++s.summary.skipped;
+        if (t.status == TrialStatus::kFailed)
+          ++s.summary.failed;
+        else
+          ++s.summary.completed;
+        if (t.best_value) {
+          const bool max = config.metric && config.metric->goal == Goal::kMaximize;
+          if (!s.best || (max ? *t.best_value > *s.best : *t.best_value < *s.best)) {
+            s.best = t.best_value;
+            s.best_trial = t.id;
+          }
+        }
+        continue;
+      }
+      (t.attempts > 0 ? restarted : fresh).push_back({i, std::move(*params), t.attempts + 1});
+      continue;
+    }
+    const int attempts = it != existing.end() ? it->second.attempts : 0;
+    if (it != existing.end()) s.failed_attempts.erase(i);
+    store.put_queued_trial(i, *params);
+    fresh.push_back({i, std::move(*params), attempts + 1});
+  }
+  // Trials that a killed run left half done go first: they hold checkpoints.
+  s.queue = std::move(restarted);
+  for (auto& t : fresh) s.queue.push_back(std::move(t));
+  s.algorithms = std::make_unique<detail::SweepAlgorithms>(
+      config, std::move(searcher), std::move(scheduler), next_proposal, planned);
+  if (same_config) s.algorithms->restore(store);
+
+  SweepRow row;
+  row.name = config.name;
+  row.config_path = config.path;
+  row.config_text = config.text;
+  row.config_hash = hash;
+  row.metric = config.metric ? config.metric->name : "";
+  row.goal = config.metric ? config.metric->goal : Goal::kMinimize;
+  row.planned = s.summary.planned;
+  row.created_at = previous ? previous->created_at : now;
+  row.updated_at = now;
+  store.write_sweep(row);
+  s.run = store.begin_run(world_size, s.groups, static_cast<int>(config.resources.ranks_per_trial),
+                          join(hosts), previous.has_value(), now);
+  store.commit();
+
+  if (!options.quiet) {
+    std::cerr << "xpscale: " << (previous ? "resuming " : "starting ") << "sweep "
+              << (config.name.empty() ? config.path : config.name) << ": " << s.summary.planned
+              << " trials";
+    if (s.summary.skipped) std::cerr << ", " << s.summary.skipped << " already finished";
+    if (interrupted) std::cerr << ", " << interrupted << " interrupted ones restart";
+    std::cerr << "; " << s.groups << " group" << (s.groups == 1 ? "" : "s") << " of "
+              << config.resources.ranks_per_trial << " rank"
+              << (config.resources.ranks_per_trial == 1 ? "" : "s") << " on " << world_size
+              << " rank" << (world_size == 1 ? "" : "s") << "; out_dir " << out_dir.string()
+              << '\n';
+    if (!layout.idle.empty()) {
+      std::vector<std::string> idle;
+      for (int r : layout.idle) idle.push_back(std::to_string(r));
+      std::cerr << "xpscale: warning: rank" << (idle.size() == 1 ? " " : "s ") << join(idle)
+                << " stay idle: " << world_size << " ranks do not split evenly into groups of "
+                << config.resources.ranks_per_trial << '\n';
+    }
+  }
+  return s;
+}
+
+// Waits on a non-blocking barrier without spinning a core.
+void quiet_barrier(MPI_Comm comm) {
+  MPI_Request req;
+  XPSCALE_MPI_CHECK(MPI_Ibarrier(comm, &req));
+  detail::Backoff backoff;
+  for (;;) {
+    int done = 0;
+    XPSCALE_MPI_CHECK(MPI_Test(&req, &done, MPI_STATUS_IGNORE));
+    if (done) return;
+    backoff.idle();
+  }
+}
+
+}  // namespace
+
+RunSummary run_sweep(const RunOptions& options, const TrainFn& train) {
+  return run_sweep(options, TrainFactory([&](const SweepConfig&) { return train; }));
+}
+
+RunSummary run_sweep(const RunOptions& options, const TrainFactory& make_train) {
+  if (options.task_count < 0 || options.task < 0 ||
+      (options.task_count > 0 && options.task >= options.task_count))
+    throw UserError("array task " + std::to_string(options.task) + " of " +
+                    std::to_string(options.task_count) + ": the task must be in [0, " +
+                    std::to_string(options.task_count) + ")");
+  const PreemptionHandler preemption;
+  int provided = 0;
+  XPSCALE_MPI_CHECK(MPI_Query_thread(&provided));
+  if (provided < MPI_THREAD_MULTIPLE)
+    throw Error(
+        "run_sweep needs MPI initialised with MPI_THREAD_MULTIPLE (the coordinator is a "
+        "thread of rank 0)");
+  const int rank = world_rank();
+  int world_size = 0;
+  XPSCALE_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &world_size));
+
+  // The config: read once on rank 0, parsed from the same bytes everywhere.
+  std::string text;
+  on_rank0_for_all([&] { text = load_sweep_config(options.sweep_path).text; });
+  bcast_string(text);
+  SweepConfig config = parse_sweep_config(text, options.sweep_path);
+  if (options.out_dir) config.out_dir = *options.out_dir;
+  require_built(config, "run");
+  const TrainFn train = make_train(config);
+
+  const auto hosts = gather_hosts();
+  const GroupLayout layout =
+      assign_groups(hosts, static_cast<int>(config.resources.ranks_per_trial));
+  if (layout.members.empty())
+    throw UserError("resources.ranks_per_trial is " +
+                    std::to_string(config.resources.ranks_per_trial) + " but the job has only " +
+                    std::to_string(world_size) + " rank" + (world_size == 1 ? "" : "s") +
+                    "; launch at least " + std::to_string(config.resources.ranks_per_trial) +
+                    " ranks (mpirun -n N, or xpscale launch -n N)");
+
+  CoordinatorSetup setup;
+  on_rank0_for_all([&] { setup = prepare(config, options, world_size, layout, hosts); });
+
+  const int local_rank = node_local_rank(MPI_COMM_WORLD);
+  const int local_size = node_local_size(MPI_COMM_WORLD);
+  const int group = layout.group_of_rank[static_cast<std::size_t>(rank)];
+  MPI_Comm ctrl = MPI_COMM_NULL, group_comm = MPI_COMM_NULL, gctl = MPI_COMM_NULL;
+  XPSCALE_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &ctrl));
+  int key = 0;
+  if (group >= 0) {
+    const auto& m = layout.members[static_cast<std::size_t>(group)];
+    key = static_cast<int>(std::find(m.begin(), m.end(), rank) - m.begin());
+  }
+  XPSCALE_MPI_CHECK(
+      MPI_Comm_split(MPI_COMM_WORLD, group >= 0 ? group : MPI_UNDEFINED, key, &group_comm));
+
+  std::unique_ptr<detail::Coordinator> coordinator;
+  std::thread coordinator_thread;
+  if (rank == 0) {
+    coordinator = std::make_unique<detail::Coordinator>(std::move(setup), ctrl);
+    coordinator_thread = std::thread([&] { coordinator->run(); });
+  }
+
+  std::exception_ptr failure;
+  try {
+    if (group >= 0) {
+      XPSCALE_MPI_CHECK(MPI_Comm_dup(group_comm, &gctl));
+      collectives::Options copts;
+      copts.backend = options.backend;
+      // The GPU follows the node-local rank in the whole job (computed here
+      // with MPI_Comm_split_type, not taken from launcher variables that an
+      // mpirun inside a Slurm allocation may have inherited).
+      if (const int devices = cuda_device_count(); devices > 0) copts.device = local_rank % devices;
+      auto comm = collectives::make_communicator(group_comm, copts);
+      const auto& members = layout.members[static_cast<std::size_t>(group)];
+      detail::GroupContext ctx;
+      ctx.ctrl = ctrl;
+      ctx.gctl = gctl;
+      ctx.comm = comm.get();
+      ctx.group = group;
+      ctx.group_rank = key;
+      ctx.group_size = static_cast<int>(members.size());
+      ctx.world_rank = rank;
+      ctx.local_rank = local_rank;
+      ctx.local_size = local_size;
+      std::vector<std::string> ranks;
+      for (int r : members) {
+        ranks.push_back(std::to_string(r));
+        ctx.hosts.push_back(hosts[static_cast<std::size_t>(r)]);
+      }
+      ctx.ranks = join(ranks);
+      ctx.hosts_text = join(ctx.hosts);
+      ctx.out_dir = config.out_dir;
+      ctx.time_limit_s = config.resources.time_limit_s;
+      if (config.train_data) ctx.data["train"] = *config.train_data;
+      if (config.val_data) ctx.data["val"] = *config.val_data;
+      detail::GroupWorker(std::move(ctx)).run(train);
+    }
+  } catch (...) {
+    failure = std::current_exception();
+  }
+  if (failure) {
+    // A rank whose group loop broke (an MPI or store failure, not a trial's
+    // error) cannot finish its part of the protocol; end the job rather
+    // than leave the others waiting for it.
+    try {
+      std::rethrow_exception(failure);
+    } catch (const std::exception& e) {
+      std::cerr << "xpscale: rank " << rank << ": fatal: " << e.what() << '\n';
+    }
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+
+  RunSummary summary;
+  summary.out_dir = config.out_dir;
+  if (rank == 0) {
+    coordinator_thread.join();
+    summary = coordinator->summary();
+  }
+  quiet_barrier(MPI_COMM_WORLD);
+  if (gctl != MPI_COMM_NULL) MPI_Comm_free(&gctl);
+  if (group_comm != MPI_COMM_NULL) MPI_Comm_free(&group_comm);
+  MPI_Comm_free(&ctrl);
+  if (rank == 0 && coordinator->internal_error()) throw Error(summary.stop_reason);
+  return summary;
+}
+
+}  // namespace xpscale

@@ -1,0 +1,100 @@
+// xpscale::run: main() for in-process trainers.
+#include <mpi.h>
+
+#include <iostream>
+
+#include <boost/program_options.hpp>
+
+#include "xpscale/coordinator/preemption.h"
+#include "xpscale/trial/run.h"
+
+namespace po = boost::program_options;
+
+namespace xpscale {
+
+int run_and_report(const RunOptions& options, const TrainFactory& make_train, const char* prog) {
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  if (!initialized) {
+    int provided = 0;
+    MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided);
+    if (provided < MPI_THREAD_MULTIPLE) {
+      std::cerr << prog
+                << ": this MPI library does not provide MPI_THREAD_MULTIPLE, which the "
+                   "coordinator thread needs\n";
+      MPI_Finalize();
+      return kExitFailure;
+    }
+  }
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  int status = 0;
+  try {
+    const RunSummary summary = run_sweep(options, make_train);
+    if (rank == 0 && !options.quiet) std::cerr << prog << ": " << describe(summary) << '\n';
+    const bool too_many_failures =
+        summary.stopped_early && summary.stop_reason.rfind("more than max_failures", 0) == 0;
+    status = too_many_failures ? kExitFailure : summary.preempted ? kExitPreempted : kExitOk;
+  } catch (const ConfigError& e) {
+    if (rank == 0) std::cerr << e.what() << '\n';
+    status = e.exit_status();
+  } catch (const UserError& e) {
+    if (rank == 0) std::cerr << prog << ": " << e.what() << '\n';
+    status = e.exit_status();
+  } catch (const std::exception& e) {
+    // Not the same on every rank: end the job rather than leave ranks waiting.
+    std::cerr << prog << ": rank " << rank << ": error: " << e.what() << '\n';
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  if (!initialized) MPI_Finalize();
+  return status;
+}
+
+int run(int argc, char** argv, const TrainFn& train) {
+  const char* prog = argc > 0 ? argv[0] : "trainer";
+  RunOptions options;
+  try {
+    po::options_description desc("options");
+    std::string out_dir;
+    std::int64_t trials = 0;
+    desc.add_options()("help,h", "show this help")(
+        "sweep", po::value<std::string>(&options.sweep_path)->required(),
+        "the sweep config (YAML)")("out-dir", po::value<std::string>(&out_dir),
+                                   "where results go (default: the config's)")(
+        "trials", po::value<std::int64_t>(&trials), "run at most N trials")(
+        "resume", po::bool_switch(&options.resume), "continue the sweep stored in out_dir")(
+        "force", po::bool_switch(&options.force), "run even if out_dir holds another config")(
+        "quiet,q", po::bool_switch(&options.quiet), "no progress output")(
+        "backend", po::value<std::string>(&options.backend)->default_value("auto"),
+        "collectives backend: auto | mpi | nccl")(
+        "array-task", po::value<int>(&options.task)->default_value(0),
+        "job arrays: this task's index (runs trials i with i % array-size == index)")(
+        "array-size", po::value<int>(&options.task_count)->default_value(0),
+        "job arrays: the number of tasks (0: no array)");
+    po::variables_map vm;
+    po::store(po::command_line_parser(argc, argv).options(desc).run(), vm);
+    if (vm.count("help")) {
+      std::cout << "usage: " << prog
+                << " --sweep SWEEP.yaml [options]\n\nRuns the sweep's trials with this "
+                   "program's train function on the ranks of the MPI job (mpirun -n N "
+                << prog << " ...), or on one rank without mpirun.\n\n"
+                << desc;
+      return kExitOk;
+    }
+    po::notify(vm);
+    if (vm.count("out-dir")) options.out_dir = out_dir;
+    if (vm.count("trials")) {
+      if (trials < 1) throw UserError("--trials must be >= 1, got " + std::to_string(trials));
+      options.trials = trials;
+    }
+  } catch (const po::error& e) {
+    std::cerr << prog << ": " << e.what() << "; see --help\n";
+    return kExitUsage;
+  } catch (const UserError& e) {
+    std::cerr << prog << ": " << e.what() << '\n';
+    return e.exit_status();
+  }
+  return run_and_report(options, TrainFactory([&](const SweepConfig&) { return train; }), prog);
+}
+
+}  // namespace xpscale
