@@ -48,7 +48,7 @@ enum class Decision { kContinue, kStop };
 // leader-only mode.
 class TrialError : public Error {
  public:
-  using Error::Error;
+  explicit TrialError(const std::string& what) : Error(what, ErrorCategory::kTrial) {}
 };
 
 // Thrown by a train function (or an external-trial runner) to fail the
@@ -57,7 +57,7 @@ class TrialError : public Error {
 class TrialFailed : public Error {
  public:
   TrialFailed(const std::string& reason, std::string stderr_tail)
-      : Error(reason), stderr_tail_(std::move(stderr_tail)) {}
+      : Error(reason, ErrorCategory::kTrial), stderr_tail_(std::move(stderr_tail)) {}
   const std::string& stderr_tail() const { return stderr_tail_; }
 
  private:
