@@ -544,6 +544,8 @@ class Parser {
 
 }  // namespace
 
+std::string_view goal_name(Goal g) { return g == Goal::kMaximize ? "maximize" : "minimize"; }
+
 std::string_view search_method_name(SearchMethod m) {
   switch (m) {
     case SearchMethod::kGrid:

@@ -9,11 +9,6 @@
 #include "xpscale/store/sqlite_store.h"
 
 namespace xpscale {
-namespace {
-
-std::string_view goal_name(Goal g) { return g == Goal::kMaximize ? "maximize" : "minimize"; }
-
-}  // namespace
 
 std::string_view trial_status_name(TrialStatus s) {
   switch (s) {

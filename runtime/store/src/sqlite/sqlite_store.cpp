@@ -44,8 +44,6 @@ CREATE INDEX IF NOT EXISTS metrics_by_trial ON metrics(trial, step);
 CREATE TABLE IF NOT EXISTS algorithm_state(name TEXT PRIMARY KEY, state TEXT NOT NULL);
 )sql";
 
-std::string_view goal_name(Goal g) { return g == Goal::kMaximize ? "maximize" : "minimize"; }
-
 }  // namespace
 
 // Owns the connection and checks every call.

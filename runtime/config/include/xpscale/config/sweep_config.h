@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -26,6 +27,8 @@ enum class SearchMethod { kGrid, kRandom, kBayes, kSobol };
 std::string_view search_method_name(SearchMethod m);
 
 enum class Goal { kMinimize, kMaximize };
+// "minimize" or "maximize", as the config writes it.
+std::string_view goal_name(Goal g);
 
 struct MetricSpec {
   std::string name;

@@ -44,6 +44,21 @@
 // kTagOutcome and answers any late kTagReport with Stop, so no rank ever
 // waits for a partner that has left. Only a rank stuck inside a collective
 // of the trial's Communicator waits — for that collective's timeout.
+//
+// Who owns what:
+//   coordinator (coordinator.h, rank 0's thread)  the store: it is its only
+//       writer, and commits a result before it answers the "next" that
+//       carries it; the queue of trials; the searcher's and scheduler's
+//       state (sweep_algorithms.h), saved in the same transactions.
+//   group leader (trial/src/group_worker.h)  its group's conversation with
+//       the coordinator: members never talk to the coordinator.
+//   every rank of a group  its own trial's Communicator (made from the
+//       group, never used for control) and its loaders.
+//   the trial  its checkpoint directory (checkpoint_dir.h), the same on
+//       every attempt; only PBT's exploit replaces it, between attempts.
+//   any rank  a preemption request (preemption.h): a leader forwards it as
+//       "pre": true on its next message; the coordinator then hands out no
+//       trial and answers every report with Stop.
 #include <mpi.h>
 
 #include <chrono>

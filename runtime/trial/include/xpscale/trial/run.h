@@ -19,6 +19,8 @@
 
 namespace xpscale {
 
+// RunOptions (what to run) and RunSummary (what ran) are in
+// coordinator/sweep_run.h, with describe().
 using TrainFn = std::function<void(Trial&)>;
 
 // Runs the sweep of options.sweep_path on MPI_COMM_WORLD. Collective: every
