@@ -44,7 +44,7 @@ int run_and_report(const RunOptions& options, const TrainFactory& make_train, co
   } catch (const std::exception& e) {
     // Not the same on every rank: end the job rather than leave ranks waiting.
     std::cerr << prog << ": rank " << rank << ": error: " << e.what() << '\n';
-    MPI_Abort(MPI_COMM_WORLD, 1);
+    MPI_Abort(MPI_COMM_WORLD, exit_status_of(e));
   }
   if (!initialized) MPI_Finalize();
   return status;

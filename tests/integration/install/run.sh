@@ -3,7 +3,7 @@
 # build into a temporary prefix, configure and build tests/integration/
 # install/consumer against it (find_package(xpscale CONFIG REQUIRED),
 # xpscale::xpscale, <xpscale/xpscale.h>), run its sweep on 2 ranks, and read
-# the result with the installed `xpscale report`.
+# the result with the installed `xpscale export`.
 #
 #   run.sh BUILD_DIR
 set -euo pipefail

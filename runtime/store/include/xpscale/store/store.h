@@ -111,7 +111,8 @@ std::vector<std::filesystem::path> store_paths(const std::filesystem::path& out_
 
 // What the runtime needs of a sweep's store. Engines implement it:
 // SqliteStore (sqlite_store.h, the embedded default) today; a second engine
-// passes the same suite, tests/unit/store_test.cpp (StoreContract).
+// passes the same suite, tests/unit/store_test.cpp (StoreTest, run over
+// every engine in its kEngines).
 //
 // One writer: the coordinator of the run (rank 0) holds the store open
 // read-write; `xpscale report`/`export` open it read-only. A trial is
