@@ -14,7 +14,7 @@ WORLD_SIZE samples of every batch), epochs (5), momentum (0.9), seed (0),
 data_dir ($XPSCALE_FMNIST_DIR or /usr/share/datasets/fashion-mnist).
 
 Per epoch the leader reports loss, val_loss, val_accuracy, test_accuracy and
-epoch_s through python/xpscale_report.py and saves a checkpoint; a resumed
+epoch_s through xpscale.report and saves a checkpoint; a resumed
 trial continues after the last saved epoch.
 
 By hand, two ranks on one machine:
@@ -30,8 +30,7 @@ import struct
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
-import xpscale_report as xr  # noqa: E402
+import xpscale.report as xr  # scripts/setup puts the xpscale package on /usr/bin/python3's path
 
 try:
     import numpy as np

@@ -1,4 +1,4 @@
-// The trainer side of external trials: python/xpscale_report.py run as a
+// The trainer side of external trials: python/xpscale/report.py run as a
 // child through Process, and runtime/include/xpscale/trial/report.h compiled in.
 #include <fcntl.h>
 #include <unistd.h>
@@ -56,7 +56,7 @@ class ReportModuleTest : public ::testing::Test {
   PythonRun python(const std::string& code, std::vector<std::string> env = {},
                    bool metrics_pipe = true) {
     SpawnSpec s;
-    s.argv = {"python3", "-c", "import xpscale_report as xr\n" + code};
+    s.argv = {"python3", "-c", "import xpscale.report as xr\n" + code};
     s.env = {"PATH=/usr/bin:/bin", "PYTHONPATH=" XPSCALE_SOURCE_DIR "/python"};
     s.env.insert(s.env.end(), env.begin(), env.end());
     s.stdout_path = dir_ / "stdout";

@@ -11,7 +11,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "python"))
-import xpscale_report  # noqa: E402
+import xpscale.report as xpscale_report  # noqa: E402
 
 got = []
 

@@ -19,6 +19,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 XPSCALE = os.environ["XPSCALE_BIN"]
 TRAINER = os.environ["XPSCALE_TRAINER"]
 EXT_TRIAL = os.path.join(HERE, "ext_trial.py")
+PY_TRIAL = os.path.join(HERE, "py_trial.py")
 MPI = ["mpiexec", "--allow-run-as-root", "--oversubscribe"]
 
 
@@ -251,6 +252,39 @@ class SweepTest(unittest.TestCase):
         self.assertEqual(sorted(t), [0, 1, 2])
         self.assertEqual([len([a for a in self.attempts() if a["trial"] == i]) for i in range(3)],
                          [1, 1, 1])
+
+    def test_python_trial_api_nested_params_reports_and_resume(self):
+        # A trial written with xpscale.trial(), run by Debian's Python with
+        # the package the build made (PYTHONPATH from CMake, as the .pth of
+        # scripts/setup would): 2 ranks per trial, nested params, reports;
+        # the first attempt of each trial dies after checkpointing step 2 and
+        # its retry resumes at step 3 from the same checkpoint directory.
+        cfg = self.config(
+            {"model": {"parameters": {"x": {"values": [1.0, 3.0]}}},
+             "steps": {"value": 5}, "crash_at": {"value": 2}},
+            command=["/usr/bin/python3", PY_TRIAL, "${args}"],
+            resources={"ranks_per_trial": 2}, retries=1)
+        self.run_cmd([XPSCALE, "run", "--quiet", cfg], ranks=2)
+        trials = self.trials()
+        self.assertEqual(sorted(trials), [0, 1])
+        for tid, t in trials.items():
+            self.assertEqual(t["status"], "completed", t)
+            self.assertEqual(t["attempts"], 2, t)
+            self.assertEqual(t["last_step"], 4, t)
+        self.assertAlmostEqual(trials[1]["best_value"], 0.0, places=9)  # x = 3 at step 0
+        with self.db() as con:
+            steps = [(r[0], r[1], r[2]) for r in con.execute(
+                "SELECT trial, attempt, step FROM metrics ORDER BY trial, attempt, step")]
+        self.assertEqual(steps, [(0, 1, s) for s in range(3)] +
+                         [(0, 2, s) for s in (3, 4)] +
+                         [(1, 1, s) for s in range(3)] + [(1, 2, s) for s in (3, 4)])
+        ckpt = os.path.join(self.out, "trials", "1", "checkpoint")
+        with open(os.path.join(ckpt, "attempt2.json")) as f:
+            second = json.load(f)
+        self.assertEqual(second["start"], 3)
+        self.assertEqual(second["world_size"], 2)
+        self.assertEqual(second["params"], {"model": {"x": 3.0}, "steps": 5, "crash_at": 2})
+        self.assertEqual(second["version"], os.environ["XPSCALE_VERSION"])
 
     def test_resume_without_store_is_an_error(self):
         cfg = self.config({"x": {"values": [1]}})

@@ -1,0 +1,193 @@
+"""The trial API for Python trials: xpscale.trial() and Trial.
+
+A Trial is this process's view of its trial. Under xpscale it is made from
+the environment the runtime starts an external trial with (launcher/
+external_trial.h): XPSCALE_TRIAL_ID, XPSCALE_ATTEMPT, XPSCALE_PARAMS,
+XPSCALE_CHECKPOINT_DIR, XPSCALE_METRICS_FD, RANK, WORLD_SIZE, LOCAL_RANK,
+LOCAL_WORLD_SIZE. Without them (a plain `python3 train.py`) it is a
+standalone trial: parameters from argv over the defaults given to trial(),
+reports printed to stderr, checkpoints in ./checkpoint.
+
+The checkpoint marker is read and written by the C++ code of the C++ API
+(xpscale._native), so both kinds of trial leave the same files.
+"""
+import ast
+import json
+import os
+import sys
+from typing import Any, Dict, Mapping, Optional, Sequence
+
+from xpscale import _native
+from xpscale import report as _report
+
+__all__ = ["Trial", "trial"]
+
+
+def _parse_value(text: str) -> Any:
+    """A command-line value typed as W&B writes it: 3 -> int, 0.1 -> float,
+    True/False/true/false -> bool, [..]/{..} -> JSON, anything else -> str."""
+    lowered = text.strip()
+    if lowered in ("True", "true"):
+        return True
+    if lowered in ("False", "false"):
+        return False
+    try:
+        return json.loads(lowered)
+    except ValueError:
+        pass
+    try:
+        return ast.literal_eval(lowered)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _parse_argv(argv: Sequence[str]) -> Dict[str, Any]:
+    """--name=value, --name value and name=value (W&B's ${args} and
+    ${args_no_hyphens}) into flat dotted names. Raises ValueError naming the
+    word it cannot read."""
+    flat: Dict[str, Any] = {}
+    words = list(argv)
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word.startswith("--"):
+            name, eq, value = word[2:].partition("=")
+            if not eq:
+                if i + 1 < len(words) and not words[i + 1].startswith("--"):
+                    value = words[i + 1]
+                    i += 1
+                else:
+                    value = "True"  # a bare flag
+        else:
+            name, eq, value = word.partition("=")
+            if not eq:
+                raise ValueError(f"argument {word!r}: expected --name=value, --name value "
+                                 "or name=value")
+        if not name:
+            raise ValueError(f"argument {word!r}: no parameter name")
+        flat[name] = _parse_value(value)
+        i += 1
+    return flat
+
+
+def _flatten(nested: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
+    flat: Dict[str, Any] = {}
+    for key, value in nested.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _int_env(name: str, default: int) -> int:
+    text = os.environ.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{name}={text!r}: expected an integer") from None
+
+
+class Trial:
+    """One trial as seen from this process (one rank of the trial's group).
+
+    Attributes:
+        id: the trial's id (a string), None for a standalone trial.
+        attempt: 1 on the first attempt, 2 on the first retry, ...
+        params: the parameters, nested as the config nests them
+            ({"optimizer": {"lr": 0.1}}), typed as the config declared them.
+        flat_params: the same with dotted names ({"optimizer.lr": 0.1}).
+        rank, world_size: this process's rank in the trial's group and the
+            group's size (torch.distributed's RANK and WORLD_SIZE).
+        local_rank, local_world_size: the same among the group's ranks on
+            this host.
+        standalone: True when not run by xpscale.
+    """
+
+    def __init__(self, flat_params: Mapping[str, Any], *, trial_id: Optional[str] = None,
+                 attempt: int = 1, checkpoint_dir: Optional[str] = None, rank: int = 0,
+                 world_size: int = 1, local_rank: int = 0, local_world_size: int = 1,
+                 standalone: bool = True) -> None:
+        self.id = trial_id
+        self.attempt = attempt
+        self.flat_params: Dict[str, Any] = dict(flat_params)
+        self.params: Dict[str, Any] = _report.unflatten(self.flat_params)
+        self.rank = rank
+        self.world_size = world_size
+        self.local_rank = local_rank
+        self.local_world_size = local_world_size
+        self.standalone = standalone
+        self._checkpoint_dir = checkpoint_dir
+
+    @property
+    def is_leader(self) -> bool:
+        """True on rank 0 of the group: only its reports are recorded."""
+        return self.rank == 0
+
+    @property
+    def checkpoint_dir(self) -> str:
+        """The trial's checkpoint directory, created on first use. The same
+        directory on every attempt and after a preemption or requeue: when
+        resuming, it holds what the last attempt saved."""
+        d = self._checkpoint_dir or os.path.abspath("checkpoint")
+        os.makedirs(d, exist_ok=True)
+        return d
+
+    def report(self, metrics: Optional[Mapping[str, Any]] = None, /,
+               step: Optional[int] = None, **kwargs: Any) -> None:
+        """Reports metrics for a step: report(step=3, loss=0.5, acc=0.9) or
+        report({"loss": 0.5}, step=3). The line is written to the runtime
+        (os.write on XPSCALE_METRICS_FD, nothing buffered) before report()
+        returns; standalone, it is printed to stderr. step defaults to one
+        more than the last one reported. Values are numbers or JSON values
+        (numpy scalars and 0-d tensors too); NaN and inf become null.
+        Raises ValueError or TypeError for a bad name, step or value."""
+        _report.report(metrics, step=step, **kwargs)
+
+    def resume_step(self) -> int:
+        """The step of the last complete checkpoint (checkpoint_saved), or -1
+        on a fresh start."""
+        d = self._checkpoint_dir or os.path.abspath("checkpoint")
+        return _native.read_checkpoint_step(d)
+
+    def checkpoint_saved(self, step: int) -> None:
+        """Marks the checkpoint directory as holding a complete checkpoint of
+        `step`: call it after every file of the checkpoint is written. A
+        resumed trial then starts after `step` (resume_step())."""
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise ValueError(f"step must be an int >= 0, got {step!r}")
+        _native.write_checkpoint_step(self.checkpoint_dir, step)
+
+    def __repr__(self) -> str:
+        where = "standalone" if self.standalone else f"trial {self.id}.{self.attempt}"
+        return (f"<xpscale.Trial {where} rank {self.rank}/{self.world_size} "
+                f"params={self.flat_params!r}>")
+
+
+def trial(defaults: Optional[Mapping[str, Any]] = None,
+          argv: Optional[Sequence[str]] = None) -> Trial:
+    """This process's trial.
+
+    Under xpscale (XPSCALE_TRIAL_ID is set) the parameters are the runtime's
+    (XPSCALE_PARAMS) over `defaults`; argv is not read, since it holds the
+    same values as text. Otherwise the trial is standalone: the parameters
+    are `defaults` (nested or dotted) updated by argv (sys.argv[1:] by
+    default: --lr=0.1, --lr 0.1 or lr=0.1, typed as W&B writes them).
+    Raises ValueError for an environment or argument it cannot read."""
+    base = _flatten(defaults or {})
+    if os.environ.get("XPSCALE_TRIAL_ID"):
+        base.update(_report.params())
+        return Trial(base, trial_id=os.environ["XPSCALE_TRIAL_ID"],
+                     attempt=_int_env("XPSCALE_ATTEMPT", 1),
+                     checkpoint_dir=os.environ.get("XPSCALE_CHECKPOINT_DIR") or None,
+                     rank=_int_env("RANK", 0), world_size=_int_env("WORLD_SIZE", 1),
+                     local_rank=_int_env("LOCAL_RANK", 0),
+                     local_world_size=_int_env("LOCAL_WORLD_SIZE", 1), standalone=False)
+    base.update(_parse_argv(sys.argv[1:] if argv is None else argv))
+    return Trial(base, checkpoint_dir=os.environ.get("XPSCALE_CHECKPOINT_DIR") or None,
+                 rank=_int_env("RANK", 0), world_size=_int_env("WORLD_SIZE", 1),
+                 local_rank=_int_env("LOCAL_RANK", 0),
+                 local_world_size=_int_env("LOCAL_WORLD_SIZE", 1), standalone=True)
