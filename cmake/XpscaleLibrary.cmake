@@ -26,7 +26,6 @@ endfunction()
 # Adds a target (a library made by xpscale_library or by hand) and its
 # include/ folder to the install and the exported package.
 function(xpscale_install_library target)
-  set_property(GLOBAL APPEND PROPERTY XPSCALE_EXPORTED_TARGETS ${target})
   install(TARGETS ${target} EXPORT xpscaleTargets
           ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
           LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}

@@ -36,7 +36,7 @@ PYBIND11_MODULE(_native, m) {
       [](const std::string& checkpoint_dir) { return xpscale::read_checkpoint_step(checkpoint_dir); },
       py::arg("checkpoint_dir"), py::call_guard<py::gil_scoped_release>(),
       "The step recorded by the last checkpoint_saved() in checkpoint_dir, or -1 when there is\n"
-      "none. Raises xpscale.Error for a marker that is not {\"step\": <integer>}.");
+      "none. Raises xpscale.Error (RuntimeError) for a marker that is not {\"step\": <integer>}.");
   m.def(
       "write_checkpoint_step",
       [](const std::string& checkpoint_dir, std::int64_t step) {
@@ -44,7 +44,8 @@ PYBIND11_MODULE(_native, m) {
       },
       py::arg("checkpoint_dir"), py::arg("step"), py::call_guard<py::gil_scoped_release>(),
       "Marks checkpoint_dir as holding a complete checkpoint of step (the file\n"
-      "xpscale_checkpoint.json, written to a temporary file and renamed into place).");
+      "xpscale_checkpoint.json: a temporary file, fsync, rename, fsync of the directory).\n"
+      "Raises xpscale.Error naming the path when it cannot be written.");
   m.def("trial_dir_of", [](const std::string& out_dir, std::uint64_t trial) {
     return xpscale::trial_dir_of(out_dir, trial).string();
   }, py::arg("out_dir"), py::arg("trial"), "out_dir/trials/<trial>: a trial's own directory.");

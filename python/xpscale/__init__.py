@@ -29,9 +29,10 @@ except ImportError:  # the source tree, not the built package
     __version__ = "0+unbuilt"
 
 if TYPE_CHECKING:
+    from xpscale._native import Error, UserError
     from xpscale.trial_api import Trial, trial
 
-__all__ = ["Trial", "trial", "__version__"]
+__all__ = ["Error", "UserError", "Trial", "trial", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -40,4 +41,7 @@ def __getattr__(name: str) -> Any:
     if name in ("Trial", "trial"):
         from xpscale import trial_api
         return getattr(trial_api, name)
+    if name in ("Error", "UserError"):  # raised by the native part, C++ message
+        from xpscale import _native
+        return getattr(_native, name)
     raise AttributeError(f"module 'xpscale' has no attribute {name!r}")

@@ -11,7 +11,6 @@ reports printed to stderr, checkpoints in ./checkpoint.
 The checkpoint marker is read and written by the C++ code of the C++ API
 (xpscale._native), so both kinds of trial leave the same files.
 """
-import ast
 import json
 import os
 import sys
@@ -24,21 +23,19 @@ __all__ = ["Trial", "trial"]
 
 
 def _parse_value(text: str) -> Any:
-    """A command-line value typed as W&B writes it: 3 -> int, 0.1 -> float,
-    True/False/true/false -> bool, [..]/{..} -> JSON, anything else -> str."""
-    lowered = text.strip()
-    if lowered in ("True", "true"):
+    """A command-line value typed as W&B writes it: True/False (or true/false)
+    -> bool, a JSON number, list or map -> that value, anything else (a JSON
+    string included, quotes and all) -> the text as given."""
+    stripped = text.strip()
+    if stripped in ("True", "true"):
         return True
-    if lowered in ("False", "false"):
+    if stripped in ("False", "false"):
         return False
     try:
-        return json.loads(lowered)
+        value = json.loads(stripped)
     except ValueError:
-        pass
-    try:
-        return ast.literal_eval(lowered)
-    except (ValueError, SyntaxError):
         return text
+    return value if isinstance(value, (int, float, list, dict)) else text
 
 
 def _parse_argv(argv: Sequence[str]) -> Dict[str, Any]:

@@ -44,7 +44,7 @@ TEST(ErrorModel, EachLibrarysErrorsCarryTheirCategory) {
   EXPECT_EQ(Error("invariant").category(), ErrorCategory::kInternal);
 }
 
-TEST(ErrorModel, OnlyUserAndPreemptedErrorsLeaveStatusOne) {
+TEST(ErrorModel, AllButUserAndPreemptedErrorsExitWithOne) {
   EXPECT_EQ(exit_status_of(ShardingError("x")), kExitFailure);
   EXPECT_EQ(exit_status_of(CollectiveError("x", "c", 1, "m")), kExitFailure);
   EXPECT_EQ(exit_status_of(StoreError("x")), kExitFailure);

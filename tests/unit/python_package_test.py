@@ -132,6 +132,26 @@ class PackageTest(unittest.TestCase):
         self.assertIn(os.path.join(d, "xpscale_checkpoint.json"), str(e.exception))
         self.assertIsInstance(e.exception, RuntimeError)
 
+    def test_both_readers_refuse_a_negative_step(self):
+        d = os.path.join(self.tmp, "negative")
+        os.makedirs(d)
+        with open(os.path.join(d, "xpscale_checkpoint.json"), "w") as f:
+            f.write('{"step": -7}')
+        with self.assertRaises(native.Error):
+            native.read_checkpoint_step(d)
+        with self.assertRaises(ValueError):
+            xpscale.report.resume_step(d)
+
+    def test_argv_values_are_typed_as_wandb_writes_them(self):
+        t = xpscale.trial(argv=["--devices=0,1", "--n=1_000", "--s=\"q\"", "--f=1e-3",
+                                "--m={\"a\": 1}", "--b=false"])
+        self.assertEqual(t.params, {"devices": "0,1", "n": "1_000", "s": '"q"', "f": 0.001,
+                                    "m": {"a": 1}, "b": False})
+
+    def test_errors_of_the_native_part_are_xpscale_errors(self):
+        self.assertIs(xpscale.Error, native.Error)
+        self.assertTrue(issubclass(xpscale.Error, RuntimeError))
+
     def test_bad_steps_are_refused(self):
         t = xpscale.trial(argv=[])
         for bad in (-1, True, 1.5):

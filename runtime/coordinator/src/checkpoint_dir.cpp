@@ -1,5 +1,6 @@
 #include "xpscale/coordinator/checkpoint_dir.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -34,14 +35,37 @@ std::int64_t read_checkpoint_step(const std::filesystem::path& checkpoint_dir) {
   std::stringstream text;
   text << in.rdbuf();
   const auto j = nlohmann::json::parse(text.str(), nullptr, false);
-  if (j.is_discarded() || !j.is_object() || !j.contains("step") || !j["step"].is_number_integer())
+  if (j.is_discarded() || !j.is_object() || !j.contains("step") ||
+      !j["step"].is_number_integer() || j["step"].get<std::int64_t>() < 0)
     throw Error("checkpoint marker " + (checkpoint_dir / kMarker).string() +
-                " is not {\"step\": <integer>}: " + text.str().substr(0, 200));
+                " is not {\"step\": <integer >= 0>}: " + text.str().substr(0, 200));
   return j["step"].get<std::int64_t>();
 }
 
+namespace {
+
+// fsync of a file or directory; the marker promises a whole checkpoint, so
+// it must not reach the disk before what it names, nor be lost after.
+void sync_path(const std::filesystem::path& p, int flags) {
+  const int fd = ::open(p.c_str(), flags | O_CLOEXEC);
+  if (fd < 0) throw Error("cannot open " + p.string() + ": " + std::strerror(errno));
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) throw Error("cannot fsync " + p.string() + ": " + std::strerror(err));
+}
+
+}  // namespace
+
 void write_checkpoint_step(const std::filesystem::path& checkpoint_dir, std::int64_t step) {
-  std::filesystem::create_directories(checkpoint_dir);
+  if (step < 0)
+    throw Error("checkpoint marker in " + checkpoint_dir.string() + ": step must be >= 0, got " +
+                std::to_string(step));
+  std::error_code ec;
+  std::filesystem::create_directories(checkpoint_dir, ec);
+  if (ec)
+    throw Error("cannot create the checkpoint directory " + checkpoint_dir.string() + ": " +
+                ec.message());
   const auto final_path = checkpoint_dir / kMarker;
   const auto tmp = checkpoint_dir / (std::string(kMarker) + ".tmp." + std::to_string(getpid()));
   {
@@ -50,11 +74,12 @@ void write_checkpoint_step(const std::filesystem::path& checkpoint_dir, std::int
     out.flush();
     if (!out) throw Error("cannot write " + tmp.string() + ": " + std::strerror(errno));
   }
-  std::error_code ec;
+  sync_path(tmp, O_WRONLY);
   std::filesystem::rename(tmp, final_path, ec);
   if (ec)
     throw Error("cannot rename " + tmp.string() + " to " + final_path.string() + ": " +
                 ec.message());
+  sync_path(checkpoint_dir, O_RDONLY | O_DIRECTORY);
 }
 
 namespace detail {

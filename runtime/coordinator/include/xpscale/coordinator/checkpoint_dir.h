@@ -16,10 +16,13 @@ std::filesystem::path checkpoint_dir_of(const std::filesystem::path& out_dir, st
 
 // The step recorded by Trial::checkpoint_saved() in `checkpoint_dir`, or -1
 // when there is no marker. Throws Error for a marker that is not
-// {"step": <integer>}.
+// {"step": <integer >= 0>}. The same format as trial/report.h and
+// python/xpscale/report.py, which external trials use.
 std::int64_t read_checkpoint_step(const std::filesystem::path& checkpoint_dir);
-// Writes the marker that read_checkpoint_step() reads (temp file + rename).
-// Throws Error naming the file when it cannot be written.
+// Writes the marker that read_checkpoint_step() reads: a temporary file,
+// fsync, rename over the old marker, fsync of the directory (a crash leaves
+// the old marker or the new one). Throws Error naming the path when it
+// cannot be written, or for step < 0.
 void write_checkpoint_step(const std::filesystem::path& checkpoint_dir, std::int64_t step);
 
 namespace detail {
