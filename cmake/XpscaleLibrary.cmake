@@ -30,7 +30,10 @@ function(xpscale_install_library target)
           ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
           LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
           RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
-  if(EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/include)
+  # Once per folder: the collectives libraries share one include/.
+  get_property(installed DIRECTORY PROPERTY XPSCALE_HEADERS_INSTALLED)
+  if(EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/include AND NOT installed)
     install(DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR}/include/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+    set_property(DIRECTORY PROPERTY XPSCALE_HEADERS_INSTALLED TRUE)
   endif()
 endfunction()

@@ -117,7 +117,9 @@ class Trial:
         self.local_rank = local_rank
         self.local_world_size = local_world_size
         self.standalone = standalone
-        self._checkpoint_dir = checkpoint_dir
+        # Resolved once: a standalone trial's ./checkpoint is the working
+        # directory's at creation, whatever the script does with cwd later.
+        self._checkpoint_dir = checkpoint_dir or os.path.abspath("checkpoint")
 
     @property
     def is_leader(self) -> bool:
@@ -129,9 +131,8 @@ class Trial:
         """The trial's checkpoint directory, created on first use. The same
         directory on every attempt and after a preemption or requeue: when
         resuming, it holds what the last attempt saved."""
-        d = self._checkpoint_dir or os.path.abspath("checkpoint")
-        os.makedirs(d, exist_ok=True)
-        return d
+        os.makedirs(self._checkpoint_dir, exist_ok=True)
+        return self._checkpoint_dir
 
     def report(self, metrics: Optional[Mapping[str, Any]] = None, /,
                step: Optional[int] = None, **kwargs: Any) -> None:
@@ -147,8 +148,7 @@ class Trial:
     def resume_step(self) -> int:
         """The step of the last complete checkpoint (checkpoint_saved), or -1
         on a fresh start."""
-        d = self._checkpoint_dir or os.path.abspath("checkpoint")
-        return _native.read_checkpoint_step(d)
+        return _native.read_checkpoint_step(self._checkpoint_dir)
 
     def checkpoint_saved(self, step: int) -> None:
         """Marks the checkpoint directory as holding a complete checkpoint of
@@ -174,17 +174,13 @@ def trial(defaults: Optional[Mapping[str, Any]] = None,
     are `defaults` (nested or dotted) updated by argv (sys.argv[1:] by
     default: --lr=0.1, --lr 0.1 or lr=0.1, typed as W&B writes them).
     Raises ValueError for an environment or argument it cannot read."""
-    base = _flatten(defaults or {})
-    if os.environ.get("XPSCALE_TRIAL_ID"):
-        base.update(_report.params())
-        return Trial(base, trial_id=os.environ["XPSCALE_TRIAL_ID"],
-                     attempt=_int_env("XPSCALE_ATTEMPT", 1),
-                     checkpoint_dir=os.environ.get("XPSCALE_CHECKPOINT_DIR") or None,
-                     rank=_int_env("RANK", 0), world_size=_int_env("WORLD_SIZE", 1),
-                     local_rank=_int_env("LOCAL_RANK", 0),
-                     local_world_size=_int_env("LOCAL_WORLD_SIZE", 1), standalone=False)
-    base.update(_parse_argv(sys.argv[1:] if argv is None else argv))
-    return Trial(base, checkpoint_dir=os.environ.get("XPSCALE_CHECKPOINT_DIR") or None,
-                 rank=_int_env("RANK", 0), world_size=_int_env("WORLD_SIZE", 1),
-                 local_rank=_int_env("LOCAL_RANK", 0),
-                 local_world_size=_int_env("LOCAL_WORLD_SIZE", 1), standalone=True)
+    params = _flatten(defaults or {})
+    trial_id = _report.trial_id()
+    if trial_id:
+        params.update(_report.params())
+    else:
+        params.update(_parse_argv(sys.argv[1:] if argv is None else argv))
+    return Trial(params, trial_id=trial_id or None, attempt=_int_env("XPSCALE_ATTEMPT", 1),
+                 checkpoint_dir=_report.checkpoint_dir(), rank=_int_env("RANK", 0),
+                 world_size=_int_env("WORLD_SIZE", 1), local_rank=_int_env("LOCAL_RANK", 0),
+                 local_world_size=_int_env("LOCAL_WORLD_SIZE", 1), standalone=not trial_id)

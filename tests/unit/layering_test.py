@@ -44,12 +44,13 @@ ROOMS = {
 
 
 def allowed(room):
-    seen, todo = {room}, [room]
-    while todo:
-        for below in BELOW[todo.pop()]:
+    """The rooms `room` may include: itself and all below it, transitively."""
+    seen, frontier = {room}, [room]
+    while frontier:
+        for below in BELOW[frontier.pop()]:
             if below not in seen:
                 seen.add(below)
-                todo.append(below)
+                frontier.append(below)
     return seen
 
 
