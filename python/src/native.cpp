@@ -8,8 +8,10 @@
 #include <cstdint>
 #include <string>
 
+#include "data.h"
 #include "xpscale/coordinator/checkpoint_dir.h"
 #include "xpscale/core/error.h"
+#include "xpscale/sharding/error.h"
 
 namespace py = pybind11;
 
@@ -21,9 +23,21 @@ PYBIND11_MODULE(_native, m) {
   // the message is the C++ one (it names the file, URL or key at fault).
   static py::exception<xpscale::Error> error(m, "Error", PyExc_RuntimeError);
   static py::exception<xpscale::UserError> user_error(m, "UserError", PyExc_ValueError);
+  // Data that cannot be read (a missing URL, a shard that is not a tar, a
+  // truncated one): an OSError too, as Python's own I/O errors are.
+  static py::handle data_error = PyErr_NewExceptionWithDoc(
+      "xpscale._native.DataError",
+      "Data that cannot be read: a missing or unreachable URL, a shard that is not a tar,\n"
+      "a truncated or corrupt one, a loader state of another dataset. The message names\n"
+      "the URL, the entry and the byte offset.",
+      py::make_tuple(error, py::handle(PyExc_OSError)).release().ptr(), nullptr);
+  if (!data_error) throw py::error_already_set();
+  m.attr("DataError") = data_error;
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
+    } catch (const xpscale::ShardingError& e) {
+      PyErr_SetString(data_error.ptr(), e.what());
     } catch (const xpscale::UserError& e) {
       user_error(e.what());
     } catch (const xpscale::Error& e) {
@@ -52,4 +66,6 @@ PYBIND11_MODULE(_native, m) {
   m.def("checkpoint_dir_of", [](const std::string& out_dir, std::uint64_t trial) {
     return xpscale::checkpoint_dir_of(out_dir, trial).string();
   }, py::arg("out_dir"), py::arg("trial"), "out_dir/trials/<trial>/checkpoint.");
+
+  xpscale::python::bind_data(m);
 }

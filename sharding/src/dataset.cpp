@@ -76,7 +76,10 @@ Dataset open_dataset(const DatasetLocation& spec) {
     const bool have_index = load_sidecar(index_url, shard.index);
     if (from_manifest && !have_index)
       throw ShardingError(index_url + ": the manifest names this index but it does not exist");
-    if (!have_index) shard.index = scan_shard(*source, shard.object);
+    if (!have_index) {
+      shard.index = scan_shard(*source, shard.object);
+      shard.scanned = true;
+    }
     if (shard.index.samples() == 0) throw ShardingError(info.url + ": the shard holds no samples");
     if (from_manifest && (info.samples != shard.index.samples() || info.size != shard.object.size))
       throw ShardingError(info.url + ": the manifest says " + std::to_string(info.samples) +

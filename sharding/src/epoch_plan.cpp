@@ -203,4 +203,25 @@ RankPlan plan_regrouped(const Dataset& dataset, const PlanOptions& options, std:
   return plan;
 }
 
+RankPlan plan_worker(const RankPlan& plan, std::uint64_t block, int worker, int workers) {
+  if (workers < 1 || worker < 0 || worker >= workers || block == 0)
+    throw ShardingError("loader: worker " + std::to_string(worker) + " of " +
+                        std::to_string(workers) + " with blocks of " + std::to_string(block) +
+                        " samples is not a valid split");
+  const auto turn = static_cast<std::uint64_t>(workers);
+  const auto mine = static_cast<std::uint64_t>(worker);
+  std::vector<std::uint32_t> kept(plan.reads.size(), UINT32_MAX);  // old read -> new read
+  for (std::size_t j = 0; j < plan.emits.size(); ++j)
+    if ((j / block) % turn == mine) kept[plan.emits[j]] = 0;
+  RankPlan out;
+  for (std::size_t i = 0; i < plan.reads.size(); ++i) {
+    if (kept[i] == UINT32_MAX) continue;
+    kept[i] = static_cast<std::uint32_t>(out.reads.size());
+    out.reads.push_back(plan.reads[i]);
+  }
+  for (std::size_t j = 0; j < plan.emits.size(); ++j)
+    if ((j / block) % turn == mine) out.emits.push_back(kept[plan.emits[j]]);
+  return out;
+}
+
 }  // namespace xpscale

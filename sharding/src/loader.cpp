@@ -252,6 +252,11 @@ ShardedLoader::ShardedLoader(Dataset dataset, LoaderOptions options, GroupView g
     throw ShardingError("loader: the global batch (" + std::to_string(options_.global_batch) +
                         ") is not a multiple of the group size (" + std::to_string(group_.size) +
                         ")");
+  if (options_.num_workers < 1 || options_.worker < 0 ||
+      options_.worker >= options_.num_workers || options_.worker_block == 0)
+    throw ShardingError("loader: worker " + std::to_string(options_.worker) + " of " +
+                        std::to_string(options_.num_workers) + " with blocks of " +
+                        std::to_string(options_.worker_block) + " samples is not a valid split");
   state_.seed = options_.seed;
   state_.digest = dataset_.digest;
   state_.world_size = group_.size;
@@ -274,23 +279,33 @@ PlanOptions ShardedLoader::plan_options() const {
                      options_.drop_last};
 }
 
-void ShardedLoader::start_epoch() {
+RankPlan ShardedLoader::rank_plan() const {
   const int w = group_.size;
   const std::uint64_t consumed = state_.samples_consumed;
-  RankPlan plan;
-  if (state_.world_size == w && consumed % static_cast<std::uint64_t>(w) == 0) {
-    plan = plan_rank(dataset_, plan_options(), state_.epoch, w, group_.rank,
+  if (state_.world_size == w && consumed % static_cast<std::uint64_t>(w) == 0)
+    return plan_rank(dataset_, plan_options(), state_.epoch, w, group_.rank,
                      consumed / static_cast<std::uint64_t>(w));
-  } else {
-    plan = plan_regrouped(dataset_, plan_options(), state_.epoch, state_.world_size,
-                          state_.global_batch, consumed, w, group_.rank);
-  }
+  return plan_regrouped(dataset_, plan_options(), state_.epoch, state_.world_size,
+                        state_.global_batch, consumed, w, group_.rank);
+}
+
+std::uint64_t ShardedLoader::remaining() const {
+  if (!epoch_) return rank_plan().emits.size();
+  if (options_.num_workers == 1) return epoch_->size() - epoch_->position();
+  throw ShardingError("loader: a worker's loader does not know where its rank is mid-epoch");
+}
+
+void ShardedLoader::start_epoch() {
+  const std::uint64_t consumed = state_.samples_consumed;
+  RankPlan plan = rank_plan();
   const std::string mine =
       "dataset " + dataset_.digest.substr(0, 16) + ", seed " + std::to_string(options_.seed) +
       ", epoch " + std::to_string(state_.epoch) + " from sample " + std::to_string(consumed) +
       ", " + std::to_string(plan.emits.size()) + " samples per rank";
   if (const std::string problem = check_agreement(group_, mine); !problem.empty())
     throw ShardingError(problem);
+  if (options_.num_workers > 1)
+    plan = plan_worker(plan, options_.worker_block, options_.worker, options_.num_workers);
   epoch_base_ = consumed;
   epoch_ = std::make_unique<Epoch>(*this, std::move(plan));
 }

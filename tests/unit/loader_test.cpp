@@ -136,6 +136,39 @@ TEST_F(LoaderTest, ResumedMidEpochOnTheSameWorldSizeContinuesTheSequence) {
   }
 }
 
+TEST_F(LoaderTest, WorkersTakingTurnsByBlockGiveBackTheRanksSequence) {
+  for (const std::uint64_t block : {1u, 4u, 7u}) {
+    for (const int workers : {2, 3}) {
+      ShardedLoader whole(dataset(), shuffled(), {.rank = 1, .size = 2});
+      const auto expected = drain(whole);
+      std::vector<std::vector<Seen>> per_worker;
+      for (int w = 0; w < workers; ++w) {
+        LoaderOptions o = shuffled();
+        o.worker = w;
+        o.num_workers = workers;
+        o.worker_block = block;
+        ShardedLoader part(dataset(), o, {.rank = 1, .size = 2});
+        per_worker.push_back(drain(part));
+      }
+      // Deal the workers' blocks back in turn, as a DataLoader does.
+      std::vector<Seen> got;
+      std::vector<std::size_t> at(per_worker.size(), 0);
+      for (std::size_t turn = 0; got.size() < expected.size() && turn < expected.size(); ++turn) {
+        auto& mine = per_worker[turn % per_worker.size()];
+        std::size_t& i = at[turn % per_worker.size()];
+        for (std::uint64_t k = 0; k < block && i < mine.size(); ++k) got.push_back(mine[i++]);
+      }
+      for (std::size_t w = 0; w < per_worker.size(); ++w)
+        EXPECT_EQ(at[w], per_worker[w].size()) << "worker " << w << " holds samples not dealt";
+      EXPECT_EQ(got, expected) << workers << " workers, blocks of " << block;
+    }
+  }
+  LoaderOptions bad = shuffled();
+  bad.worker = 2;
+  bad.num_workers = 2;
+  EXPECT_THROW(ShardedLoader(dataset(), bad), ShardingError);
+}
+
 // The group's sequence: per step, rank 0's b samples, then rank 1's, ...
 std::vector<Seen> group_sequence(std::vector<std::vector<Seen>> per_rank, std::size_t b) {
   std::vector<Seen> out;

@@ -31,7 +31,8 @@ struct DatasetLocation {
 struct DatasetShard {
   ObjectInfo object;
   ShardIndex index;
-  std::string sha256;  // from the manifest; "" otherwise
+  std::string sha256;    // from the manifest; "" otherwise
+  bool scanned = false;  // no index sidecar: the index was built by reading the shard
 };
 
 struct Dataset {

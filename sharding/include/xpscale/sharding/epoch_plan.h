@@ -73,6 +73,13 @@ RankPlan plan_regrouped(const Dataset& dataset, const PlanOptions& options, std:
                         int plan_world_size, std::uint64_t global_batch, std::uint64_t consumed,
                         int world_size, int rank);
 
+// The share of `plan` that worker `worker` of `workers` emits when the
+// plan's emitted sequence is dealt out in blocks of `block` samples: blocks
+// worker, worker + workers, ... in order, reading only what they emit.
+// Workers that take turns a block at a time (a torch DataLoader's workers
+// with batch size `block`) so give back exactly the plan's sequence.
+RankPlan plan_worker(const RankPlan& plan, std::uint64_t block, int worker, int workers);
+
 // The emitted sequence of a plan (tests and tools).
 std::vector<SampleRef> emitted(const RankPlan& plan);
 

@@ -58,6 +58,14 @@ struct LoaderOptions {
   std::uint64_t read_bytes = std::uint64_t{4} << 20;  // target size of one ranged read
   std::string cache_dir;                              // "" = no node-local cache
   std::uint64_t cache_max_bytes = 0;                  // 0 = unbounded
+  // Several consumers of one rank's sequence (a DataLoader's worker
+  // processes): this loader returns only the blocks of `worker_block`
+  // samples that plan_worker() deals to `worker` of `num_workers`, and
+  // reads only those. Its state() then does not say where the rank is: the
+  // caller that interleaves the workers counts that.
+  int worker = 0;
+  int num_workers = 1;
+  std::uint64_t worker_block = 1;
 };
 
 // The group the loader belongs to. allgather sends this rank's string and
@@ -121,12 +129,16 @@ class ShardedLoader {
   void restore(const LoaderState& state);
 
   std::uint64_t samples_per_epoch() const;  // per rank
+  // Samples this rank (all its workers together) still gets in the
+  // current epoch, from the state (or the restored one) on.
+  std::uint64_t remaining() const;
   const Dataset& dataset() const { return dataset_; }
   LoaderStats stats() const;
 
  private:
   class Epoch;
   void start_epoch();
+  RankPlan rank_plan() const;  // the rest of the epoch for this rank, from state_
   PlanOptions plan_options() const;
 
   Dataset dataset_;

@@ -1,0 +1,425 @@
+"""Sharded, resumable streaming of WebDataset-style tar shards: xpscale.data.
+
+    from xpscale.data import ShardedDataset, DataLoader
+
+    ds = ShardedDataset("s3://bucket/fmnist/train-{000000..000015}.tar", seed=0)
+    loader = DataLoader(ds.map(decode), batch_size=256, num_workers=2)
+    for epoch in range(start_epoch, epochs):
+        ds.set_epoch(epoch)
+        for batch in loader:
+            ...
+        torch.save({"data": ds.state_dict(), ...}, path)   # exact resume
+
+The samples come from the C++ loader of xpscale (sharding/loader.h) through
+xpscale._native: the same order for the same (dataset, seed, epoch, world
+size) as a C++ trial, the same per-rank counts, resume on the same or
+another world size, ranged reads with retries from file://, s3:// and
+http(s):// URLs, prefetch in background threads that run while Python
+computes, and the node-local cache. A sample is a dict:
+
+    {"__key__": "train/000042", "__url__": "s3://bucket/.../train-000002.tar",
+     "__offset__": 1536, "png": b"...", "cls": b"3"}
+
+one bytes value per file extension of the sample (the WebDataset
+convention). Asking for an extension a sample lacks raises
+xpscale.DataError naming the shard, the sample and its byte offset.
+
+Shards need no sidecar and no manifest: a shard without its "<url>.idx"
+sidecar (written by `xpscale shard`) is read once in full at start to find
+its samples, which is what foreign shards (Python's tarfile, GNU tar,
+webdataset's writer) cost; a warning says how much that was.
+
+torch is optional: without it ShardedDataset is a plain iterable.
+"""
+import json
+import os
+import warnings
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
+
+from xpscale import _native
+
+try:  # torch is optional
+    import torch.utils.data as _torch_data
+    _Base: Any = _torch_data.IterableDataset
+except ImportError:  # pragma: no cover - torch is installed where tests run
+    _torch_data = None
+    _Base = object
+
+DataError = _native.DataError
+
+__all__ = ["ShardedDataset", "DataLoader", "Sample", "DataError", "MissingField"]
+
+# Samples taken from the C++ loader per call: enough that the call's cost
+# vanishes, few enough that the first sample comes at once.
+_TAKE = 64
+_DEFAULT_SHUFFLE_BUFFER = 16 << 20
+_STATE_KEYS = ("epoch", "samples_consumed", "seed", "digest", "world_size", "global_batch")
+
+
+class MissingField(DataError, KeyError):
+    """A sample has no file with the extension asked for (a DataError and a
+    KeyError). The message names the shard, the sample, its byte offset and
+    the extensions it has."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class Sample(dict):
+    """One sample: "__key__" (str), "__url__" (str, the shard), "__offset__"
+    (int, byte offset of its first tar header) and one bytes value per
+    extension. A missing extension raises MissingField (a DataError)."""
+
+    __slots__ = ()
+
+    def __missing__(self, ext: str) -> Any:
+        have = ", ".join(k for k in self if not k.startswith("__")) or "none"
+        raise MissingField(
+            f"{self.get('__url__', '?')}: sample '{self.get('__key__', '?')}' (byte offset "
+            f"{self.get('__offset__', '?')}) has no field '{ext}'; it has: {have}")
+
+
+def _location(urls: Union[str, Sequence[str]]) -> Dict[str, Any]:
+    if isinstance(urls, (list, tuple)):
+        if not urls:
+            raise ValueError("ShardedDataset: the list of shard URLs is empty")
+        return {"urls": [os.fspath(u) for u in urls]}
+    if not isinstance(urls, (str, os.PathLike)):
+        raise TypeError("ShardedDataset: urls must be a str (a URL, a brace pattern, a manifest "
+                        f"or a prefix ending in '/') or a list of URLs, not {type(urls).__name__}")
+    text = os.fspath(urls)
+    if text.endswith(".json"):
+        return {"manifest": text}
+    if text.endswith("/"):
+        return {"prefix": text}
+    if "{" in text:
+        return {"pattern": text}
+    return {"urls": [text]}
+
+
+def _group_from_environment() -> "tuple[int, int]":
+    """(rank, world size): torch.distributed's when it is initialized, else
+    RANK/WORLD_SIZE (set by xpscale, torchrun and Slurm launchers), else 0/1."""
+    if _torch_data is not None:
+        import torch.distributed as dist
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+    try:
+        return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError as e:
+        raise ValueError(f"ShardedDataset: RANK/WORLD_SIZE in the environment: {e}") from None
+
+
+class ShardedDataset(_Base):  # type: ignore[misc,valid-type]
+    """One rank's samples of a sharded dataset, epoch after epoch.
+
+    ShardedDataset(urls, *, shuffle=True, seed=0, rank=None, world_size=None,
+                   shuffle_buffer_bytes=None, drop_last=False, on_error="fail",
+                   global_batch=0, cache_dir=None, cache_max_bytes=0,
+                   prefetch_threads=0, prefetch_bytes=0)
+
+    urls: the shards, as
+      - a brace pattern: "s3://bucket/train-{000000..000015}.tar";
+      - a manifest written by `xpscale shard`: ".../train.manifest.json";
+      - a prefix ending in "/": every *.tar object under it;
+      - one URL, or a list of URLs.
+      URLs are file:// (or plain paths), s3:// (AWS_* environment, as
+      boto3 reads it) or http(s)://.
+    shuffle: permute the shards each epoch and shuffle samples through a
+      buffer of shuffle_buffer_bytes (default 16 MiB; 0 keeps shard order).
+      shuffle=False reads the shards in order, samples in order.
+    seed: of the order (the same seed gives the same order everywhere).
+    rank, world_size: this process's place in the group; None takes them
+      from torch.distributed when it is initialized (at the first
+      iteration), else from RANK and WORLD_SIZE, else 0 and 1. Every rank
+      gets exactly len(ds) samples per epoch (short ranks repeat samples;
+      drop_last=True cuts instead).
+    on_error: "fail" raises DataError for a corrupt sample; "skip" replaces
+      it with a repeat of the previous good one.
+    global_batch: samples per step over the group; set it (a multiple of
+      every world size you may resume on) to resume on another world size.
+    cache_dir, cache_max_bytes: a node-local cache of whole shards shared
+      by the ranks of a node.
+    prefetch_threads, prefetch_bytes: 0 chooses (4 threads for remote
+      shards, 1 for files; 64 MiB in flight).
+
+    Epochs: iteration gives the rest of the current epoch and then moves to
+    the next one; set_epoch(e) goes to epoch e (a no-op when already there,
+    so that a resumed position survives the usual loop). state_dict() says
+    where the rank is, load_state_dict() continues from there exactly.
+
+    With DataLoader(num_workers=k), the k workers share the rank's
+    sequence: each reads only its own part, nothing is lost or read twice.
+    Use xpscale.data.DataLoader (a torch DataLoader) for that: it deals the
+    workers' batches so that the sequence does not depend on k, and counts
+    what the main process received, so that state_dict() is exact.
+    """
+
+    def __init__(self, urls: Union[str, Sequence[str]], *, shuffle: bool = True, seed: int = 0,
+                 rank: Optional[int] = None, world_size: Optional[int] = None,
+                 shuffle_buffer_bytes: Optional[int] = None, drop_last: bool = False,
+                 on_error: str = "fail", global_batch: int = 0, cache_dir: Optional[str] = None,
+                 cache_max_bytes: int = 0, prefetch_threads: int = 0,
+                 prefetch_bytes: int = 0) -> None:
+        if on_error not in ("fail", "skip"):
+            raise ValueError(f"ShardedDataset: on_error must be 'fail' or 'skip', not {on_error!r}")
+        if (rank is None) != (world_size is None):
+            raise ValueError("ShardedDataset: give both rank and world_size, or neither")
+        if world_size is not None and not 0 <= int(rank) < int(world_size):  # type: ignore[arg-type]
+            raise ValueError(f"ShardedDataset: rank {rank} is not in [0, {world_size})")
+        for name, value in (("seed", seed), ("global_batch", global_batch),
+                            ("cache_max_bytes", cache_max_bytes),
+                            ("prefetch_threads", prefetch_threads),
+                            ("prefetch_bytes", prefetch_bytes),
+                            ("shuffle_buffer_bytes", shuffle_buffer_bytes or 0)):
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"ShardedDataset: {name} must be an integer >= 0, not {value!r}")
+        self._dataset = _native.open_dataset(**_location(urls))
+        scanned = self._dataset.scanned
+        if scanned:
+            warnings.warn(
+                f"xpscale.data: {len(scanned)} of {len(self._dataset.urls)} shards have no .idx "
+                f"sidecar; they were read once in full ({self._dataset.bytes} bytes in all) to find "
+                "their samples. `xpscale shard` writes sidecars and a manifest that save this.",
+                stacklevel=2)
+        if shuffle_buffer_bytes is None:
+            shuffle_buffer_bytes = _DEFAULT_SHUFFLE_BUFFER if shuffle else 0
+        self._options = dict(
+            seed=seed, shuffle_shards=bool(shuffle), shuffle_buffer_bytes=shuffle_buffer_bytes,
+            drop_last=bool(drop_last), on_error=on_error, global_batch=global_batch,
+            prefetch_threads=prefetch_threads, max_bytes_in_flight=prefetch_bytes,
+            cache_dir=os.fspath(cache_dir) if cache_dir else "", cache_max_bytes=cache_max_bytes)
+        self._group = None if rank is None else (int(rank), int(world_size))  # type: ignore[arg-type]
+        self._state: Optional[Dict[str, Any]] = None  # the C++ LoaderState's fields
+        self._worker_block = 0  # set by xpscale.data.DataLoader: its batch size
+        self._last_stats: Dict[str, Any] = {}
+
+    # -- where the rank is --------------------------------------------------
+
+    def _rank_world(self) -> "tuple[int, int]":
+        if self._group is None:
+            self._group = _group_from_environment()
+            if not 0 <= self._group[0] < self._group[1]:
+                raise ValueError(f"ShardedDataset: rank {self._group[0]} of {self._group[1]} "
+                                 "(from torch.distributed or RANK/WORLD_SIZE) is not valid")
+        return self._group
+
+    def _fresh_state(self, epoch: int) -> Dict[str, Any]:
+        world = self._rank_world()[1]
+        return {"epoch": epoch, "samples_consumed": 0, "seed": self._options["seed"],
+                "digest": self._dataset.digest, "world_size": world,
+                "global_batch": self._options["global_batch"] or world}
+
+    def _current(self) -> Dict[str, Any]:
+        if self._state is None:
+            self._state = self._fresh_state(0)
+        return self._state
+
+    @property
+    def epoch(self) -> int:
+        """The epoch the next iteration reads (or continues)."""
+        return int(self._current()["epoch"])
+
+    def set_epoch(self, epoch: int) -> None:
+        """Go to the start of epoch `epoch`; a no-op when the dataset is already
+        in that epoch (so that a position restored by load_state_dict stays)."""
+        if not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"set_epoch: epoch must be an integer >= 0, not {epoch!r}")
+        if epoch != self.epoch:
+            self._state = self._fresh_state(epoch)
+
+    def state_dict(self) -> Dict[str, Any]:
+        """Where the rank is: a small dict of ints and strings (the C++ loader's
+        LoaderState), the same on every rank. Save it with the checkpoint."""
+        return dict(self._current())
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Continue exactly where state_dict() was taken, also on another world
+        size (see global_batch). Raises DataError for a state of another
+        dataset or seed, or a malformed one."""
+        if not isinstance(state, dict):
+            raise DataError(f"load_state_dict: expected the dict of state_dict(), got "
+                            f"{type(state).__name__}")
+        try:
+            text = json.dumps({k: state[k] for k in _STATE_KEYS})
+        except KeyError as e:
+            raise DataError(f"load_state_dict: the state has no {e.args[0]!r}; expected the dict "
+                            "of ShardedDataset.state_dict()") from None
+        probe = self._make_loader(0, 1, 1)
+        probe.restore(text)  # the C++ loader checks the types, the dataset and the seed
+        self._state = json.loads(probe.state())
+
+    def __len__(self) -> int:
+        """Samples this rank gets per epoch."""
+        rank, world = self._rank_world()
+        total = self._dataset.samples
+        if self._options["drop_last"]:
+            return total // world
+        return -(-total // world)
+
+    @property
+    def samples(self) -> int:
+        """Samples in the whole dataset."""
+        return int(self._dataset.samples)
+
+    @property
+    def urls(self) -> List[str]:
+        """The shards, in the dataset's order."""
+        return list(self._dataset.urls)
+
+    # -- iteration ----------------------------------------------------------
+
+    def _make_loader(self, worker: int, workers: int, block: int) -> Any:
+        rank, world = self._rank_world()
+        return _native._Loader(self._dataset, rank=rank, world_size=world, sample_type=Sample,
+                               worker=worker, num_workers=workers, worker_block=block,
+                               **self._options)
+
+    def _end_state(self, state: Dict[str, Any]) -> Dict[str, Any]:
+        end = self._fresh_state(int(state["epoch"]) + 1)
+        return end
+
+    def __iter__(self) -> Iterator[Sample]:
+        info = _torch_data.get_worker_info() if _torch_data is not None else None
+        if info is not None and info.num_workers > 1:
+            return self._worker_iter(info.id, info.num_workers)
+        return self._main_iter()
+
+    def _main_iter(self) -> Iterator[Sample]:
+        state = self._current()
+        world = self._rank_world()[1]
+        loader = self._make_loader(0, 1, 1)
+        loader.restore(json.dumps(state))
+        try:
+            while True:
+                batch = loader.take(_TAKE)
+                if not batch:
+                    self._state = self._end_state(state)
+                    return
+                for sample in batch:
+                    state["samples_consumed"] += world
+                    yield sample
+        finally:
+            self._last_stats = loader.stats()
+
+    def _worker_iter(self, worker: int, workers: int) -> Iterator[Sample]:
+        # A DataLoader worker: only this worker's blocks. Where the rank is,
+        # is counted by the main process (xpscale.data.DataLoader).
+        if not self._worker_block:
+            warnings.warn(
+                "xpscale.data: ShardedDataset in a torch DataLoader with workers: the main "
+                "process cannot tell what the workers read, so its state_dict() stays where the "
+                "iteration started; use xpscale.data.DataLoader for exact resume", stacklevel=2)
+        state = dict(self._current())
+        loader = self._make_loader(worker, workers, self._worker_block or 1)
+        loader.restore(json.dumps(state))
+        try:
+            while True:
+                batch = loader.take(_TAKE)
+                if not batch:
+                    self._state = self._end_state(state)  # persistent workers go on from here
+                    return
+                yield from batch
+        finally:
+            self._last_stats = loader.stats()
+
+    # -- transforms ---------------------------------------------------------
+
+    def map(self, fn: Callable[[Sample], Any]) -> "MappedDataset":
+        """A dataset of fn(sample) for each sample; its set_epoch, state_dict and
+        load_state_dict are this dataset's (fn must pickle for spawned workers)."""
+        return MappedDataset(self, fn)
+
+    def stats(self) -> Dict[str, Any]:
+        """The C++ loader's figures for this process's last iteration: bytes,
+        samples, repeats, skipped, wait_s, elapsed_s, stall_fraction
+        (the share of time the consumer waited for data); {} before one."""
+        return dict(self._last_stats)
+
+    def _remaining(self) -> int:
+        """Samples this rank still gets in the current epoch."""
+        probe = self._make_loader(0, 1, 1)
+        probe.restore(json.dumps(self._current()))
+        return int(probe.remaining())
+
+
+class MappedDataset(_Base):  # type: ignore[misc,valid-type]
+    """fn applied to each sample of a ShardedDataset (ShardedDataset.map)."""
+
+    def __init__(self, source: Any, fn: Callable[[Any], Any]) -> None:
+        self._source = source
+        self._fn = fn
+
+    def _root(self) -> ShardedDataset:
+        return self._source if isinstance(self._source, ShardedDataset) else self._source._root()
+
+    def __iter__(self) -> Iterator[Any]:
+        fn = self._fn
+        for sample in self._source:
+            yield fn(sample)
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def map(self, fn: Callable[[Any], Any]) -> "MappedDataset":
+        return MappedDataset(self, fn)
+
+    def set_epoch(self, epoch: int) -> None:
+        self._root().set_epoch(epoch)
+
+    def state_dict(self) -> Dict[str, Any]:
+        return self._root().state_dict()
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self._root().load_state_dict(state)
+
+
+if _torch_data is not None:
+    class DataLoader(_torch_data.DataLoader):
+        """A torch.utils.data.DataLoader over a ShardedDataset (or its .map())
+        that keeps the dataset's position exact with worker processes.
+
+        Its workers take turns a batch at a time through the rank's sequence,
+        so the batches are the same for any num_workers (0 included), and
+        the dataset's state_dict() counts the batches this process received:
+        resume continues after the last batch the training loop saw. Takes
+        torch's DataLoader arguments (batch_size, num_workers, collate_fn,
+        pin_memory, ...); sampler and shuffle do not apply (the dataset
+        orders itself).
+        """
+
+        def __init__(self, dataset: Any, batch_size: Optional[int] = 1, **kwargs: Any) -> None:
+            if not isinstance(dataset, (ShardedDataset, MappedDataset)):
+                raise TypeError("xpscale.data.DataLoader: the dataset must be a ShardedDataset "
+                                f"or its .map(), not {type(dataset).__name__}; use "
+                                "torch.utils.data.DataLoader for other datasets")
+            if kwargs.get("persistent_workers"):
+                raise ValueError(
+                    "xpscale.data.DataLoader: persistent_workers=True would keep each worker at "
+                    "its own position across set_epoch() and load_state_dict(); leave it off "
+                    "(the workers start in well under a second)")
+            root = dataset if isinstance(dataset, ShardedDataset) else dataset._root()
+            root._worker_block = batch_size or 1
+            self._xpscale_root = root
+            super().__init__(dataset, batch_size=batch_size, **kwargs)
+
+        def __iter__(self) -> Iterator[Any]:
+            root = self._xpscale_root
+            if self.num_workers == 0:  # the dataset counts what it gives
+                yield from super().__iter__()
+                return
+            state = dict(root._current())
+            world = root._rank_world()[1]
+            start = int(state["samples_consumed"])
+            rest = root._remaining()
+            block = root._worker_block
+            batches = 0
+            for batch in super().__iter__():
+                batches += 1
+                now = dict(state)
+                now["samples_consumed"] = start + min(batches * block, rest) * world
+                root._state = now
+                yield batch
+            root._state = root._end_state(state)
+else:  # pragma: no cover
+    DataLoader = None  # type: ignore[assignment,misc]
