@@ -32,8 +32,10 @@ std::vector<ShardInfo> declared_shards(const DatasetLocation& spec) {
   if (!spec.prefix.empty()) {
     const Url prefix = parse_url(spec.prefix);
     for (const ObjectInfo& o : open_source(prefix)->list(prefix))
-      if (o.url.ends_with(".tar")) urls.push_back(o.url);
-    if (urls.empty()) throw ShardingError(spec.prefix + ": no *.tar shards under this prefix");
+      if (o.url.ends_with(".tar") || o.url.ends_with(".tar.gz") || o.url.ends_with(".tgz"))
+        urls.push_back(o.url);
+    if (urls.empty())
+      throw ShardingError(spec.prefix + ": no *.tar, *.tar.gz or *.tgz shards under this prefix");
   }
   for (std::string& u : urls) shards.push_back(ShardInfo{std::move(u), "", 0, 0, ""});
   return shards;

@@ -1,8 +1,11 @@
 #include "xpscale/sharding/source.h"
 
 #include <cstring>
+#include <map>
+#include <mutex>
 
 #include "file_source.h"
+#include "gzip_source.h"
 #include "xpscale/sharding/error.h"
 #include "xpscale/sharding/s3.h"
 
@@ -25,7 +28,9 @@ void Source::read_into(const ObjectInfo& object, std::uint64_t offset, std::uint
                         std::to_string(offset));
 }
 
-std::shared_ptr<Source> open_source(const Url& url) {
+namespace {
+
+std::shared_ptr<Source> open_plain_source(const Url& url) {
   if (url.scheme == "file") {
     static const std::shared_ptr<Source> file = make_file_source();
     return file;
@@ -42,6 +47,19 @@ std::shared_ptr<Source> open_source(const Url& url) {
     return http;
   }
   throw ShardingError("no Source for the scheme of " + to_string(url));
+}
+
+}  // namespace
+
+std::shared_ptr<Source> open_source(const Url& url) {
+  if (!is_gzip_url(url)) return open_plain_source(url);
+  // One per scheme and process too: it holds the decompressed copies.
+  static std::mutex mutex;
+  static std::map<std::string, std::shared_ptr<Source>> gzip;
+  const std::lock_guard lock(mutex);
+  std::shared_ptr<Source>& source = gzip[url.scheme];
+  if (!source) source = make_gzip_source(open_plain_source(url));
+  return source;
 }
 
 }  // namespace xpscale

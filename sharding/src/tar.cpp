@@ -190,6 +190,11 @@ void TarStreamParser::start_entry(const char* block) {
   std::uint64_t stored = 0;
   const std::uint64_t computed = header_checksum(block);
   if (!parse_number(block + kChecksumOff, kChecksumLen, stored) || stored != computed) {
+    if (offset == 0 && std::memcmp(block, "\x1f\x8b", 2) == 0)
+      fail("byte offset 0: gzip data in a shard whose name does not end in .gz or .tgz; "
+           "rename it, or write it uncompressed");
+    if (offset == 0 && std::memcmp(block + 257, "ustar", 5) != 0)
+      fail("byte offset 0: not a tar file (its first 512 bytes are no tar header)");
     fail("entry '" + printable(raw_name) + "' (header at byte offset " + std::to_string(offset) +
          "): bad header checksum (stored " +
          printable(field_text(block, kChecksumOff, kChecksumLen)) + ", computed " +

@@ -6,7 +6,10 @@
 //   manifest  the URL of a manifest written by `xpscale shard`;
 //   urls      shard URLs;
 //   pattern   a brace pattern of shard URLs (brace.h);
-//   prefix    every "*.tar" object under a prefix (Source::list).
+//   prefix    every "*.tar", "*.tar.gz" and "*.tgz" object under a prefix
+//             (Source::list).
+// Shards may be gzip-compressed (.tar.gz, .tgz: each is decompressed once
+// per process into a temporary file, see gzip_source.cpp).
 // Shards of a manifest use the index it names; other shards use their
 // "<url>.idx" sidecar when there is one and are read once to build their
 // index otherwise (a full read at start: write sidecars with `xpscale

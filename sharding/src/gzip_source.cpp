@@ -1,0 +1,233 @@
+#include "gzip_source.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "xpscale/sharding/error.h"
+
+namespace xpscale {
+
+namespace {
+
+// A shard decompressed once into a temporary file of this process.
+struct Inflated {
+  std::string path;
+  std::uint64_t size = 0;
+  ObjectInfo compressed;
+};
+
+// Writes all of `size` bytes or throws.
+void write_all(int fd, const char* data, std::size_t size, const std::string& path) {
+  while (size > 0) {
+    const ssize_t n = ::write(fd, data, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0)
+      throw ShardingError(path + ": cannot write the decompressed shard: " + std::strerror(errno));
+    data += n;
+    size -= static_cast<std::size_t>(n);
+  }
+}
+
+// Shards compressed with gzip (.tar.gz, .tgz; concatenated members too).
+//
+// A gzip stream cannot be read from the middle, and the loader reads
+// ranged pieces in parallel and resumes mid-shard. So each shard is
+// inflated once per process, streaming through zlib into a temporary file
+// (the first scan that finds its samples does it), and every read after
+// that is a pread of the file. The files go when the process ends; shards
+// without compression need none of this.
+class GzipSource : public Source {
+ public:
+  explicit GzipSource(std::shared_ptr<Source> inner) : inner_(std::move(inner)) {}
+
+  ~GzipSource() override {
+    for (auto& [url, inflated] : inflated_) ::unlink(inflated->path.c_str());
+    if (!dir_.empty()) ::rmdir(dir_.c_str());
+  }
+
+  ObjectInfo stat(const Url& url) override {
+    const ObjectInfo compressed = inner_->stat(url);
+    const std::shared_ptr<const Inflated> inflated = decompressed(compressed);
+    return ObjectInfo{compressed.url, inflated->size, compressed.etag};
+  }
+
+  std::vector<ObjectInfo> list(const Url& prefix) override { return inner_->list(prefix); }
+
+  void read(const ObjectInfo& object, std::uint64_t offset, std::uint64_t length,
+            const ByteSink& sink) override {
+    const std::shared_ptr<const Inflated> inflated = find(object);
+    const int fd = ::open(inflated->path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+      throw ShardingError(object.url + ": the decompressed copy is gone: " + std::strerror(errno));
+    const auto closer = std::unique_ptr<int, void (*)(int*)>(new int(fd), [](int* f) {
+      ::close(*f);
+      delete f;
+    });
+    if (offset > inflated->size)
+      throw ShardingError(object.url + ": byte offset " + std::to_string(offset) +
+                          " is beyond its " + std::to_string(inflated->size) +
+                          " decompressed bytes");
+    if (length != UINT64_MAX && length > inflated->size - offset)
+      throw ShardingError(object.url + ": bytes [" + std::to_string(offset) + ", " +
+                          std::to_string(offset + length) + ") reach beyond its " +
+                          std::to_string(inflated->size) + " decompressed bytes");
+    std::uint64_t left = length == UINT64_MAX ? inflated->size - offset : length;
+    std::vector<char> buffer(std::size_t{1} << 20);
+    while (left > 0) {
+      const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(left, buffer.size()));
+      const ssize_t n = ::pread(fd, buffer.data(), want, static_cast<off_t>(offset));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0)
+        throw ShardingError(object.url + ": reading its decompressed copy at byte offset " +
+                            std::to_string(offset) + ": " +
+                            (n == 0 ? std::string("unexpected end") : std::strerror(errno)));
+      if (!sink(buffer.data(), static_cast<std::size_t>(n))) return;
+      offset += static_cast<std::uint64_t>(n);
+      left -= static_cast<std::uint64_t>(n);
+    }
+  }
+
+  void put(const Url& url, std::string_view) override {
+    throw ShardingError(to_string(url) + ": writing gzip-compressed shards is not supported");
+  }
+
+ private:
+  std::shared_ptr<const Inflated> find(const ObjectInfo& object) {
+    {
+      const std::lock_guard lock(mutex_);
+      auto it = inflated_.find(object.url);
+      if (it != inflated_.end() && it->second->compressed.etag == object.etag) return it->second;
+    }
+    return decompressed(inner_->stat(parse_url(object.url)));
+  }
+
+  // The shard's decompressed copy, made on first use (one thread inflates
+  // a shard; others asking for it wait for that one).
+  std::shared_ptr<const Inflated> decompressed(const ObjectInfo& compressed) {
+    std::shared_ptr<std::mutex> once;
+    {
+      const std::lock_guard lock(mutex_);
+      auto it = inflated_.find(compressed.url);
+      if (it != inflated_.end() && it->second->compressed.etag == compressed.etag)
+        return it->second;
+      auto& m = inflating_[compressed.url];
+      if (!m) m = std::make_shared<std::mutex>();
+      once = m;
+    }
+    const std::lock_guard inflating(*once);
+    {
+      const std::lock_guard lock(mutex_);
+      auto it = inflated_.find(compressed.url);
+      if (it != inflated_.end() && it->second->compressed.etag == compressed.etag)
+        return it->second;
+    }
+    auto result = std::make_shared<Inflated>();
+    result->compressed = compressed;
+    result->path = temp_dir() + "/shard-XXXXXX";
+    const int fd = ::mkstemp(result->path.data());
+    if (fd < 0)
+      throw ShardingError(compressed.url + ": cannot make a temporary file for its decompressed "
+                          "copy in " + dir_ + ": " + std::strerror(errno));
+    try {
+      result->size = inflate_into(compressed, fd, result->path);
+      ::close(fd);
+    } catch (...) {
+      ::close(fd);
+      ::unlink(result->path.c_str());
+      throw;
+    }
+    const std::lock_guard lock(mutex_);
+    auto& slot = inflated_[compressed.url];
+    if (slot) ::unlink(slot->path.c_str());  // an older version of the object
+    slot = result;
+    return result;
+  }
+
+  // Streams the compressed object through zlib into fd; returns the
+  // decompressed size. Throws naming the URL and the compressed byte
+  // offset of a corrupt or truncated stream.
+  std::uint64_t inflate_into(const ObjectInfo& compressed, int fd, const std::string& path) {
+    z_stream z{};
+    if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK)  // 16: a gzip header
+      throw ShardingError(compressed.url + ": zlib cannot start");
+    const auto ender = std::unique_ptr<z_stream, int (*)(z_stream*)>(&z, inflateEnd);
+    std::vector<char> out(std::size_t{1} << 20);
+    std::uint64_t in_offset = 0, total = 0;
+    bool member_done = false, any = false;
+    inner_->read(compressed, 0, UINT64_MAX, [&](const char* data, std::size_t size) {
+      z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data));
+      z.avail_in = static_cast<uInt>(size);
+      while (z.avail_in > 0) {
+        if (member_done) {  // another member follows (pigz, cat a.gz b.gz)
+          inflateReset(&z);
+          member_done = false;
+        }
+        any = true;
+        z.next_out = reinterpret_cast<Bytef*>(out.data());
+        z.avail_out = static_cast<uInt>(out.size());
+        const uInt before = z.avail_in;
+        const int rc = ::inflate(&z, Z_NO_FLUSH);
+        in_offset += before - z.avail_in;
+        const std::size_t produced = out.size() - z.avail_out;
+        if (rc != Z_OK && rc != Z_STREAM_END && !(rc == Z_BUF_ERROR && produced > 0))
+          throw ShardingError(compressed.url + ": not a valid gzip stream at compressed byte "
+                              "offset " + std::to_string(in_offset) + " (" +
+                              (z.msg != nullptr ? z.msg : zError(rc)) + ")");
+        write_all(fd, out.data(), produced, path);
+        total += produced;
+        if (rc == Z_STREAM_END) member_done = true;
+      }
+      return true;
+    });
+    if (!any)
+      throw ShardingError(compressed.url + ": empty file, not a gzip stream");
+    if (!member_done)
+      throw ShardingError(compressed.url + ": truncated gzip stream: it ends at compressed byte "
+                          "offset " + std::to_string(in_offset) + " inside a member (after " +
+                          std::to_string(total) + " decompressed bytes)");
+    return total;
+  }
+
+  const std::string& temp_dir() {
+    const std::lock_guard lock(mutex_);
+    if (dir_.empty()) {
+      std::string pattern =
+          (std::filesystem::temp_directory_path() / "xpscale-gunzip-XXXXXX").string();
+      if (::mkdtemp(pattern.data()) == nullptr)
+        throw ShardingError("cannot make a temporary directory for decompressed shards in " +
+                            std::filesystem::temp_directory_path().string() + ": " +
+                            std::strerror(errno));
+      dir_ = pattern;
+    }
+    return dir_;
+  }
+
+  std::shared_ptr<Source> inner_;
+  std::mutex mutex_;
+  std::map<std::string, std::shared_ptr<const Inflated>> inflated_;
+  std::map<std::string, std::shared_ptr<std::mutex>> inflating_;
+  std::string dir_;
+};
+
+}  // namespace
+
+bool is_gzip_url(const Url& url) {
+  const std::string_view p = std::string_view(url.path).substr(0, url.path.find('?'));
+  return p.ends_with(".gz") || p.ends_with(".tgz");
+}
+
+std::shared_ptr<Source> make_gzip_source(std::shared_ptr<Source> inner) {
+  return std::make_shared<GzipSource>(std::move(inner));
+}
+
+}  // namespace xpscale

@@ -1,0 +1,13 @@
+#pragma once
+// gzip-compressed shards (.tar.gz, .tgz): a Source over another one that
+// serves the decompressed bytes (see gzip_source.cpp for how).
+#include <memory>
+
+#include "xpscale/sharding/source.h"
+
+namespace xpscale {
+
+bool is_gzip_url(const Url& url);  // the path ends in .gz or .tgz
+std::shared_ptr<Source> make_gzip_source(std::shared_ptr<Source> inner);
+
+}  // namespace xpscale
