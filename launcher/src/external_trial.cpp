@@ -134,6 +134,11 @@ class Runner {
     set("XPSCALE_PARAMS", info.params.dump());
     set("XPSCALE_TRIAL_DIR", info.trial_dir.string());
     set("XPSCALE_CHECKPOINT_DIR", info.checkpoint_dir.string());
+    if (!info.data.empty()) {  // the data: section, for xpscale.data.ShardedDataset.from_config
+      nlohmann::json data = nlohmann::json::object();
+      for (const auto& [split, spec] : info.data) data[split] = dataset_spec_json(spec);
+      set("XPSCALE_DATA", data.dump());
+    }
     return env;
   }
 

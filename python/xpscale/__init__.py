@@ -17,7 +17,12 @@ to the runtime before it returns. Run by hand (`python3 train.py --lr=0.1`),
 it is a standalone trial: parameters from the command line over the
 defaults you pass, reports printed to stderr.
 
-Modules: xpscale.trial_api (Trial, trial), xpscale.report (the metrics and
+Data: xpscale.data.ShardedDataset streams WebDataset-style tar shards
+(file://, s3://, http(s)://) through the C++ sharded loader, as a torch
+IterableDataset with exact resume; help(xpscale.data) is its manual.
+
+Modules: xpscale.trial_api (Trial, trial), xpscale.data (ShardedDataset,
+DataLoader), xpscale.report (the metrics and
 checkpoint files with the standard library only: it imports without the
 native part, so a script may also copy it).
 """
@@ -29,10 +34,10 @@ except ImportError:  # the source tree, not the built package
     __version__ = "0+unbuilt"
 
 if TYPE_CHECKING:
-    from xpscale._native import Error, UserError
+    from xpscale._native import DataError, Error, UserError
     from xpscale.trial_api import Trial, trial
 
-__all__ = ["Error", "UserError", "Trial", "trial", "__version__"]
+__all__ = ["Error", "UserError", "DataError", "Trial", "trial", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -41,7 +46,7 @@ def __getattr__(name: str) -> Any:
     if name in ("Trial", "trial"):
         from xpscale import trial_api
         return getattr(trial_api, name)
-    if name in ("Error", "UserError"):  # raised by the native part, C++ message
+    if name in ("Error", "UserError", "DataError"):  # raised by the native part
         from xpscale import _native
         return getattr(_native, name)
     raise AttributeError(f"module 'xpscale' has no attribute {name!r}")

@@ -194,6 +194,47 @@ class ShardedDataset(_Base):  # type: ignore[misc,valid-type]
         self._worker_block = 0  # set by xpscale.data.DataLoader: its batch size
         self._last_stats: Dict[str, Any] = {}
 
+    @classmethod
+    def from_config(cls, split: str = "train", **overrides: Any) -> "ShardedDataset":
+        """The split `split` ("train", "val") of the sweep config's data: section,
+        which xpscale hands an external trial in XPSCALE_DATA: its shards, seed,
+        shuffle buffer, drop_last, on_error, cache and prefetch settings.
+        Keyword arguments override them (e.g. global_batch=...). Run by hand,
+        with no XPSCALE_DATA, pass urls=... to say where the data is."""
+        text = os.environ.get("XPSCALE_DATA")
+        if not text:
+            if "urls" not in overrides:
+                raise ValueError(
+                    f"ShardedDataset.from_config({split!r}): XPSCALE_DATA is not set (xpscale sets "
+                    "it for a sweep config with a data: section); pass urls=... to run by hand")
+            urls = overrides.pop("urls")
+            return cls(urls, **overrides)
+        try:
+            splits = json.loads(text)
+        except ValueError as e:
+            raise ValueError(f"XPSCALE_DATA is not JSON: {e}") from None
+        if not isinstance(splits, dict) or split not in splits:
+            have = ", ".join(sorted(splits)) if isinstance(splits, dict) else "none"
+            raise ValueError(f"ShardedDataset.from_config: the config's data: section has no "
+                             f"split {split!r} (it has: {have})")
+        spec = splits[split]
+        if spec.get("manifest"):
+            urls: Any = spec["manifest"]
+        elif spec.get("prefix"):
+            urls = spec["prefix"]
+        else:
+            urls = list(spec.get("urls", []))
+        options: Dict[str, Any] = dict(
+            shuffle=bool(spec.get("shuffle_shards", True)), seed=int(spec.get("seed", 0)),
+            shuffle_buffer_bytes=int(spec.get("shuffle_buffer_bytes", 0)),
+            drop_last=bool(spec.get("drop_last", False)), on_error=spec.get("on_error", "fail"),
+            cache_dir=spec.get("cache_dir") or None,
+            cache_max_bytes=int(spec.get("cache_max_bytes", 0)),
+            prefetch_bytes=int(spec.get("prefetch_bytes", 0)))
+        options.update(overrides)
+        urls = options.pop("urls", urls)
+        return cls(urls, **options)
+
     # -- where the rank is --------------------------------------------------
 
     def _rank_world(self) -> "tuple[int, int]":

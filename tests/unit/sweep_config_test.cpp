@@ -349,14 +349,20 @@ data:
             std::string::npos);
 }
 
-TEST(SweepConfig, DataForExternalTrialsIsRefusedByName) {
+TEST(SweepConfig, DataForExternalTrialsIsHandedOnAsJson) {
   const auto c = parse_sweep_config(
       "program: train.py\nmethod: grid\nparameters:\n  a: {value: 1}\ndata:\n  train: "
-      "{manifest: m.json}\n",
+      "{pattern: \"d/t-{0..2}.tar\", seed: 5, shuffle_buffer: 1024}\n",
       "s.yaml");
-  ASSERT_EQ(c.unbuilt.size(), 1u);
-  EXPECT_EQ(c.unbuilt[0].key, "data");
-  EXPECT_NE(c.unbuilt[0].what.find("external trials"), std::string::npos);
+  EXPECT_TRUE(c.unbuilt.empty());
+  ASSERT_TRUE(c.train_data);
+  const nlohmann::json j = dataset_spec_json(*c.train_data);
+  EXPECT_EQ(j["urls"], nlohmann::json({"d/t-0.tar", "d/t-1.tar", "d/t-2.tar"}));
+  EXPECT_EQ(j["pattern"], "d/t-{0..2}.tar");
+  EXPECT_EQ(j["seed"], 5);
+  EXPECT_EQ(j["shuffle_buffer_bytes"], 1024);
+  EXPECT_EQ(j["on_error"], "fail");
+  EXPECT_FALSE(j.contains("manifest"));
 }
 
 TEST(SweepConfig, ResourcesAndDurations) {

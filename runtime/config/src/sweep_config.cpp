@@ -447,12 +447,6 @@ class Parser {
       reader_.error(e.value, "data", "expected a 'train' or 'val' dataset, got neither");
     if (auto t = find(m, "train")) config_.train_data = parse_dataset(*t, "data.train");
     if (auto v = find(m, "val")) config_.val_data = parse_dataset(*v, "data.val");
-    // program/command are parsed before data.
-    if (config_.is_external())
-      config_.unbuilt.push_back({"data",
-                                 "external trials (program/command) cannot read through the "
-                                 "sharded loader yet (in-process trials: trial.loader())",
-                                 reader_.location(e.key_node)});
   }
 
   std::optional<DatasetSpec> parse_dataset(const Entry& e, const std::string& path) {
@@ -591,6 +585,23 @@ SweepConfig load_sweep_config(const std::string& path) {
   std::ostringstream buffer;
   buffer << in.rdbuf();
   return parse_sweep_config(buffer.str(), path);
+}
+
+nlohmann::json dataset_spec_json(const DatasetSpec& spec) {
+  nlohmann::ordered_json j;
+  if (!spec.manifest.empty()) j["manifest"] = spec.manifest;
+  if (!spec.prefix.empty()) j["prefix"] = spec.prefix;
+  if (spec.manifest.empty() && spec.prefix.empty()) j["urls"] = spec.urls;
+  if (!spec.pattern.empty()) j["pattern"] = spec.pattern;
+  j["on_error"] = spec.on_error;
+  j["shuffle_shards"] = spec.shuffle_shards;
+  j["shuffle_buffer_bytes"] = spec.shuffle_buffer_bytes.value_or(0);
+  j["seed"] = spec.seed;
+  j["drop_last"] = spec.drop_last;
+  j["cache_dir"] = spec.cache_dir;
+  j["cache_max_bytes"] = spec.cache_max_bytes.value_or(0);
+  j["prefetch_bytes"] = spec.prefetch_bytes.value_or(0);
+  return nlohmann::json(j);
 }
 
 void require_built(const SweepConfig& config, const std::string& command) {

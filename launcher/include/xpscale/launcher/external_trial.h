@@ -13,6 +13,8 @@
 //                             rank's devices (gpu_binding.h)
 //   XPSCALE_TRIAL_ID, XPSCALE_ATTEMPT, XPSCALE_PARAMS (JSON),
 //   XPSCALE_TRIAL_DIR, XPSCALE_CHECKPOINT_DIR, XPSCALE_METRICS_FD
+//   XPSCALE_DATA              with a data: section: {"train": {...}, "val":
+//                             {...}}, each split as dataset_spec_json()
 // Open MPI's and PMIx's own variables (OMPI_*, PMIX_*, PMI_*) are removed,
 // so a trial never mistakes itself for a rank of the sweep's MPI job.
 //

@@ -7,9 +7,8 @@
 // other exception for any input text.
 //
 // Combinations of the schema that this build cannot run (see
-// SweepConfig::unbuilt; today: a data: section for external trials, which
-// have no loader) are parsed and checked like the rest; the commands that
-// would need them refuse them by name (require_built()).
+// SweepConfig::unbuilt; none today) are parsed and checked like the rest;
+// the commands that would need them refuse them by name (require_built()).
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -143,6 +142,12 @@ SweepConfig load_sweep_config(const std::string& path);
 
 // Parses YAML text; `path` only names the source in diagnostics.
 SweepConfig parse_sweep_config(const std::string& text, const std::string& path);
+
+// One split of the data: section as JSON, the form external trials get it
+// in (XPSCALE_DATA, read by xpscale.data.ShardedDataset.from_config): the
+// keys of the config, with the defaults filled in and a pattern expanded
+// into urls (the pattern is kept beside them).
+nlohmann::json dataset_spec_json(const DatasetSpec& spec);
 
 // Throws ConfigError naming each feature in config.unbuilt, saying that
 // `command` cannot run it yet. Use before running a sweep.
