@@ -82,6 +82,10 @@ class Runner {
     SpawnSpec spec;
     spec.stdout_path = logs / (stem + ".out");
     spec.stderr_path = logs / (stem + ".err");
+    control_path_ = logs / (stem + ".control");
+    std::error_code ignored;
+    fs::remove(control_path_, ignored);  // a previous run's decision is not this one's
+    fs::remove(polling_path(), ignored);
     stderr_path_ = spec.stderr_path;
     const fs::path params_file = info.trial_dir / "params.json";
     write_file_atomic(params_file, info.params.dump() + "\n");
@@ -134,6 +138,7 @@ class Runner {
     set("XPSCALE_PARAMS", info.params.dump());
     set("XPSCALE_TRIAL_DIR", info.trial_dir.string());
     set("XPSCALE_CHECKPOINT_DIR", info.checkpoint_dir.string());
+    set("XPSCALE_CONTROL", control_path_.string());
     if (!info.data.empty()) {  // the data: section, for xpscale.data.ShardedDataset.from_config
       nlohmann::json data = nlohmann::json::object();
       for (const auto& [split, spec] : info.data) data[split] = dataset_spec_json(spec);
@@ -183,6 +188,32 @@ class Runner {
     }
   }
 
+  fs::path polling_path() const { return control_path_.string() + ".polling"; }
+
+  // The leader's stop reason, for every rank (collective).
+  std::string group_stop_reason() {
+    std::string reason = trial_.stop_reason();
+    if (trial_.group_size() == 1) return reason;
+    std::int64_t length = static_cast<std::int64_t>(reason.size());
+    trial_.comm().broadcast(&length, 1, DataType::kI64, 0);
+    std::vector<std::int32_t> words((static_cast<std::size_t>(length) + 3) / 4, 0);
+    if (trial_.is_leader()) std::memcpy(words.data(), reason.data(), reason.size());
+    if (!words.empty()) trial_.comm().broadcast(words.data(), words.size(), DataType::kI32, 0);
+    return std::string(reinterpret_cast<const char*>(words.data()),
+                       static_cast<std::size_t>(length));
+  }
+
+  // Tells the process the scheduler's decision (xpscale.trial's
+  // should_stop() reads the file): written whole, by rename.
+  void write_decision(const std::string& reason) {
+    nlohmann::json j{{"decision", "stop"}, {"reason", reason.empty() ? "stopped" : reason}};
+    try {
+      write_file_atomic(control_path_, j.dump() + "\n");
+    } catch (const std::exception& e) {
+      trial_.log(std::string("cannot tell the trial to stop (it is ended instead): ") + e.what());
+    }
+  }
+
   void supervise(std::optional<Process>& p, const std::string& spawn_error) {
     const auto start = Clock::now();
     const auto limit = config_.resources.time_limit_s;
@@ -190,6 +221,7 @@ class Runner {
     std::optional<ExitStatus> status;
     bool timed_out = false;
     std::optional<Clock::time_point> preempted_at;  // when SIGUSR1 was forwarded
+    std::optional<Clock::time_point> stopping_at;   // when the decision was written
     for (;;) {
       if (p && !status) {
         status = p->wait_for(tick);
@@ -202,20 +234,39 @@ class Runner {
       const bool failed = !p || (status && !status->ok());
       const bool grace_over =
           preempted_at && Clock::now() - *preempted_at >= options_.preempt_grace;
-      // Group-wide state: [any rank failed, stop (leader) or preemption grace
-      // over, any still running, any rank preempted].
-      std::array<std::int64_t, 4> state{failed ? 1 : 0, (stop_ || timed_out || grace_over) ? 1 : 0,
-                                        (p && !status) ? 1 : 0, preemption_requested() ? 1 : 0};
+      // A stopped trial whose processes poll should_stop() may end itself
+      // within stop_grace (a last checkpoint, its own cleanup); one that
+      // does not poll is ended at once.
+      const bool polls = fs::exists(polling_path());
+      const bool stop_grace_over =
+          stopping_at && Clock::now() - *stopping_at >= options_.stop_grace;
+      // Group-wide state: [any rank failed, time limit or preemption grace
+      // over, any still running, any rank preempted, stop (leader), a rank
+      // that does not poll, stop grace over].
+      std::array<std::int64_t, 7> state{failed ? 1 : 0,
+                                        (timed_out || grace_over) ? 1 : 0,
+                                        (p && !status) ? 1 : 0,
+                                        preemption_requested() ? 1 : 0,
+                                        stop_ ? 1 : 0,
+                                        (p && !status && !polls) ? 1 : 0,
+                                        stop_grace_over ? 1 : 0};
       if (trial_.group_size() > 1)
         trial_.comm().allreduce(state.data(), state.data(), state.size(), DataType::kI64,
                                 ReduceOp::kMax);
+      if (state[4] && !stopping_at) {
+        stopping_at = Clock::now();
+        stopped_ = true;
+        const std::string reason = group_stop_reason();
+        if (p && !status) write_decision(reason);
+      }
+      const bool stop_now = state[4] && (state[5] || state[6]);
       if (state[3] && state[2] && !preempted_at) {
         // The process gets SIGUSR1 to checkpoint (Slurm may have sent it one
         // already: under srun the whole step is signalled), then the grace.
         preempted_at = Clock::now();
         if (p && !status) p->signal_group(SIGUSR1);
       }
-      if (state[0] || state[1] || !state[2]) break;
+      if (state[0] || state[1] || stop_now || !state[2]) break;
       if (!p || status) std::this_thread::sleep_for(tick);
       tick = std::min(tick * 2, std::chrono::milliseconds(50));
     }
@@ -245,8 +296,9 @@ class Runner {
       std::snprintf(buf, sizeof buf, "%g", *limit);
       throw TrialFailed(std::string("passed resources.time_limit (") + buf + " s)", tail);
     }
-    // Killed because the trial was stopped or another rank failed: not this rank's failure.
-    if (killed_) return;
+    // Killed because the trial was stopped or another rank failed, or ended
+    // by itself once told to stop: not this rank's failure.
+    if (killed_ || stopped_) return;
     if (!status->ok())
       throw TrialFailed(config_.program.empty() ? "the command " + status->describe()
                                                 : config_.program + " " + status->describe(),
@@ -258,7 +310,9 @@ class Runner {
   Trial& trial_;
   fs::path stderr_path_;
   std::int64_t next_step_ = 0;
+  fs::path control_path_;
   bool stop_ = false;
+  bool stopped_ = false;
   bool killed_ = false;
 };
 

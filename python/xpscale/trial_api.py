@@ -107,7 +107,7 @@ class Trial:
     def __init__(self, flat_params: Mapping[str, Any], *, trial_id: Optional[str] = None,
                  attempt: int = 1, checkpoint_dir: Optional[str] = None, rank: int = 0,
                  world_size: int = 1, local_rank: int = 0, local_world_size: int = 1,
-                 standalone: bool = True) -> None:
+                 standalone: bool = True, control_path: Optional[str] = None) -> None:
         self.id = trial_id
         self.attempt = attempt
         self.flat_params: Dict[str, Any] = dict(flat_params)
@@ -120,6 +120,10 @@ class Trial:
         # Resolved once: a standalone trial's ./checkpoint is the working
         # directory's at creation, whatever the script does with cwd later.
         self._checkpoint_dir = checkpoint_dir or os.path.abspath("checkpoint")
+        self._control = control_path
+        self._polling = False
+        self._control_seen: Optional[int] = None
+        self._stop_reason: Optional[str] = None
 
     @property
     def is_leader(self) -> bool:
@@ -144,6 +148,41 @@ class Trial:
         (numpy scalars and 0-d tensors too); NaN and inf become null.
         Raises ValueError or TypeError for a bad name, step or value."""
         _report.report(metrics, step=step, **kwargs)
+
+    def should_stop(self) -> bool:
+        """True once the scheduler has stopped this trial (ASHA, Hyperband or
+        the median rule after a report; a PBT exploit, which restarts it
+        with the donor's parameters and checkpoint). Cheap (one stat): call
+        it every step or epoch, then save what you want and return. A trial
+        whose ranks call it gets the runtime's stop grace (30 s by default)
+        to end by itself; one that never calls it is ended at once.
+        Standalone, always False."""
+        if not self._control:
+            return False
+        if not self._polling:  # tells the runtime this process listens
+            with open(self._control + ".polling", "a"):
+                pass
+            self._polling = True
+        try:
+            stamp = os.stat(self._control).st_mtime_ns
+        except FileNotFoundError:
+            return False
+        if stamp != self._control_seen:
+            try:
+                with open(self._control, encoding="utf-8") as f:
+                    decision = json.load(f)
+            except (OSError, ValueError):
+                return self._stop_reason is not None  # replaced as we read: next call
+            self._control_seen = stamp
+            if isinstance(decision, dict) and decision.get("decision") == "stop":
+                self._stop_reason = str(decision.get("reason") or "stopped")
+        return self._stop_reason is not None
+
+    @property
+    def stop_reason(self) -> Optional[str]:
+        """Why the trial was stopped (the scheduler's reason), once
+        should_stop() has returned True; None before."""
+        return self._stop_reason
 
     def resume_step(self) -> int:
         """The step of the last complete checkpoint (checkpoint_saved), or -1
@@ -183,4 +222,5 @@ def trial(defaults: Optional[Mapping[str, Any]] = None,
     return Trial(params, trial_id=trial_id or None, attempt=_int_env("XPSCALE_ATTEMPT", 1),
                  checkpoint_dir=_report.checkpoint_dir(), rank=_int_env("RANK", 0),
                  world_size=_int_env("WORLD_SIZE", 1), local_rank=_int_env("LOCAL_RANK", 0),
-                 local_world_size=_int_env("LOCAL_WORLD_SIZE", 1), standalone=not trial_id)
+                 local_world_size=_int_env("LOCAL_WORLD_SIZE", 1), standalone=not trial_id,
+                 control_path=os.environ.get("XPSCALE_CONTROL") if trial_id else None)

@@ -19,6 +19,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 XPSCALE = os.environ["XPSCALE_BIN"]
 TRAINER = os.environ["XPSCALE_TRAINER"]
 EXT_TRIAL = os.path.join(HERE, "ext_trial.py")
+PY_STOP_TRIAL = os.path.join(HERE, "py_stop_trial.py")
 PY_TRIAL = os.path.join(HERE, "py_trial.py")
 MPI = ["mpiexec", "--allow-run-as-root", "--oversubscribe"]
 
@@ -285,6 +286,29 @@ class SweepTest(unittest.TestCase):
         self.assertEqual(second["world_size"], 2)
         self.assertEqual(second["params"], {"model": {"x": 3.0}, "steps": 5, "crash_at": 2})
         self.assertEqual(second["version"], os.environ["XPSCALE_VERSION"])
+
+    def test_python_trial_sees_should_stop_and_ends_itself(self):
+        # The metric's target stops the trial (as ASHA or Hyperband would):
+        # both ranks' processes see should_stop() with the reason, write
+        # their file and exit 0 long before the 60 s they would run, and the
+        # trial is recorded as stopped, not failed.
+        cfg = self.config({"x": {"values": [0.0]}},
+                          metric={"name": "loss", "goal": "minimize", "target": 0.4},
+                          command=["/usr/bin/python3", PY_STOP_TRIAL, "${args}"],
+                          resources={"ranks_per_trial": 2})
+        started = time.monotonic()
+        self.run_cmd([XPSCALE, "run", "--quiet", cfg], ranks=2)
+        self.assertLess(time.monotonic() - started, 40)
+        t = self.trials()
+        self.assertEqual(t[0]["status"], "stopped", t)
+        self.assertEqual(t[0]["reason"], "target", t)
+        ckpt = os.path.join(self.out, "trials", "0", "checkpoint")
+        for rank in (0, 1):
+            with open(os.path.join(ckpt, f"stopped.rank{rank}.json")) as f:
+                seen = json.load(f)
+            self.assertEqual(seen["reason"], "target")
+            self.assertGreaterEqual(seen["step"], 2)  # loss 1/3 < 0.4 first at step 2
+            self.assertLess(seen["step"], 200)
 
     def test_resume_without_store_is_an_error(self):
         cfg = self.config({"x": {"values": [1]}})

@@ -13,6 +13,8 @@
 //                             rank's devices (gpu_binding.h)
 //   XPSCALE_TRIAL_ID, XPSCALE_ATTEMPT, XPSCALE_PARAMS (JSON),
 //   XPSCALE_TRIAL_DIR, XPSCALE_CHECKPOINT_DIR, XPSCALE_METRICS_FD
+//   XPSCALE_CONTROL           a file the runtime writes the scheduler's stop
+//                             decision to: {"decision": "stop", "reason": ...}
 //   XPSCALE_DATA              with a data: section: {"train": {...}, "val":
 //                             {...}}, each split as dataset_spec_json()
 // Open MPI's and PMIx's own variables (OMPI_*, PMIX_*, PMI_*) are removed,
@@ -40,6 +42,11 @@ struct ExternalTrialOptions {
   // to the trial's process group and ending it (SIGTERM, kill_grace,
   // SIGKILL). The trial should checkpoint and exit within it.
   std::chrono::milliseconds preempt_grace{std::chrono::seconds(30)};
+  // A Stop decision (ASHA, Hyperband, median, PBT) is written to the file
+  // XPSCALE_CONTROL names; when every rank's process polls it (xpscale.trial's
+  // should_stop() leaves "<file>.polling"), they may end by themselves
+  // within this grace; otherwise, or after it, the tree is ended.
+  std::chrono::milliseconds stop_grace{std::chrono::seconds(30)};
 };
 
 // The train function that runs config's command. The config must be
