@@ -1,36 +1,41 @@
 #!/usr/bin/env python3
 """Fashion-MNIST MLP as an external xpscale trial: PyTorch, DistributedDataParallel
-over gloo, the same task as the C++ example (examples/fashion_mnist).
+over gloo, training data streamed from tar shards (file://, s3://, http://)
+through xpscale.data; the same task as the C++ example (examples/fashion_mnist).
 
 Every rank of the trial's group runs this script. xpscale sets RANK, WORLD_SIZE,
-LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR and MASTER_PORT (torch.distributed's
-env:// initialisation reads them), XPSCALE_PARAMS, XPSCALE_CHECKPOINT_DIR and
-XPSCALE_METRICS_FD. Without WORLD_SIZE (or with 1) it trains alone, no
-process group.
+MASTER_ADDR and MASTER_PORT (torch.distributed's env:// reads them), the
+trial's parameters, its checkpoint directory and, from the sweep config's
+data: section, the training shards (XPSCALE_DATA).
 
-Parameters (XPSCALE_PARAMS as JSON, overridden by --name=value or name=value
-arguments): lr, hidden, batch_size (global: each rank takes batch_size /
-WORLD_SIZE samples of every batch), epochs (5), momentum (0.9), seed (0),
-data_dir ($XPSCALE_FMNIST_DIR or /usr/share/datasets/fashion-mnist).
+Parameters (from the sweep, or --name=value by hand): lr, hidden, batch_size
+(global: each rank takes batch_size / WORLD_SIZE samples of every step),
+epochs, momentum, seed, workers (DataLoader worker processes per rank),
+checkpoint_every (also checkpoint every that many steps; 0: per epoch only),
+train (the shards when the config has no data: section), data_dir (the IDX
+files of the validation and test sets).
 
-Per epoch the leader reports loss, val_loss, val_accuracy, test_accuracy and
-epoch_s through xpscale.report and saves a checkpoint; a resumed
-trial continues after the last saved epoch.
+Per epoch the leader reports loss, val_loss, val_accuracy, test_accuracy,
+epoch_s and stall (the share of the epoch spent waiting for data), and saves
+a checkpoint that holds the model, the optimizer and the loader's position:
+a resumed trial continues with the next sample it had not trained on. When
+the scheduler stops the trial (ASHA, Hyperband), every rank ends after the
+epoch's report.
 
-By hand, two ranks on one machine:
-  for r in 0 1; do RANK=$r WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=29511 \
-    XPSCALE_PARAMS='{"lr":0.05,"hidden":128,"batch_size":64,"epochs":1}' \
-    /usr/bin/python3 examples/pytorch/train.py & done; wait
+Make the shards once, then train by hand on one rank:
+  build/launcher/xpscale shard /usr/share/datasets/fashion-mnist --split train \\
+      --range 0:55000 --out /tmp/fmnist --shards 16
+  /usr/bin/python3 examples/pytorch/train.py --train=/tmp/fmnist/train.manifest.json --epochs=1
 """
 import datetime
 import gzip
-import json
 import os
 import struct
 import sys
 import time
 
-import xpscale.report as xr  # scripts/setup puts the xpscale package on /usr/bin/python3's path
+import xpscale  # scripts/setup puts the package on /usr/bin/python3's path
+from xpscale.data import DataLoader, ShardedDataset
 
 try:
     import numpy as np
@@ -49,9 +54,12 @@ DEFAULTS = {
     "epochs": 5,
     "momentum": 0.9,
     "seed": 0,
+    "workers": 1,
+    "checkpoint_every": 0,
+    "train": "",
     "data_dir": os.environ.get("XPSCALE_FMNIST_DIR") or "/usr/share/datasets/fashion-mnist",
 }
-VALIDATION = 5000
+VALIDATION = 5000  # the last 5000 training images; the shards hold the first 55000
 MEAN, STD = 0.2860, 0.3530  # of Fashion-MNIST's training pixels in [0, 1]
 
 
@@ -59,82 +67,41 @@ class UsageError(Exception):
     pass
 
 
-def parse_params(argv):
-    """DEFAULTS, then XPSCALE_PARAMS, then arguments; values converted to the defaults' types."""
-    raw = dict(xr.params())
-    for arg in argv:
-        name, sep, value = arg.lstrip("-").partition("=")
-        if not sep:
-            raise UsageError(f"expected --name=value or name=value, got {arg!r}")
-        raw[name] = value
-    out = dict(DEFAULTS)
-    for name, value in raw.items():
-        if name not in DEFAULTS:
-            raise UsageError(f"unknown parameter {name!r} (known: {', '.join(DEFAULTS)})")
-        kind = type(DEFAULTS[name])
-        try:
-            if kind is int:
-                number = float(value)
-                if number != int(number):
-                    raise ValueError
-                out[name] = int(number)
-            else:
-                out[name] = kind(value)
-        except (TypeError, ValueError):
-            raise UsageError(f"parameter {name}: expected {kind.__name__}, got {value!r}") from None
-    return out
-
-
-def find_file(data_dir, base):
-    for name in (base, base + ".gz"):
-        path = os.path.join(data_dir, name)
-        if os.path.isfile(path):
-            return path
-    raise UsageError(f"{os.path.join(data_dir, base)}: no such file (nor {base}.gz); install "
-                     "Debian's dataset-fashion-mnist or set data_dir / XPSCALE_FMNIST_DIR")
-
-
 def read_idx(path):
     """An IDX file (plain or gzip) of unsigned bytes as a numpy array."""
+    if not os.path.isfile(path) and os.path.isfile(path + ".gz"):
+        path += ".gz"
     opener = gzip.open if path.endswith(".gz") else open
     try:
         with opener(path, "rb") as f:
             data = f.read()
     except (OSError, EOFError) as e:
-        raise UsageError(f"{path}: cannot read: {e}") from None
-    if len(data) < 4 or data[0] != 0 or data[1] != 0:
-        raise UsageError(f"{path}: bad magic (not an IDX file?)")
-    if data[2] != 0x08:
-        raise UsageError(f"{path}: unsupported IDX element type 0x{data[2]:02x}, "
-                         "only unsigned bytes (0x08)")
+        raise UsageError(f"{path}: cannot read: {e}; install Debian's dataset-fashion-mnist "
+                         "or set data_dir") from None
+    if len(data) < 4 or data[:2] != b"\0\0" or data[2] != 0x08:
+        raise UsageError(f"{path}: not an IDX file of unsigned bytes")
     ndims = data[3]
-    header = 4 + 4 * ndims
-    if len(data) < header:
-        raise UsageError(f"{path}: short file: {len(data)} bytes, the header needs {header}")
-    dims = struct.unpack(f">{ndims}I", data[4:header])
-    need = int(np.prod(dims))
-    if len(data) - header != need:
-        shape = "x".join(map(str, dims))
-        raise UsageError(f"{path}: dims {shape} need {need} bytes of data, "
-                         f"the file has {len(data) - header}")
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
+    dims = struct.unpack(f">{ndims}I", data[4:4 + 4 * ndims])
+    if len(data) - 4 - 4 * ndims != int(np.prod(dims)):
+        raise UsageError(f"{path}: dims {dims} do not match the file's size")
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndims).reshape(dims)
 
 
-def load(data_dir):
-    """(train, validation, test) as pairs of (float32 images N x 784, int64 labels)."""
-    def pair(prefix):
-        images = read_idx(find_file(data_dir, f"{prefix}-images-idx3-ubyte"))
-        labels = read_idx(find_file(data_dir, f"{prefix}-labels-idx1-ubyte"))
-        if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.shape != images.shape[:1]:
-            raise UsageError(f"{data_dir}: {prefix} images {images.shape} and labels "
-                             f"{labels.shape} do not fit together")
+def held_out(data_dir):
+    """(validation, test) as (float32 images N x 784, int64 labels), in memory."""
+    def pair(prefix, begin=0):
+        images = read_idx(os.path.join(data_dir, f"{prefix}-images-idx3-ubyte"))[begin:]
+        labels = read_idx(os.path.join(data_dir, f"{prefix}-labels-idx1-ubyte"))[begin:]
         x = torch.from_numpy(images.reshape(len(images), -1).astype(np.float32))
-        x = (x / 255.0 - MEAN) / STD
-        return x, torch.from_numpy(labels.astype(np.int64))
+        return (x / 255.0 - MEAN) / STD, torch.from_numpy(labels.astype(np.int64))
+    x, y = pair("train", begin=60000 - VALIDATION)
+    return (x, y), pair("t10k")
 
-    x, y = pair("train")
-    n = len(x) - VALIDATION
-    return (x[:n], y[:n]), (x[n:], y[n:]), pair("t10k")
+
+def decode(sample):
+    """A shard sample (784 pixel bytes in .u8, the label as text in .cls) as
+    numpy arrays; DataLoader's collate stacks them into tensors."""
+    return np.frombuffer(sample["u8"], dtype=np.uint8), np.int64(int(sample["cls"]))
 
 
 class Mlp(torch.nn.Module):
@@ -147,134 +114,145 @@ class Mlp(torch.nn.Module):
         return self.fc2(F.relu(self.fc1(x)))
 
 
-def all_reduce_sum(values, world):
+def all_reduce(values, world, op=None):
     t = torch.tensor(values, dtype=torch.float64)
     if world > 1:
-        dist.all_reduce(t)
+        dist.all_reduce(t, op=op or dist.ReduceOp.SUM)
     return t.tolist()
 
 
 def evaluate(model, split, rank, world):
-    """(mean loss, accuracy) over split; each rank takes a contiguous shard."""
+    """(mean loss, accuracy) over split; each rank takes a contiguous part."""
     x, y = split
     begin, end = len(x) * rank // world, len(x) * (rank + 1) // world
     with torch.no_grad():
         logits = model(x[begin:end])
         loss = F.cross_entropy(logits, y[begin:end], reduction="sum").item()
         correct = (logits.argmax(1) == y[begin:end]).sum().item()
-    loss, correct = all_reduce_sum([loss, correct], world)
+    loss, correct = all_reduce([loss, correct], world)
     return loss / len(x), correct / len(x)
 
 
-def checkpoint_path(directory, epoch):
-    return os.path.join(directory, f"epoch-{epoch:06d}.pt")
-
-
-def save_checkpoint(directory, epoch, model, optimizer):
-    """Writes the epoch's file (temporary file + os.replace), records it, drops older ones."""
-    os.makedirs(directory, exist_ok=True)
-    path = checkpoint_path(directory, epoch)
+def save_checkpoint(trial, step, state):
+    """The leader writes the step's file (temporary file + os.replace), marks it
+    complete, and drops older ones."""
+    directory = trial.checkpoint_dir
+    path = os.path.join(directory, f"step-{step:09d}.pt")
     tmp = f"{path}.tmp.{os.getpid()}"
-    torch.save({"epoch": epoch, "model": model.state_dict(),
-                "optimizer": optimizer.state_dict()}, tmp)
+    torch.save(state, tmp)
     os.replace(tmp, path)
-    xr.checkpoint_saved(epoch)
+    trial.checkpoint_saved(step)
     for name in os.listdir(directory):
-        if name.startswith("epoch-") and name.endswith(".pt") and name < os.path.basename(path):
+        if name.startswith("step-") and name.endswith(".pt") and name < os.path.basename(path):
             os.unlink(os.path.join(directory, name))
 
 
-def agree(ok, message, world):
-    """Makes a failure on one rank every rank's, instead of a hang in the next collective."""
+def load_checkpoint(trial, rank, world):
+    """The leader's checkpoint, broadcast to every rank (the directory need not
+    be on a file system every node sees); None on a fresh start."""
+    step = trial.resume_step()
+    box = [None]
+    if rank == 0 and step >= 0:
+        box[0] = torch.load(os.path.join(trial.checkpoint_dir, f"step-{step:09d}.pt"))
     if world > 1:
-        flag = torch.tensor([1 if ok else 0], dtype=torch.int32)
-        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
-        ok = bool(flag.item())
-    if not ok:
-        raise RuntimeError(message)
+        dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
-def main(argv):
-    p = parse_params(argv)
-    rank = int(os.environ.get("RANK", "0"))
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+def main():
+    trial = xpscale.trial(DEFAULTS)
+    p = trial.params
+    rank, world = trial.rank, trial.world_size
     if "OMP_NUM_THREADS" not in os.environ:
         # Ranks of a node share its cores; torch would take them all in every rank.
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, local_world)))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, trial.local_world_size)))
     if p["batch_size"] < world or p["batch_size"] % world:
         raise UsageError(f"batch_size {p['batch_size']} must be a positive multiple of "
-                         f"WORLD_SIZE {world} (every rank takes an equal slice of each batch)")
+                         f"WORLD_SIZE {world} (every rank takes an equal slice of each step)")
     if world > 1:
         dist.init_process_group("gloo", init_method="env://", rank=rank, world_size=world,
                                 timeout=datetime.timedelta(minutes=5))
 
-    train, validation, test = load(p["data_dir"])
+    # The data: section's train split (XPSCALE_DATA), else --train=...
+    if not os.environ.get("XPSCALE_DATA") and not p["train"]:
+        raise UsageError("no training shards: give the sweep config a data: train: section or "
+                         "pass --train=<manifest, URL or brace pattern> (see the docstring)")
+    overrides = {"urls": p["train"]} if p["train"] else {}
+    ds = ShardedDataset.from_config("train", global_batch=p["batch_size"], rank=rank,
+                                    world_size=world, **overrides)
+    loader = DataLoader(ds.map(decode), batch_size=p["batch_size"] // world,
+                        num_workers=p["workers"])
+    validation, test = held_out(p["data_dir"])
+
     torch.manual_seed(p["seed"])
     model = Mlp(p["hidden"])
     optimizer = torch.optim.SGD(model.parameters(), lr=p["lr"], momentum=p["momentum"])
-
-    directory = xr.checkpoint_dir()
-    resumed = xr.resume_step() if directory else -1
-    if resumed >= 0:
-        # The leader reads the checkpoint; DDP's constructor broadcasts its
-        # weights and the momentum buffers are broadcast below, so the
-        # directory need not be on a file system every node sees.
-        error = None
-        if rank == 0:
-            try:
-                state = torch.load(checkpoint_path(directory, resumed))
-                model.load_state_dict(state["model"])
-                optimizer.load_state_dict(state["optimizer"])
-            except Exception as e:  # noqa: BLE001 - any failure ends the trial on every rank
-                error = f"{checkpoint_path(directory, resumed)}: cannot load: {e}"
-        agree(error is None, error or "the leader could not load the checkpoint", world)
-        if world > 1:
-            for param in model.parameters():
-                state = optimizer.state[param]
-                if state.get("momentum_buffer") is None:
-                    state["momentum_buffer"] = torch.zeros_like(param)
-                dist.broadcast(state["momentum_buffer"], src=0)
-        print(f"[rank {rank}] resumed from the checkpoint of epoch {resumed}", file=sys.stderr)
+    step, first_epoch = 0, 1
+    state = load_checkpoint(trial, rank, world)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        ds.load_state_dict(state["data"])
+        step, first_epoch = state["step"], state["epoch"]
+        position = state["data"]["samples_consumed"] // world
+        print(f"[rank {rank}] resumed at step {step}: epoch {first_epoch}, sample {position} "
+              f"of {len(ds)}", file=sys.stderr, flush=True)
     net = DistributedDataParallel(model) if world > 1 else model
 
-    x, y = train
-    batch, local = p["batch_size"], p["batch_size"] // world
-    steps = len(x) // batch
-    for epoch in range(max(resumed, 0) + 1, p["epochs"] + 1):
+    def checkpoint(epoch):
+        if rank == 0:
+            save_checkpoint(trial, step, {"step": step, "epoch": epoch,
+                                          "model": model.state_dict(),
+                                          "optimizer": optimizer.state_dict(),
+                                          "data": ds.state_dict()})
+
+    for epoch in range(first_epoch, p["epochs"] + 1):
+        ds.set_epoch(epoch)  # a no-op when resuming inside this epoch
         start = time.monotonic()
-        # The same permutation on every rank: a function of (seed, epoch) only.
-        order = torch.from_numpy(np.random.default_rng([p["seed"], epoch]).permutation(len(x)))
+        waited, loss_sum, batches = 0.0, 0.0, 0
         net.train()
-        loss_sum = 0.0
-        for s in range(steps):
-            idx = order[s * batch + rank * local: s * batch + (rank + 1) * local]
+        ready = time.monotonic()
+        for pixels, labels in loader:
+            waited += time.monotonic() - ready
+            x = (pixels.float() / 255.0 - MEAN) / STD
             optimizer.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(net(x[idx]), y[idx])
+            loss = F.cross_entropy(net(x), labels)
             loss.backward()  # DDP averages the gradients over the group
             optimizer.step()
             loss_sum += loss.item()
-        (loss_mean,) = all_reduce_sum([loss_sum / max(steps, 1)], world)
-        loss_mean /= world
+            batches += 1
+            step += 1
+            if p["checkpoint_every"] and step % p["checkpoint_every"] == 0:
+                checkpoint(epoch)
+            ready = time.monotonic()
         seconds = time.monotonic() - start
+        loss_mean, stall = all_reduce([loss_sum / max(batches, 1), waited / seconds], world)
         net.eval()
         val_loss, val_accuracy = evaluate(model, validation, rank, world)
         _, test_accuracy = evaluate(model, test, rank, world)
+        checkpoint(epoch + 1)  # the loader already stands at the next epoch
         if rank == 0:
-            if directory:
-                save_checkpoint(directory, epoch, model, optimizer)
-            xr.report(step=epoch, loss=loss_mean, val_loss=val_loss, val_accuracy=val_accuracy,
-                      test_accuracy=test_accuracy, epoch_s=seconds)
-            print(f"epoch {epoch}/{p['epochs']}: loss {loss_mean:.4f}, val_accuracy "
-                  f"{val_accuracy:.4f}, test_accuracy {test_accuracy:.4f} ({seconds:.2f} s)",
-                  file=sys.stderr)
+            trial.report(step=epoch, loss=loss_mean / world, val_loss=val_loss,
+                         val_accuracy=val_accuracy, test_accuracy=test_accuracy,
+                         epoch_s=seconds, stall=stall / world)
+            print(f"epoch {epoch}/{p['epochs']}: loss {loss_mean / world:.4f}, val_accuracy "
+                  f"{val_accuracy:.4f}, test_accuracy {test_accuracy:.4f} ({seconds:.2f} s, "
+                  f"{batches} steps)", file=sys.stderr, flush=True)
+        # Every rank stops at the same point: a stop seen by any rank is
+        # everyone's (the ranks poll at slightly different times).
+        (stop,) = all_reduce([1.0 if trial.should_stop() else 0.0], world, dist.ReduceOp.MAX)
+        if stop:
+            reason = trial.stop_reason or "seen by another rank"
+            print(f"[rank {rank}] stopped by the scheduler ({reason}) after epoch "
+                  f"{epoch}", file=sys.stderr, flush=True)
+            break
     if world > 1:
         dist.destroy_process_group()
 
 
 if __name__ == "__main__":
     try:
-        main(sys.argv[1:])
-    except UsageError as e:
+        main()
+    except (UsageError, ValueError) as e:
         print(f"train.py: {e}", file=sys.stderr)
         sys.exit(2)

@@ -178,6 +178,7 @@ class Runner {
         j.erase("step");
       }
       next_step_ = step + 1;
+      last_step_ = step;
       if (trial_.report_as_leader(step, j) == Decision::kStop) {
         // Preemption ends the process gently (supervise()), not at once.
         if (trial_.stop_reason() == "preempted")
@@ -203,10 +204,33 @@ class Runner {
                        static_cast<std::size_t>(length));
   }
 
+  // Leader, when its process polls: the decision on the last metrics line
+  // read, so that should_stop() right after a report() waits for the answer
+  // to that report rather than seeing it an epoch later. At most one write
+  // per tick, and none for a process that does not poll.
+  void acknowledge() {
+    if (!trial_.is_leader() || !last_step_ || acked_step_ == last_step_ || stopping_) return;
+    std::error_code ec;
+    if (!fs::exists(polling_path(), ec)) return;
+    acked_step_ = last_step_;
+    if (stop_) return;  // supervise() writes the stop for every rank
+    write_control({{"decision", "continue"}, {"step", *last_step_}});
+  }
+
+  void write_control(const nlohmann::json& j) {
+    try {
+      write_file_atomic(control_path_, j.dump() + "\n");
+    } catch (const std::exception& e) {
+      trial_.log(std::string("cannot write the trial's control file: ") + e.what());
+    }
+  }
+
   // Tells the process the scheduler's decision (xpscale.trial's
   // should_stop() reads the file): written whole, by rename.
   void write_decision(const std::string& reason) {
+    stopping_ = true;
     nlohmann::json j{{"decision", "stop"}, {"reason", reason.empty() ? "stopped" : reason}};
+    if (last_step_) j["step"] = *last_step_;
     try {
       write_file_atomic(control_path_, j.dump() + "\n");
     } catch (const std::exception& e) {
@@ -227,6 +251,7 @@ class Runner {
         status = p->wait_for(tick);
         forward_metrics(*p);
         if (status) forward_metrics(*p);  // what it wrote just before exiting
+        acknowledge();
       }
       if (trial_.is_leader() && limit &&
           std::chrono::duration<double>(Clock::now() - start).count() > *limit)
@@ -311,6 +336,8 @@ class Runner {
   fs::path stderr_path_;
   std::int64_t next_step_ = 0;
   fs::path control_path_;
+  std::optional<std::int64_t> last_step_, acked_step_;  // of the leader's metrics lines
+  bool stopping_ = false;                                // the stop decision was written
   bool stop_ = false;
   bool stopped_ = false;
   bool killed_ = false;

@@ -27,7 +27,7 @@ int run_command(const std::vector<std::string>& args) {
   RunOptions options;
   std::string out_dir;
   std::int64_t trials = 0;
-  double grace_s = 10, preempt_grace_s = 30;
+  double grace_s = 10, preempt_grace_s = 30, stop_grace_s = 30;
   po::options_description desc(kUsage);
   desc.add_options()("help,h", "show this help")("out-dir", po::value<std::string>(&out_dir),
                                                  "where results go (default: the config's)")(
@@ -42,6 +42,9 @@ int run_command(const std::vector<std::string>& args) {
       "seconds between SIGTERM and SIGKILL when a trial is ended")(
       "preempt-grace", po::value<double>(&preempt_grace_s)->default_value(30),
       "on SIGUSR1 (preemption), seconds a trial gets to checkpoint before SIGTERM")(
+      "stop-grace", po::value<double>(&stop_grace_s)->default_value(30),
+      "when the scheduler stops a trial whose processes poll should_stop(), seconds they "
+      "get to end by themselves before SIGTERM")(
       "array-task", po::value<int>(&options.task)->default_value(0),
       "job arrays: this task's index (runs trials i with i % array-size == index)")(
       "array-size", po::value<int>(&options.task_count)->default_value(0),
@@ -60,12 +63,14 @@ int run_command(const std::vector<std::string>& args) {
   }
   if (!(grace_s >= 0)) throw UserError("--kill-grace must be >= 0 seconds");
   if (!(preempt_grace_s >= 0)) throw UserError("--preempt-grace must be >= 0 seconds");
+  if (!(stop_grace_s >= 0)) throw UserError("--stop-grace must be >= 0 seconds");
   // The trial processes own the devices; the launcher's group communicator
   // only carries small control reductions, on the CPU.
   options.backend = "mpi";
   launcher::ExternalTrialOptions ext;
   ext.kill_grace = std::chrono::milliseconds(static_cast<std::int64_t>(grace_s * 1000));
   ext.preempt_grace = std::chrono::milliseconds(static_cast<std::int64_t>(preempt_grace_s * 1000));
+  ext.stop_grace = std::chrono::milliseconds(static_cast<std::int64_t>(stop_grace_s * 1000));
   return run_and_report(
       options, [ext](const SweepConfig& config) { return launcher::external_trial(config, ext); },
       "xpscale");

@@ -127,7 +127,8 @@ class ShardedDataset(_Base):  # type: ignore[misc,valid-type]
       boto3 reads it) or http(s)://.
     shuffle: permute the shards each epoch and shuffle samples through a
       buffer of shuffle_buffer_bytes (default 16 MiB; 0 keeps shard order).
-      shuffle=False reads the shards in order, samples in order.
+      shuffle=False reads the shards in order, and the samples in order
+      unless shuffle_buffer_bytes is given.
     seed: of the order (the same seed gives the same order everywhere).
     rank, world_size: this process's place in the group; None takes them
       from torch.distributed when it is initialized (at the first
@@ -288,6 +289,7 @@ class ShardedDataset(_Base):  # type: ignore[misc,valid-type]
                             "of ShardedDataset.state_dict()") from None
         probe = self._make_loader(0, 1, 1)
         probe.restore(text)  # the C++ loader checks the types, the dataset and the seed
+        probe.remaining()  # and plans the rest: a position it cannot continue fails here
         self._state = json.loads(probe.state())
 
     def __len__(self) -> int:

@@ -14,6 +14,7 @@ The checkpoint marker is read and written by the C++ code of the C++ API
 import json
 import os
 import sys
+import time
 from typing import Any, Dict, Mapping, Optional, Sequence
 
 from xpscale import _native
@@ -122,7 +123,7 @@ class Trial:
         self._checkpoint_dir = checkpoint_dir or os.path.abspath("checkpoint")
         self._control = control_path
         self._polling = False
-        self._control_seen: Optional[int] = None
+        self._control_last: Optional[Dict[str, Any]] = None
         self._stop_reason: Optional[str] = None
 
     @property
@@ -149,34 +150,60 @@ class Trial:
         Raises ValueError or TypeError for a bad name, step or value."""
         _report.report(metrics, step=step, **kwargs)
 
-    def should_stop(self) -> bool:
+    def should_stop(self, wait: bool = True) -> bool:
         """True once the scheduler has stopped this trial (ASHA, Hyperband or
         the median rule after a report; a PBT exploit, which restarts it
-        with the donor's parameters and checkpoint). Cheap (one stat): call
-        it every step or epoch, then save what you want and return. A trial
-        whose ranks call it gets the runtime's stop grace (30 s by default)
-        to end by itself; one that never calls it is ended at once.
-        Standalone, always False."""
+        with the donor's parameters and checkpoint). Call it after report(),
+        every epoch or every few steps, then save what you want and return.
+
+        On the leader (rank 0) it answers for the reports made so far: with
+        wait=True it waits (a few milliseconds, at most 10 s) until the
+        runtime has decided on the last one. Other ranks see the decision
+        when the runtime writes it; under DDP, agree on it (all_reduce the
+        flag with MAX) so that every rank stops at the same step.
+
+        A trial whose ranks call it gets the runtime's stop grace (30 s by
+        default, `xpscale run --stop-grace`) to end by itself; one that never
+        calls it is ended at once. Standalone, always False."""
         if not self._control:
             return False
         if not self._polling:  # tells the runtime this process listens
             with open(self._control + ".polling", "a"):
                 pass
             self._polling = True
-        try:
-            stamp = os.stat(self._control).st_mtime_ns
-        except FileNotFoundError:
-            return False
-        if stamp != self._control_seen:
-            try:
-                with open(self._control, encoding="utf-8") as f:
-                    decision = json.load(f)
-            except (OSError, ValueError):
-                return self._stop_reason is not None  # replaced as we read: next call
-            self._control_seen = stamp
-            if isinstance(decision, dict) and decision.get("decision") == "stop":
-                self._stop_reason = str(decision.get("reason") or "stopped")
+        want = _report._next_step - 1 if self.is_leader and wait else -1
+        deadline = None
+        delay = 0.0005
+        while True:
+            decision = self._read_control()
+            if self._stop_reason is not None or want < 0:
+                break
+            if decision is not None and decision.get("step") == want:
+                break
+            now = time.monotonic()
+            deadline = deadline or now + 10.0
+            if now >= deadline:
+                break
+            time.sleep(delay)
+            delay = min(delay * 2, 0.02)
         return self._stop_reason is not None
+
+    def _read_control(self) -> Optional[Dict[str, Any]]:
+        """The runtime's last word (XPSCALE_CONTROL), None if none yet."""
+        # Read whole each time (a few microseconds): the runtime replaces it
+        # by rename, faster than file times tell apart.
+        try:
+            with open(self._control, encoding="utf-8") as f:  # type: ignore[arg-type]
+                decision = json.load(f)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return self._control_last  # replaced as we read: the next look sees it
+        if isinstance(decision, dict):
+            self._control_last = decision
+            if decision.get("decision") == "stop":
+                self._stop_reason = str(decision.get("reason") or "stopped")
+        return self._control_last
 
     @property
     def stop_reason(self) -> Optional[str]:

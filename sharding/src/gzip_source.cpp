@@ -48,7 +48,6 @@ void write_all(int fd, const char* data, std::size_t size, const std::string& pa
 // without compression need none of this.
 class GzipSource : public Source {
  public:
-  explicit GzipSource(std::shared_ptr<Source> inner) : inner_(std::move(inner)) {}
 
   ~GzipSource() override {
     for (auto& [url, inflated] : inflated_) ::unlink(inflated->path.c_str());
@@ -56,12 +55,14 @@ class GzipSource : public Source {
   }
 
   ObjectInfo stat(const Url& url) override {
-    const ObjectInfo compressed = inner_->stat(url);
+    const ObjectInfo compressed = open_plain_source(url)->stat(url);
     const std::shared_ptr<const Inflated> inflated = decompressed(compressed);
     return ObjectInfo{compressed.url, inflated->size, compressed.etag};
   }
 
-  std::vector<ObjectInfo> list(const Url& prefix) override { return inner_->list(prefix); }
+  std::vector<ObjectInfo> list(const Url& prefix) override {
+    return open_plain_source(prefix)->list(prefix);
+  }
 
   void read(const ObjectInfo& object, std::uint64_t offset, std::uint64_t length,
             const ByteSink& sink) override {
@@ -108,7 +109,8 @@ class GzipSource : public Source {
       auto it = inflated_.find(object.url);
       if (it != inflated_.end() && it->second->compressed.etag == object.etag) return it->second;
     }
-    return decompressed(inner_->stat(parse_url(object.url)));
+    const Url url = parse_url(object.url);
+    return decompressed(open_plain_source(url)->stat(url));
   }
 
   // The shard's decompressed copy, made on first use (one thread inflates
@@ -164,7 +166,7 @@ class GzipSource : public Source {
     std::vector<char> out(std::size_t{1} << 20);
     std::uint64_t in_offset = 0, total = 0;
     bool member_done = false, any = false;
-    inner_->read(compressed, 0, UINT64_MAX, [&](const char* data, std::size_t size) {
+    open_plain_source(parse_url(compressed.url))->read(compressed, 0, UINT64_MAX, [&](const char* data, std::size_t size) {
       z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data));
       z.avail_in = static_cast<uInt>(size);
       while (z.avail_in > 0) {
@@ -212,7 +214,6 @@ class GzipSource : public Source {
     return dir_;
   }
 
-  std::shared_ptr<Source> inner_;
   std::mutex mutex_;
   std::map<std::string, std::shared_ptr<const Inflated>> inflated_;
   std::map<std::string, std::shared_ptr<std::mutex>> inflating_;
@@ -226,8 +227,6 @@ bool is_gzip_url(const Url& url) {
   return p.ends_with(".gz") || p.ends_with(".tgz");
 }
 
-std::shared_ptr<Source> make_gzip_source(std::shared_ptr<Source> inner) {
-  return std::make_shared<GzipSource>(std::move(inner));
-}
+std::shared_ptr<Source> make_gzip_source() { return std::make_shared<GzipSource>(); }
 
 }  // namespace xpscale

@@ -8,6 +8,9 @@
 namespace xpscale {
 
 bool is_gzip_url(const Url& url);  // the path ends in .gz or .tgz
-std::shared_ptr<Source> make_gzip_source(std::shared_ptr<Source> inner);
+// The Source of the compressed bytes: open_source() as if the URL were not
+// compressed (source.cpp).
+std::shared_ptr<Source> open_plain_source(const Url& url);
+std::shared_ptr<Source> make_gzip_source();
 
 }  // namespace xpscale

@@ -1,5 +1,7 @@
 #include "xpscale/sharding/source.h"
 
+#include <unistd.h>
+
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -30,36 +32,61 @@ void Source::read_into(const ObjectInfo& object, std::uint64_t offset, std::uint
 
 namespace {
 
+// One client per scheme and process, so that every loader of the process
+// shares its connection cache. Per process, not per program: a forked child
+// (a DataLoader worker) that used its parent's client would write requests
+// on the parent's open connections and read the parent's answers. The
+// child makes its own; the inherited one is left alone, never destroyed
+// there (its teardown would close or shut down connections the parent still
+// uses, and a lock held at fork time would never be released).
+class PerProcess {
+ public:
+  explicit PerProcess(std::shared_ptr<Source> (*make)()) : make_(make) {}
+
+  std::shared_ptr<Source> get() {
+    const std::lock_guard lock(mutex_);
+    if (!source_ || pid_ != ::getpid()) {
+      if (source_) new std::shared_ptr<Source>(std::move(source_));  // kept, on purpose
+      source_ = make_();
+      pid_ = ::getpid();
+    }
+    return source_;
+  }
+
+ private:
+  std::shared_ptr<Source> (*make_)();
+  std::mutex mutex_;
+  std::shared_ptr<Source> source_;
+  pid_t pid_ = 0;
+};
+
+}  // namespace
+
 std::shared_ptr<Source> open_plain_source(const Url& url) {
   if (url.scheme == "file") {
-    static const std::shared_ptr<Source> file = make_file_source();
+    static const std::shared_ptr<Source> file = make_file_source();  // no state to share
     return file;
   }
-  // One client per scheme and process, so that every loader shares its
-  // connection cache; S3 reads its credentials and endpoint from the
-  // environment the first time (a failure there is retried on the next call).
+  // S3 reads its credentials and endpoint from the environment when made
+  // (a failure there is retried on the next call).
   if (url.scheme == "s3") {
-    static const std::shared_ptr<Source> s3 = make_s3_source();
-    return s3;
+    static PerProcess s3([] { return make_s3_source(); });
+    return s3.get();
   }
   if (url.scheme == "http" || url.scheme == "https") {
-    static const std::shared_ptr<Source> http = make_http_source();
-    return http;
+    static PerProcess http([] { return make_http_source(); });
+    return http.get();
   }
   throw ShardingError("no Source for the scheme of " + to_string(url));
 }
 
-}  // namespace
-
 std::shared_ptr<Source> open_source(const Url& url) {
   if (!is_gzip_url(url)) return open_plain_source(url);
-  // One per scheme and process too: it holds the decompressed copies.
-  static std::mutex mutex;
-  static std::map<std::string, std::shared_ptr<Source>> gzip;
-  const std::lock_guard lock(mutex);
-  std::shared_ptr<Source>& source = gzip[url.scheme];
-  if (!source) source = make_gzip_source(open_plain_source(url));
-  return source;
+  // One per process too: it holds the decompressed copies, which a forked
+  // child may read (the files stay while the parent lives); it asks
+  // open_plain_source for the compressed bytes each time.
+  static const std::shared_ptr<Source> gzip = make_gzip_source();
+  return gzip;
 }
 
 }  // namespace xpscale
