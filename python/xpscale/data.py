@@ -121,7 +121,7 @@ class ShardedDataset(_Base):  # type: ignore[misc,valid-type]
     urls: the shards, as
       - a brace pattern: "s3://bucket/train-{000000..000015}.tar";
       - a manifest written by `xpscale shard`: ".../train.manifest.json";
-      - a prefix ending in "/": every *.tar object under it;
+      - a prefix ending in "/": every *.tar, *.tar.gz and *.tgz object under it;
       - one URL, or a list of URLs.
       URLs are file:// (or plain paths), s3:// (AWS_* environment, as
       boto3 reads it) or http(s)://.
@@ -209,6 +209,7 @@ class ShardedDataset(_Base):  # type: ignore[misc,valid-type]
                     f"ShardedDataset.from_config({split!r}): XPSCALE_DATA is not set (xpscale sets "
                     "it for a sweep config with a data: section); pass urls=... to run by hand")
             urls = overrides.pop("urls")
+            overrides.setdefault("shuffle_buffer_bytes", 0)  # as a data: split without shuffle_buffer
             return cls(urls, **overrides)
         try:
             splits = json.loads(text)
