@@ -7,8 +7,9 @@ last. Run by bench/pyloader/run.sh, which starts s3rver and sets AWS_*.
   (a)  bytes/s of ~256 KiB samples through ShardedDataset (num_workers 0),
        against the same loader drained in C++ (_Loader.drain: no Python
        object per sample), over file:// and s3://: py_vs_cpp (the lower).
-  (a') samples/s of 1 KiB samples through ShardedDataset over file://, the
-       C++ figure beside it.
+  (a') samples/s of 1 KiB samples over file:// through ds.batched(256) (the
+       summary's figure: numpy arrays made in C++) and per sample through
+       ShardedDataset, the C++ figure beside them.
   (b)  samples/s over s3:// of Fashion-MNIST shards (`xpscale shard`):
        ShardedDataset against boto3 get_object + tarfile into sample dicts,
        shard after shard (the usual first attempt): py_vs_baseline.
@@ -102,6 +103,16 @@ def cpp_bytes(urls):
     return stats["bytes"] / stats["elapsed_s"], stats["samples"] / stats["elapsed_s"]
 
 
+def batched_samples(urls, batch=256):
+    """samples/s through ds.batched(): arrays of a batch made in C++."""
+    ds = xd.ShardedDataset(urls, shuffle=False, rank=0, world_size=1)
+    start = time.perf_counter()
+    n = 0
+    for b in ds.batched(batch, {"bin": (np.uint8, 1024)}):
+        n += len(b["__key__"])
+    return n / (time.perf_counter() - start)
+
+
 def baseline_boto3_tarfile(urls):
     """boto3 get_object of each shard, tarfile over the bytes, samples as dicts."""
     import boto3
@@ -187,14 +198,17 @@ def main():
     small_blob = rng.integers(0, 256, 1024, dtype=np.uint8).tobytes()
     small_files = write_shards(os.path.join(work, "small"), "small", args.small, 8,
                                lambda i: {"bin": small_blob})
-    py, cpp = [], []
+    py, batched, cpp = [], [], []
     py_bytes(small_files, "bin")
     for _ in range(args.rounds):
         py.append(py_bytes(small_files, "bin")[1])
+        batched.append(batched_samples(small_files))
         cpp.append(cpp_bytes(small_files)[1])
-    small_rate = statistics.median(py)
+    small_rate = statistics.median(batched)
     emit({"bench": "pyloader", "measure": "small_samples", "where": "file", "sample_bytes": 1024,
-          "samples": args.small, "py_samples_per_s": {k: round(v) for k, v in spread(py).items()},
+          "samples": args.small,
+          "py_samples_per_s": {k: round(v) for k, v in spread(py).items()},
+          "batched_samples_per_s": {k: round(v) for k, v in spread(batched).items()},
           "cpp_samples_per_s": {k: round(v) for k, v in spread(cpp).items()}})
 
     # (b) Fashion-MNIST shards over s3://: xpscale.data vs boto3 + tarfile
@@ -217,12 +231,14 @@ def main():
 
     # (c) PNG decode in the map: DataLoader with 2 workers vs 0
     from PIL import Image
-    images = np.frombuffer(open(os.path.join(FMNIST, "train-images-idx3-ubyte"), "rb").read()
-                           [16:16 + 784 * args.png], dtype=np.uint8).reshape(-1, 28, 28)
+    import gzip
+    path = os.path.join(FMNIST, "train-images-idx3-ubyte")
+    raw = open(path, "rb").read() if os.path.exists(path) else gzip.open(path + ".gz").read()
+    images = np.frombuffer(raw[16:16 + 784 * args.png], dtype=np.uint8).reshape(-1, 28, 28)
 
     def png(i):
         buf = io.BytesIO()
-        Image.fromarray(images[i]).resize((112, 112)).save(buf, format="PNG")
+        Image.fromarray(images[i]).resize((224, 224)).save(buf, format="PNG")
         return {"png": buf.getvalue(), "cls": str(i % 10).encode()}
     log(f"writing {args.png} PNG samples")
     png_files = write_shards(os.path.join(work, "png"), "png", args.png, 8, png)

@@ -10,7 +10,8 @@ data: section, the training shards (XPSCALE_DATA).
 
 Parameters (from the sweep, or --name=value by hand): lr, hidden, batch_size
 (global: each rank takes batch_size / WORLD_SIZE samples of every step),
-epochs, momentum, seed, workers (DataLoader worker processes per rank),
+epochs, momentum, seed, workers (DataLoader worker processes per rank; 0:
+batches are made in the training process, by the loader's C++ threads),
 checkpoint_every (also checkpoint every that many steps; 0: per epoch only),
 train (the shards when the config has no data: section), data_dir (the IDX
 files of the validation and test sets).
@@ -54,7 +55,7 @@ DEFAULTS = {
     "epochs": 5,
     "momentum": 0.9,
     "seed": 0,
-    "workers": 1,
+    "workers": 0,
     "checkpoint_every": 0,
     "train": "",
     "data_dir": os.environ.get("XPSCALE_FMNIST_DIR") or "/usr/share/datasets/fashion-mnist",
@@ -98,10 +99,10 @@ def held_out(data_dir):
     return (x, y), pair("t10k")
 
 
-def decode(sample):
-    """A shard sample (784 pixel bytes in .u8, the label as text in .cls) as
-    numpy arrays; DataLoader's collate stacks them into tensors."""
-    return np.frombuffer(sample["u8"], dtype=np.uint8), np.int64(int(sample["cls"]))
+# A shard sample holds 784 pixel bytes (.u8) and the label as text (.cls):
+# fixed-size fields, which ShardedDataset.batched turns into arrays of a whole
+# batch in C++ (no Python object per sample).
+FIELDS = {"u8": (np.uint8, 784), "cls": int}
 
 
 class Mlp(torch.nn.Module):
@@ -180,7 +181,7 @@ def main():
     overrides = {"urls": p["train"]} if p["train"] else {}
     ds = ShardedDataset.from_config("train", global_batch=p["batch_size"], rank=rank,
                                     world_size=world, **overrides)
-    loader = DataLoader(ds.map(decode), batch_size=p["batch_size"] // world,
+    loader = DataLoader(ds.batched(p["batch_size"] // world, FIELDS), batch_size=None,
                         num_workers=p["workers"])
     validation, test = held_out(p["data_dir"])
 
@@ -212,9 +213,10 @@ def main():
         waited, loss_sum, batches = 0.0, 0.0, 0
         net.train()
         ready = time.monotonic()
-        for pixels, labels in loader:
+        for batch in loader:
             waited += time.monotonic() - ready
-            x = (pixels.float() / 255.0 - MEAN) / STD
+            x = (batch["u8"].float() / 255.0 - MEAN) / STD
+            labels = batch["cls"]
             optimizer.zero_grad(set_to_none=True)
             loss = F.cross_entropy(net(x), labels)
             loss.backward()  # DDP averages the gradients over the group

@@ -9,8 +9,11 @@
 // that the per-sample cost is the objects and not the call.
 #include "data.h"
 
+#include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
+#include <charconv>
+#include <cstring>
 #include <exception>
 #include <optional>
 #include <string>
@@ -44,6 +47,21 @@ py::object interned(std::string_view text) {
   PyUnicode_InternInPlace(&s);
   return steal(s);
 }
+
+constexpr std::size_t kTakeBytes = std::size_t{1} << 20;
+// Fields this large reach Python without a copy, as a Buffer over the
+// loader's read buffer; smaller ones as bytes (a copy costs less than the
+// object that avoids it).
+constexpr std::size_t kZeroCopyBytes = std::size_t{64} << 10;
+
+// A field's bytes inside the loader's read buffer, kept alive by `storage`:
+// Python's buffer protocol (np.frombuffer, io.BytesIO, memoryview, PIL)
+// reads them in place; pickling (DataLoader workers) makes it bytes.
+struct FieldBuffer {
+  std::shared_ptr<const void> storage;
+  const char* data = nullptr;
+  std::size_t size = 0;
+};
 
 // A loader of one rank (or one worker of a rank) that makes Python samples.
 class PyLoader {
@@ -80,12 +98,17 @@ class PyLoader {
     {
       py::gil_scoped_release release;
       try {
-        while (got.size() < n) {
+        // Few large samples per call: Python's bytes for them come from
+        // fresh pages while many are alive at once (a page fault per 4 KiB,
+        // which cost 6x the copy here), and from reused memory otherwise.
+        std::size_t bytes = 0;
+        while (got.size() < n && bytes < kTakeBytes) {
           std::optional<Sample> s = loader_->next();
           if (!s) {
             ended_ = true;  // the loader stands at the next epoch; this one is done
             break;
           }
+          bytes += s->size();
           got.push_back(std::move(*s));
         }
       } catch (...) {
@@ -105,9 +128,14 @@ class PyLoader {
       set(d, url_, urls_[s.shard]);
       set(d, offset_,
           steal(PyLong_FromUnsignedLongLong(loader_->dataset().shards[s.shard].index.begin(s.index))));
-      for (const Sample::Field& f : s.fields)
+      for (const Sample::Field& f : s.fields) {
+        if (f.data.size() >= kZeroCopyBytes && s.storage) {
+          set(d, ext_name(f.ext), py::cast(FieldBuffer{s.storage, f.data.data(), f.data.size()}));
+          continue;
+        }
         set(d, ext_name(f.ext),
             steal(PyBytes_FromStringAndSize(f.data.data(), static_cast<Py_ssize_t>(f.data.size()))));
+      }
       PyList_SET_ITEM(out.ptr(), static_cast<Py_ssize_t>(i), d.release().ptr());
     }
     return out;
@@ -126,6 +154,101 @@ class PyLoader {
       ended_ = true;
     }
     return py::make_tuple(py::cast(seen), stats());
+  }
+
+  // Up to n samples as one batch of arrays, for fixed-size fields: specs
+  // maps an extension to ("raw", bytes per sample) -> uint8 array n x bytes,
+  // or ("int", 0) -> int64 array of n parsed from the field's text. Copies
+  // and parsing run without the GIL. None once the epoch is over.
+  py::object take_batch(std::size_t n, const std::vector<std::pair<std::string, std::pair<std::string, std::size_t>>>& specs) {
+    if (pending_) {
+      std::exception_ptr e = pending_;
+      pending_ = nullptr;
+      std::rethrow_exception(e);
+    }
+    if (ended_) return py::none();
+    std::vector<Sample> got;
+    got.reserve(n);
+    {
+      py::gil_scoped_release release;
+      try {
+        while (got.size() < n) {
+          std::optional<Sample> s = loader_->next();
+          if (!s) {
+            ended_ = true;
+            break;
+          }
+          got.push_back(std::move(*s));
+        }
+      } catch (...) {
+        if (got.empty()) throw;
+        pending_ = std::current_exception();
+      }
+    }
+    if (got.empty()) return py::none();
+    const auto rows = static_cast<py::ssize_t>(got.size());
+    py::dict out;
+    py::list keys(got.size());
+    for (std::size_t i = 0; i < got.size(); ++i)
+      PyList_SET_ITEM(keys.ptr(), static_cast<Py_ssize_t>(i),
+                      steal(PyUnicode_FromStringAndSize(got[i].key.data(),
+                                                        static_cast<Py_ssize_t>(got[i].key.size())))
+                          .release()
+                          .ptr());
+    out[key_] = keys;
+    struct Target {
+      const std::string* ext;
+      bool text_int;
+      std::size_t width;
+      char* data;
+    };
+    std::vector<Target> targets;
+    for (const auto& [ext, spec] : specs) {
+      if (spec.first == "int") {
+        py::array_t<std::int64_t> a(rows);
+        targets.push_back({&ext, true, 8, reinterpret_cast<char*>(a.mutable_data())});
+        out[py::str(ext)] = a;
+      } else {
+        py::array_t<std::uint8_t> a({rows, static_cast<py::ssize_t>(spec.second)});
+        targets.push_back({&ext, false, spec.second, reinterpret_cast<char*>(a.mutable_data())});
+        out[py::str(ext)] = a;
+      }
+    }
+    std::string problem;
+    {
+      py::gil_scoped_release release;
+      for (std::size_t i = 0; i < got.size() && problem.empty(); ++i) {
+        const Sample& s = got[i];
+        for (const Target& t : targets) {
+          if (!s.has_field(*t.ext)) {
+            problem = describe(s) + " has no field '" + *t.ext + "'";
+            break;
+          }
+          const std::string_view v = s.field(*t.ext);
+          if (t.text_int) {
+            std::int64_t value = 0;
+            const char* end = v.data() + v.size();
+            auto [ptr, ec] = std::from_chars(v.data(), end, value);
+            while (ptr != end && (*ptr == '\n' || *ptr == ' ' || *ptr == '\r')) ++ptr;
+            if (ec != std::errc() || ptr != end) {
+              problem = describe(s) + ": field '" + *t.ext + "' is not an integer";
+              break;
+            }
+            std::memcpy(t.data + i * 8, &value, 8);
+          } else {
+            if (v.size() != t.width) {
+              problem = describe(s) + ": field '" + *t.ext + "' holds " +
+                        std::to_string(v.size()) + " bytes, the batch's arrays take " +
+                        std::to_string(t.width);
+              break;
+            }
+            std::memcpy(t.data + i * t.width, v.data(), v.size());
+          }
+        }
+      }
+    }
+    if (!problem.empty()) throw ShardingError(problem);
+    return out;
   }
 
   std::string state() const { return loader_->state().to_json(); }
@@ -148,6 +271,12 @@ class PyLoader {
   }
 
  private:
+  std::string describe(const Sample& s) const {
+    const DatasetShard& shard = loader_->dataset().shards[s.shard];
+    return shard.object.url + ": sample '" + s.key + "' (byte offset " +
+           std::to_string(shard.index.begin(s.index)) + ")";
+  }
+
   static void set(const py::object& d, const py::object& key, const py::object& value) {
     if (PyDict_SetItem(d.ptr(), key.ptr(), value.ptr()) != 0) throw py::error_already_set();
   }
@@ -201,6 +330,45 @@ Dataset dataset_from_state(const py::tuple& t) {
 }  // namespace
 
 void bind_data(py::module_& m) {
+  py::class_<FieldBuffer>(m, "Buffer", py::buffer_protocol(),
+                          "A sample's field of 64 KiB or more, read in place (no copy): use it\n"
+                          "where bytes-like objects go (np.frombuffer, io.BytesIO, memoryview,\n"
+                          "PIL), or bytes(field). It pickles as bytes.")
+      .def_buffer([](FieldBuffer& b) {
+        return py::buffer_info(const_cast<char*>(b.data), 1,
+                               py::format_descriptor<std::uint8_t>::format(), 1,
+                               {static_cast<py::ssize_t>(b.size)}, {1}, /*readonly=*/true);
+      })
+      .def("__len__", [](const FieldBuffer& b) { return b.size; })
+      .def("__bytes__", [](const FieldBuffer& b) { return py::bytes(b.data, b.size); })
+      .def("tobytes", [](const FieldBuffer& b) { return py::bytes(b.data, b.size); })
+      .def("decode",
+           [](const FieldBuffer& b, const char* encoding) {
+             return py::bytes(b.data, b.size).attr("decode")(encoding);
+           },
+           py::arg("encoding") = "utf-8")
+      .def("__eq__",
+           [](const FieldBuffer& b, py::object other) {
+             py::buffer_info o;
+             try {
+               o = py::buffer(other).request();
+             } catch (const py::error_already_set&) {
+               return false;
+             } catch (const std::exception&) {
+               return false;
+             }
+             return static_cast<std::size_t>(o.size * o.itemsize) == b.size &&
+                    std::memcmp(o.ptr, b.data, b.size) == 0;
+           })
+      .def("__reduce__",
+           [](const FieldBuffer& b) {
+             return py::make_tuple(py::module_::import("builtins").attr("bytes"),
+                                   py::make_tuple(py::bytes(b.data, b.size)));
+           })
+      .def("__repr__", [](const FieldBuffer& b) {
+        return "<xpscale.data.Buffer of " + std::to_string(b.size) + " bytes>";
+      });
+
   py::class_<Dataset>(m, "_Dataset",
                       "The shards of a dataset with their indexes (see xpscale.data).")
       .def_property_readonly("samples", [](const Dataset& d) { return d.samples; })
@@ -274,6 +442,8 @@ void bind_data(py::module_& m) {
            py::arg("num_workers"), py::arg("worker_block"))
       .def("take", &PyLoader::take, py::arg("n"),
            "Up to n samples; [] when the epoch is over (the loader is then at the next one).")
+      .def("take_batch", &PyLoader::take_batch, py::arg("n"), py::arg("specs"),
+           "Up to n samples as arrays (see ShardedDataset.batched); None once the epoch is over.")
       .def("drain", &PyLoader::drain, py::arg("keys"),
            "(keys or [], stats): the rest of the epoch read by the C++ loader alone.")
       .def("state", &PyLoader::state, "The C++ LoaderState as JSON.")

@@ -464,6 +464,91 @@ class DataLoaderTest(unittest.TestCase):
         self.assertEqual(got, want)
 
 
+class BatchedAndBufferTest(unittest.TestCase):
+    """ds.batched(): arrays made in C++; Buffer: large fields without a copy."""
+
+    def fixed_shards(self, name, count, width):
+        """count samples of `width` bytes (.raw) and a label (.cls), in 3 shards."""
+        directory = os.path.join(ROOT, name)
+        os.makedirs(directory, exist_ok=True)
+        rng = random.Random(width)
+        data = {}
+        for shard in range(3):
+            with tarfile.open(os.path.join(directory, f"s-{shard}.tar"), "w") as tar:
+                for i in range(shard, count, 3):
+                    data[f"k{i:05d}"] = (rng.randbytes(width), i % 10)
+                    add_member(tar, f"k{i:05d}.raw", data[f"k{i:05d}"][0])
+                    add_member(tar, f"k{i:05d}.cls", str(i % 10).encode())
+        return os.path.join(directory, "s-{0..2}.tar"), data
+
+    def test_batches_hold_the_samples_in_the_datasets_order_for_any_num_workers(self):
+        pattern, data = self.fixed_shards("fixed", 50, 12)
+        kw = dict(seed=4, rank=0, world_size=2, shuffle_buffer_bytes=400)
+        want = keys(dataset(pattern, **kw))
+        import numpy as np
+        for workers in (0, 2):
+            with self.subTest(workers=workers):
+                ds = dataset(pattern, **kw)
+                batches = list(xd.DataLoader(
+                    ds.batched(4, {"raw": (np.int16, (2, 3)), "cls": int}),
+                    batch_size=None, num_workers=workers))
+                self.assertEqual([len(b["__key__"]) for b in batches], [4] * 6 + [1])
+                got = [k for b in batches for k in b["__key__"]]
+                self.assertEqual(got, want)
+                for b in batches:
+                    self.assertEqual(tuple(b["raw"].shape[1:]), (2, 3))
+                    for j, k in enumerate(b["__key__"]):
+                        self.assertEqual(b["raw"][j].numpy().tobytes(), data[k][0])
+                        self.assertEqual(int(b["cls"][j]), data[k][1])
+                self.assertEqual(ds.epoch, 1)
+
+    def test_batched_resume_continues_after_the_last_batch(self):
+        import numpy as np
+        pattern, _ = self.fixed_shards("fixed2", 40, 8)
+        spec = {"raw": (np.uint8, 8), "cls": int}
+        want = keys(dataset(pattern, seed=1))
+        ds = dataset(pattern, seed=1)
+        it = iter(ds.batched(6, spec))
+        first = [k for _ in range(3) for k in next(it)["__key__"]]
+        again = dataset(pattern, seed=1)
+        again.load_state_dict(ds.state_dict())
+        rest = [k for b in again.batched(6, spec) for k in b["__key__"]]
+        self.assertEqual(first + rest, want)
+
+    def test_a_field_of_another_size_or_not_a_number_is_a_data_error(self):
+        import numpy as np
+        pattern, _ = self.fixed_shards("fixed3", 9, 10)
+        with self.assertRaisesRegex(xd.DataError, r"s-0\.tar: sample 'k00000' \(byte offset 0\)"
+                                    r": field 'raw' holds 10 bytes, the batch's arrays take 12"):
+            next(iter(dataset(pattern, shuffle=False).batched(3, {"raw": (np.uint8, 12)})))
+        with self.assertRaisesRegex(xd.DataError, r"field 'raw' is not an integer"):
+            next(iter(dataset(pattern, shuffle=False).batched(3, {"raw": int})))
+        with self.assertRaisesRegex(xd.DataError, r"has no field 'png'"):
+            next(iter(dataset(pattern, shuffle=False).batched(3, {"png": int})))
+        with self.assertRaises(ValueError):
+            dataset(pattern).batched(0, {"cls": int})
+        with self.assertRaises(ValueError):
+            xd.DataLoader(dataset(pattern).batched(3, {"cls": int}), batch_size=3)
+
+    def test_large_fields_are_buffers_that_read_and_pickle_as_their_bytes(self):
+        import pickle
+        pattern, data = self.fixed_shards("large", 6, 100 << 10)
+        ds = dataset(pattern, shuffle=False)
+        seen = 0
+        for s in ds:
+            field = s["raw"]
+            self.assertIsInstance(field, xd.Buffer)
+            self.assertIsInstance(s["cls"], bytes)  # small fields stay bytes
+            want = data[s["__key__"]][0]
+            self.assertEqual(len(field), len(want))
+            self.assertEqual(bytes(field), want)
+            self.assertEqual(memoryview(field).tobytes(), want)
+            self.assertTrue(field == want)
+            self.assertEqual(pickle.loads(pickle.dumps(field)), want)
+            seen += 1
+        self.assertEqual(seen, 6)
+
+
 class ForeignShardsTest(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="xpscale-foreign-", dir=ROOT)
