@@ -380,7 +380,8 @@ class ShardedDataset(_Base):  # type: ignore[misc,valid-type]
         load_state_dict are this dataset's (fn must pickle for spawned workers)."""
         return MappedDataset(self, fn)
 
-    def batched(self, batch_size: int, fields: Dict[str, Any]) -> "BatchedDataset":
+    def batched(self, batch_size: int, fields: Dict[str, Any],
+                prefetch: int = 2) -> "BatchedDataset":
         """Batches of batch_size samples as numpy arrays, made in C++ without the
         GIL: no Python object per sample. For fixed-size fields, where per-sample
         decoding in Python is the cost (1 KiB samples, raw tensors, labels):
@@ -394,8 +395,10 @@ class ShardedDataset(_Base):  # type: ignore[misc,valid-type]
         many items of dtype. The last batch of an epoch may be short. A sample
         whose field is missing or of another size raises DataError naming the
         shard, the sample and its byte offset. Use it with
-        xpscale.data.DataLoader(batched, batch_size=None, num_workers=k)."""
-        return BatchedDataset(self, batch_size, fields)
+        xpscale.data.DataLoader(batched, batch_size=None, num_workers=k).
+        prefetch: batches a thread makes ahead while the caller computes (0:
+        made on demand); the dataset's state counts only those handed out."""
+        return BatchedDataset(self, batch_size, fields, prefetch)
 
     def stats(self) -> Dict[str, Any]:
         """The C++ loader's figures for this process's last iteration: bytes,
@@ -413,8 +416,12 @@ class ShardedDataset(_Base):  # type: ignore[misc,valid-type]
 class BatchedDataset(_Base):  # type: ignore[misc,valid-type]
     """Batches of arrays from a ShardedDataset (ShardedDataset.batched)."""
 
-    def __init__(self, source: ShardedDataset, batch_size: int, fields: Dict[str, Any]) -> None:
+    def __init__(self, source: ShardedDataset, batch_size: int, fields: Dict[str, Any],
+                 prefetch: int = 2) -> None:
         import numpy as np
+        if not isinstance(prefetch, int) or prefetch < 0:
+            raise ValueError(f"batched: prefetch must be an integer >= 0, not {prefetch!r}")
+        self.prefetch = prefetch
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batched: batch_size must be an integer >= 1, not {batch_size!r}")
         if not fields:
@@ -458,17 +465,62 @@ class BatchedDataset(_Base):  # type: ignore[misc,valid-type]
         loader = (root._make_loader(info.id, workers, root._worker_block or self.batch_size)
                   if workers > 1 else root._make_loader(0, 1, 1))
         loader.restore(json.dumps(state))
+        batches = self._prefetched(loader) if self.prefetch else self._pulled(loader)
         try:
-            while True:
-                batch = loader.take_batch(self.batch_size, self._specs)
-                if batch is None:
-                    root._state = root._end_state(state)
-                    return
+            for batch in batches:
                 if workers == 1:
                     state["samples_consumed"] += len(batch["__key__"]) * world
                 yield self._shape(batch)
+            root._state = root._end_state(state)
         finally:
+            batches.close()
             root._last_stats = loader.stats()
+
+    def _pulled(self, loader: Any) -> Iterator[Dict[str, Any]]:
+        while True:
+            batch = loader.take_batch(self.batch_size, self._specs)
+            if batch is None:
+                return
+            yield batch
+
+    def _prefetched(self, loader: Any) -> Iterator[Dict[str, Any]]:
+        """The next `prefetch` batches made by a thread while the caller trains
+        (take_batch runs without the GIL, and so do torch's kernels)."""
+        import queue
+        import threading
+        ready: "queue.Queue[Any]" = queue.Queue(self.prefetch)
+        stop = threading.Event()
+        end = object()
+
+        def produce() -> None:
+            try:
+                while not stop.is_set():
+                    batch = loader.take_batch(self.batch_size, self._specs)
+                    item = end if batch is None else batch
+                    while not stop.is_set():
+                        try:
+                            ready.put(item, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if batch is None:
+                        return
+            except BaseException as e:  # noqa: BLE001 - raised in the consumer
+                ready.put(e)
+
+        thread = threading.Thread(target=produce, name="xpscale-batches", daemon=True)
+        thread.start()
+        try:
+            while True:
+                item = ready.get()
+                if item is end:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            thread.join()
 
     def __len__(self) -> int:
         return -(-len(self._source) // self.batch_size)

@@ -14,6 +14,7 @@ import tempfile
 import unittest
 
 EXT_TRIAL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ext_trial.py")
+PY_PBT_TRIAL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "py_pbt_trial.py")
 MPI = ["mpiexec", "--allow-run-as-root", "--oversubscribe"]
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
 
@@ -86,6 +87,31 @@ class SchedulerSweepTest(unittest.TestCase):
     def test_pbt_exploit_of_external_trials(self):
         cfg = dict(self.PBT, command=["/usr/bin/python3", EXT_TRIAL, "${args}"])
         self.check_pbt(self.sweep([os.environ["XPSCALE_BIN"], "run", "--quiet"], cfg))
+
+    def test_pbt_exploit_reaches_a_python_trial_through_should_stop(self):
+        # xpscale.trial(): the exploited member sees should_stop() with PBT's
+        # reason and ends by itself; its next attempt starts with the new
+        # parameters and from the donor's checkpoint step.
+        cfg = dict(self.PBT, command=["/usr/bin/python3", PY_PBT_TRIAL, "${args}"])
+        con = self.sweep([os.environ["XPSCALE_BIN"], "run", "--quiet"], cfg)
+        self.check_pbt(con)
+        exploits = [dict(r) for r in con.execute(
+            "SELECT * FROM attempts WHERE reason LIKE 'pbt: exploit trial %'")]
+        params = {r["id"]: json.loads(r["params"]) for r in con.execute("SELECT * FROM trials")}
+        for a in exploits:
+            trial_dir = os.path.join(self.out, "trials", str(a["trial"]))
+            with open(os.path.join(trial_dir, f"stop-attempt{a['attempt']}.json")) as f:
+                seen = json.load(f)
+            self.assertEqual(seen["reason"], a["reason"])
+            nxt = os.path.join(trial_dir, f"start-attempt{a['attempt'] + 1}.json")
+            if not os.path.exists(nxt):
+                continue  # the sweep ended before the restart
+            with open(nxt) as f:
+                started = json.load(f)
+            self.assertGreater(started["start"], 1, started)
+            if a["attempt"] + 1 == max(r[0] for r in con.execute(
+                    "SELECT attempt FROM attempts WHERE trial = ?", (a["trial"],))):
+                self.assertEqual(started["x"], params[a["trial"]]["x"])
 
     def check_pbt(self, con):
         exploits = [dict(r) for r in con.execute(
