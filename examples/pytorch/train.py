@@ -181,8 +181,12 @@ def main():
     overrides = {"urls": p["train"]} if p["train"] else {}
     ds = ShardedDataset.from_config("train", global_batch=p["batch_size"], rank=rank,
                                     world_size=world, **overrides)
-    loader = DataLoader(ds.batched(p["batch_size"] // world, FIELDS), batch_size=None,
-                        num_workers=p["workers"])
+    batches = ds.batched(p["batch_size"] // world, FIELDS)
+    # With workers, a DataLoader runs the loading in other processes; without,
+    # the batches come straight from the loader's threads (a DataLoader would
+    # only add its per-batch overhead).
+    loader = (DataLoader(batches, batch_size=None, num_workers=p["workers"]) if p["workers"]
+              else batches)
     validation, test = held_out(p["data_dir"])
 
     torch.manual_seed(p["seed"])
@@ -215,8 +219,8 @@ def main():
         ready = time.monotonic()
         for batch in loader:
             waited += time.monotonic() - ready
-            x = (batch["u8"].float() / 255.0 - MEAN) / STD
-            labels = batch["cls"]
+            x = (torch.as_tensor(batch["u8"]).float() / 255.0 - MEAN) / STD
+            labels = torch.as_tensor(batch["cls"])
             optimizer.zero_grad(set_to_none=True)
             loss = F.cross_entropy(net(x), labels)
             loss.backward()  # DDP averages the gradients over the group
