@@ -142,7 +142,13 @@ class Runner {
     if (!info.data.empty()) {  // the data: section, for xpscale.data.ShardedDataset.from_config
       nlohmann::json data = nlohmann::json::object();
       for (const auto& [split, spec] : info.data) data[split] = dataset_spec_json(spec);
-      set("XPSCALE_DATA", data.dump());
+      std::string text = data.dump();
+      if (text.size() > 64 * 1024) {  // Linux refuses environment strings over 128 KiB
+        const fs::path file = info.trial_dir / "data.json";
+        write_file_atomic(file, text + "\n");
+        text = "@" + file.string();
+      }
+      set("XPSCALE_DATA", text);
     }
     return env;
   }
@@ -322,7 +328,10 @@ class Runner {
       throw TrialFailed(std::string("passed resources.time_limit (") + buf + " s)", tail);
     }
     // Killed because the trial was stopped or another rank failed, or ended
-    // by itself once told to stop: not this rank's failure.
+    // by itself once told to stop: not this rank's failure (logged if it
+    // did not end cleanly, since it may have crashed on its own).
+    if (stopped_ && !killed_ && status && !status->ok())
+      trial_.log("after the stop decision the process " + status->describe());
     if (killed_ || stopped_) return;
     if (!status->ok())
       throw TrialFailed(config_.program.empty() ? "the command " + status->describe()

@@ -66,6 +66,15 @@ struct FieldBuffer {
 // A loader of one rank (or one worker of a rank) that makes Python samples.
 class PyLoader {
  public:
+  // Without the GIL: the loader's threads may be inside a read (a retry's
+  // backoff), and other Python threads should run while they finish.
+  ~PyLoader() {
+    py::gil_scoped_release release;
+    loader_.reset();
+  }
+  PyLoader(const PyLoader&) = delete;
+  PyLoader& operator=(const PyLoader&) = delete;
+
   PyLoader(const Dataset& dataset, LoaderOptions options, int rank, int world_size,
            py::object sample_type)
       : sample_type_(std::move(sample_type)) {
@@ -377,6 +386,13 @@ void bind_data(py::module_& m) {
                              [](const Dataset& d) {
                                std::uint64_t n = 0;
                                for (const DatasetShard& s : d.shards) n += s.object.size;
+                               return n;
+                             })
+      .def_property_readonly("scanned_bytes",
+                             [](const Dataset& d) {
+                               std::uint64_t n = 0;
+                               for (const DatasetShard& s : d.shards)
+                                 if (s.scanned) n += s.object.size;
                                return n;
                              })
       .def_property_readonly("urls",

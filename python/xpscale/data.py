@@ -86,6 +86,8 @@ class Sample(dict):
 
 
 def _location(urls: Union[str, Sequence[str]]) -> Dict[str, Any]:
+    if isinstance(urls, dict):  # from_config: the way the config named them
+        return dict(urls)
     if isinstance(urls, (list, tuple)):
         if not urls:
             raise ValueError("ShardedDataset: the list of shard URLs is empty")
@@ -186,7 +188,7 @@ class ShardedDataset(_Base):  # type: ignore[misc,valid-type]
         if scanned:
             warnings.warn(
                 f"xpscale.data: {len(scanned)} of {len(self._dataset.urls)} shards have no .idx "
-                f"sidecar; they were read once in full ({self._dataset.bytes} bytes in all) to find "
+                f"sidecar; they were read once in full ({self._dataset.scanned_bytes} bytes) to find "
                 "their samples. `xpscale shard` writes sidecars and a manifest that save this.",
                 stacklevel=2)
         if shuffle_buffer_bytes is None:
@@ -217,6 +219,13 @@ class ShardedDataset(_Base):  # type: ignore[misc,valid-type]
             urls = overrides.pop("urls")
             overrides.setdefault("shuffle_buffer_bytes", 0)  # as a data: split without shuffle_buffer
             return cls(urls, **overrides)
+        if text.startswith("@"):  # a large section travels as a file
+            try:
+                with open(text[1:], encoding="utf-8") as f:
+                    text = f.read()
+            except OSError as e:
+                raise ValueError(f"XPSCALE_DATA names {text[1:]}, which cannot be read: {e}") \
+                    from None
         try:
             splits = json.loads(text)
         except ValueError as e:
@@ -228,6 +237,8 @@ class ShardedDataset(_Base):  # type: ignore[misc,valid-type]
         spec = splits[split]
         if spec.get("manifest"):
             urls: Any = spec["manifest"]
+        elif spec.get("pattern"):
+            urls = {"pattern": spec["pattern"]}
         elif spec.get("prefix"):
             urls = spec["prefix"]
         else:
@@ -506,7 +517,12 @@ class BatchedDataset(_Base):  # type: ignore[misc,valid-type]
                     if batch is None:
                         return
             except BaseException as e:  # noqa: BLE001 - raised in the consumer
-                ready.put(e)
+                while not stop.is_set():  # the consumer may be gone: never block for good
+                    try:
+                        ready.put(e, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
 
         thread = threading.Thread(target=produce, name="xpscale-batches", daemon=True)
         thread.start()
@@ -598,6 +614,11 @@ if _torch_data is not None:
                     "its own position across set_epoch() and load_state_dict(); leave it off "
                     "(the workers start in well under a second)")
             root = dataset if isinstance(dataset, ShardedDataset) else dataset._root()
+            if root._worker_block and root._worker_block != block:
+                raise ValueError(
+                    f"xpscale.data.DataLoader: this dataset already feeds a DataLoader of batches "
+                    f"of {root._worker_block}; its workers deal the rank's samples in blocks of "
+                    f"that size, so another DataLoader needs a ShardedDataset of its own")
             root._worker_block = block
             self._xpscale_root = root
             super().__init__(dataset, batch_size=batch_size, **kwargs)

@@ -161,7 +161,10 @@ RankPlan plan_regrouped(const Dataset& dataset, const PlanOptions& options, std:
     throw ShardingError("cannot resume an epoch planned for " + std::to_string(w) + " ranks on " +
                         std::to_string(w2) + ": the global batch (" + std::to_string(global_batch) +
                         ") must be a multiple of both");
-  if (consumed > total || (consumed % global_batch != 0 && consumed != total))
+  // At or past the end: the last step of a regrouped epoch is an equal
+  // split padded with repeats, so the count it leaves may pass `total`.
+  if (consumed >= total) return {};
+  if (consumed % global_batch != 0)
     throw ShardingError(
         "cannot resume on " + std::to_string(w2) + " ranks after " + std::to_string(consumed) +
         " samples: not a multiple of the global batch (" + std::to_string(global_batch) + ")");

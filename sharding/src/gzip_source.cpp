@@ -19,40 +19,45 @@ namespace xpscale {
 
 namespace {
 
-// A shard decompressed once into a temporary file of this process.
+// A shard decompressed once into a temporary file of this process. The
+// file is unlinked as soon as it is made and read through its descriptor,
+// so it goes however the process ends (SIGKILL included); forked children
+// inherit the descriptor and read it too (pread has no shared position).
 struct Inflated {
-  std::string path;
+  int fd = -1;
   std::uint64_t size = 0;
   ObjectInfo compressed;
+  ~Inflated() {
+    if (fd >= 0) ::close(fd);
+  }
 };
 
-// Writes all of `size` bytes or throws.
-void write_all(int fd, const char* data, std::size_t size, const std::string& path) {
+// Writes all of `size` bytes; false (errno set) if it cannot.
+bool write_all(int fd, const char* data, std::size_t size) {
   while (size > 0) {
     const ssize_t n = ::write(fd, data, size);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0)
-      throw ShardingError(path + ": cannot write the decompressed shard: " + std::strerror(errno));
+    if (n <= 0) {
+      if (n == 0) errno = ENOSPC;
+      return false;
+    }
     data += n;
     size -= static_cast<std::size_t>(n);
   }
+  return true;
 }
 
 // Shards compressed with gzip (.tar.gz, .tgz; concatenated members too).
 //
 // A gzip stream cannot be read from the middle, and the loader reads
 // ranged pieces in parallel and resumes mid-shard. So each shard is
-// inflated once per process, streaming through zlib into a temporary file
-// (the first scan that finds its samples does it), and every read after
-// that is a pread of the file. The files go when the process ends; shards
-// without compression need none of this.
+// inflated once per process, streaming through zlib into an unlinked
+// temporary file (the first scan that finds its samples does it), and every
+// read after that is a pread of it. Shards without compression need none
+// of this.
 class GzipSource : public Source {
  public:
 
-  ~GzipSource() override {
-    for (auto& [url, inflated] : inflated_) ::unlink(inflated->path.c_str());
-    if (!dir_.empty()) ::rmdir(dir_.c_str());
-  }
 
   ObjectInfo stat(const Url& url) override {
     const ObjectInfo compressed = open_plain_source(url)->stat(url);
@@ -67,13 +72,7 @@ class GzipSource : public Source {
   void read(const ObjectInfo& object, std::uint64_t offset, std::uint64_t length,
             const ByteSink& sink) override {
     const std::shared_ptr<const Inflated> inflated = find(object);
-    const int fd = ::open(inflated->path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-      throw ShardingError(object.url + ": the decompressed copy is gone: " + std::strerror(errno));
-    const auto closer = std::unique_ptr<int, void (*)(int*)>(new int(fd), [](int* f) {
-      ::close(*f);
-      delete f;
-    });
+    const int fd = inflated->fd;
     if (offset > inflated->size)
       throw ShardingError(object.url + ": byte offset " + std::to_string(offset) +
                           " is beyond its " + std::to_string(inflated->size) +
@@ -135,30 +134,23 @@ class GzipSource : public Source {
     }
     auto result = std::make_shared<Inflated>();
     result->compressed = compressed;
-    result->path = temp_dir() + "/shard-XXXXXX";
-    const int fd = ::mkstemp(result->path.data());
-    if (fd < 0)
+    const std::string dir = std::filesystem::temp_directory_path().string();
+    std::string path = dir + "/xpscale-gunzip-XXXXXX";
+    result->fd = ::mkostemp(path.data(), O_CLOEXEC);
+    if (result->fd < 0)
       throw ShardingError(compressed.url + ": cannot make a temporary file for its decompressed "
-                          "copy in " + dir_ + ": " + std::strerror(errno));
-    try {
-      result->size = inflate_into(compressed, fd, result->path);
-      ::close(fd);
-    } catch (...) {
-      ::close(fd);
-      ::unlink(result->path.c_str());
-      throw;
-    }
+                          "copy in " + dir + ": " + std::strerror(errno));
+    ::unlink(path.c_str());  // nothing to clean up later
+    result->size = inflate_into(compressed, result->fd);
     const std::lock_guard lock(mutex_);
-    auto& slot = inflated_[compressed.url];
-    if (slot) ::unlink(slot->path.c_str());  // an older version of the object
-    slot = result;
+    inflated_[compressed.url] = result;  // replaces an older version of the object
     return result;
   }
 
   // Streams the compressed object through zlib into fd; returns the
   // decompressed size. Throws naming the URL and the compressed byte
   // offset of a corrupt or truncated stream.
-  std::uint64_t inflate_into(const ObjectInfo& compressed, int fd, const std::string& path) {
+  std::uint64_t inflate_into(const ObjectInfo& compressed, int fd) {
     z_stream z{};
     if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK)  // 16: a gzip header
       throw ShardingError(compressed.url + ": zlib cannot start");
@@ -185,7 +177,12 @@ class GzipSource : public Source {
           throw ShardingError(compressed.url + ": not a valid gzip stream at compressed byte "
                               "offset " + std::to_string(in_offset) + " (" +
                               (z.msg != nullptr ? z.msg : zError(rc)) + ")");
-        write_all(fd, out.data(), produced, path);
+        if (!write_all(fd, out.data(), produced))
+          throw ShardingError(compressed.url + ": cannot write its decompressed copy (after " +
+                              std::to_string(total) + " bytes, compressed byte offset " +
+                              std::to_string(in_offset) + ") to a temporary file in " +
+                              std::filesystem::temp_directory_path().string() + ": " +
+                              std::strerror(errno));
         total += produced;
         if (rc == Z_STREAM_END) member_done = true;
       }
@@ -200,24 +197,9 @@ class GzipSource : public Source {
     return total;
   }
 
-  const std::string& temp_dir() {
-    const std::lock_guard lock(mutex_);
-    if (dir_.empty()) {
-      std::string pattern =
-          (std::filesystem::temp_directory_path() / "xpscale-gunzip-XXXXXX").string();
-      if (::mkdtemp(pattern.data()) == nullptr)
-        throw ShardingError("cannot make a temporary directory for decompressed shards in " +
-                            std::filesystem::temp_directory_path().string() + ": " +
-                            std::strerror(errno));
-      dir_ = pattern;
-    }
-    return dir_;
-  }
-
   std::mutex mutex_;
   std::map<std::string, std::shared_ptr<const Inflated>> inflated_;
   std::map<std::string, std::shared_ptr<std::mutex>> inflating_;
-  std::string dir_;
 };
 
 }  // namespace

@@ -250,6 +250,28 @@ TEST_F(LoaderTest, ResumeOnAnotherWorldSizeNeedsTheGlobalBatchToDivide) {
   }
 }
 
+TEST_F(LoaderTest, ARegroupedEpochsEndMayCountPastTheTotalAndStillResumes) {
+  // 103 samples planned for 2 ranks (52 each, 104 in the group's count),
+  // resumed on 4 with batches of 4: the last, short step is padded to an
+  // equal split, so the count at its end passes the total. A state saved
+  // there is the end of the epoch, not an error.
+  LoaderOptions o = shuffled();
+  o.global_batch = 4;
+  ShardedLoader two(dataset(), o, {.rank = 0, .size = 2});
+  drain(two, 50);  // 100 of the group's samples: 25 steps
+  ShardedLoader four(dataset(), o, {.rank = 0, .size = 4});
+  four.restore(two.state());
+  drain(four);  // the rest of epoch 0 on 4 ranks
+  LoaderState end = two.state();
+  end.samples_consumed = 108;  // where a 4-rank group counts itself after the last step
+  ShardedLoader again(dataset(), o, {.rank = 0, .size = 4});
+  again.restore(end);
+  EXPECT_EQ(again.remaining(), 0u);
+  EXPECT_FALSE(again.next());  // the epoch is over
+  EXPECT_EQ(again.state().epoch, 1u);
+  EXPECT_TRUE(again.next());
+}
+
 TEST_F(LoaderTest, RestoringAnotherDatasetsStateIsAnError) {
   ShardedLoader a(dataset(), shuffled());
   LoaderState s = a.state();

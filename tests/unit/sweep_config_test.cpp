@@ -357,7 +357,7 @@ TEST(SweepConfig, DataForExternalTrialsIsHandedOnAsJson) {
   EXPECT_TRUE(c.unbuilt.empty());
   ASSERT_TRUE(c.train_data);
   const nlohmann::json j = dataset_spec_json(*c.train_data);
-  EXPECT_EQ(j["urls"], nlohmann::json({"d/t-0.tar", "d/t-1.tar", "d/t-2.tar"}));
+  EXPECT_FALSE(j.contains("urls"));  // a pattern travels as it is written
   EXPECT_EQ(j["pattern"], "d/t-{0..2}.tar");
   EXPECT_EQ(j["seed"], 5);
   EXPECT_EQ(j["shuffle_buffer_bytes"], 1024);

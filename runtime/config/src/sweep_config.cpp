@@ -591,8 +591,10 @@ nlohmann::json dataset_spec_json(const DatasetSpec& spec) {
   nlohmann::ordered_json j;
   if (!spec.manifest.empty()) j["manifest"] = spec.manifest;
   if (!spec.prefix.empty()) j["prefix"] = spec.prefix;
-  if (spec.manifest.empty() && spec.prefix.empty()) j["urls"] = spec.urls;
-  if (!spec.pattern.empty()) j["pattern"] = spec.pattern;
+  if (!spec.pattern.empty())
+    j["pattern"] = spec.pattern;  // not its expansion: thousands of URLs outgrow an env string
+  else if (spec.manifest.empty() && spec.prefix.empty())
+    j["urls"] = spec.urls;
   j["on_error"] = spec.on_error;
   j["shuffle_shards"] = spec.shuffle_shards;
   j["shuffle_buffer_bytes"] = spec.shuffle_buffer_bytes.value_or(0);

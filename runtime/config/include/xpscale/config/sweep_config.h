@@ -145,8 +145,8 @@ SweepConfig parse_sweep_config(const std::string& text, const std::string& path)
 
 // One split of the data: section as JSON, the form external trials get it
 // in (XPSCALE_DATA, read by xpscale.data.ShardedDataset.from_config): the
-// keys of the config, with the defaults filled in and a pattern expanded
-// into urls (the pattern is kept beside them).
+// keys of the config, with the defaults filled in (a pattern stays a
+// pattern: xpscale.data expands it as the C++ loader does).
 nlohmann::json dataset_spec_json(const DatasetSpec& spec);
 
 // Throws ConfigError naming each feature in config.unbuilt, saying that
