@@ -92,39 +92,44 @@ class PyLoader {
     offset_ = interned("__offset__");
   }
 
-  // Up to n samples of the epoch; an empty list once the epoch is over (the
-  // loader then stands at the next one, which this object does not read). An error after some samples were
-  // taken is raised by the next call, so that those samples are not lost.
-  py::list take(std::size_t n) {
+  // Up to n samples (fewer past max_bytes), read without the GIL. An error
+  // after some samples were read is kept for the next call, so that those
+  // samples are not lost; the end of the epoch sets ended_.
+  std::vector<Sample> collect(std::size_t n, std::size_t max_bytes) {
     if (pending_) {
       std::exception_ptr e = pending_;
       pending_ = nullptr;
       std::rethrow_exception(e);
     }
     std::vector<Sample> got;
-    if (ended_) return py::list();
+    if (ended_) return got;
     got.reserve(n);
-    {
-      py::gil_scoped_release release;
-      try {
-        // Few large samples per call: Python's bytes for them come from
-        // fresh pages while many are alive at once (a page fault per 4 KiB,
-        // which cost 6x the copy here), and from reused memory otherwise.
-        std::size_t bytes = 0;
-        while (got.size() < n && bytes < kTakeBytes) {
-          std::optional<Sample> s = loader_->next();
-          if (!s) {
-            ended_ = true;  // the loader stands at the next epoch; this one is done
-            break;
-          }
-          bytes += s->size();
-          got.push_back(std::move(*s));
+    py::gil_scoped_release release;
+    try {
+      std::size_t bytes = 0;
+      while (got.size() < n && bytes < max_bytes) {
+        std::optional<Sample> s = loader_->next();
+        if (!s) {
+          ended_ = true;  // the loader stands at the next epoch; this one is done
+          break;
         }
-      } catch (...) {
-        if (got.empty()) throw;
-        pending_ = std::current_exception();
+        bytes += s->size();
+        got.push_back(std::move(*s));
       }
+    } catch (...) {
+      if (got.empty()) throw;
+      pending_ = std::current_exception();
     }
+    return got;
+  }
+
+  // Up to n samples of the epoch; an empty list once the epoch is over (the
+  // loader then stands at the next one, which this object does not read).
+  // At most ~1 MiB per call: Python's bytes come from fresh pages while
+  // many are alive at once (a page fault per 4 KiB, which cost 6x the copy
+  // here), and from reused memory otherwise; Buffers pin read buffers.
+  py::list take(std::size_t n) {
+    const std::vector<Sample> got = collect(n, kTakeBytes);
     py::list out(got.size());
     auto* type = reinterpret_cast<PyTypeObject*>(sample_type_.ptr());
     const py::tuple no_args;
@@ -132,18 +137,20 @@ class PyLoader {
       const Sample& s = got[i];
       // dict's tp_new: the subclass's instance without a Python-level call.
       py::object d = steal(type->tp_new(type, no_args.ptr(), nullptr));
-      set(d, key_, steal(PyUnicode_FromStringAndSize(s.key.data(),
-                                                     static_cast<Py_ssize_t>(s.key.size()))));
+      set(d, key_,
+          steal(PyUnicode_FromStringAndSize(s.key.data(), static_cast<Py_ssize_t>(s.key.size()))));
       set(d, url_, urls_[s.shard]);
       set(d, offset_,
-          steal(PyLong_FromUnsignedLongLong(loader_->dataset().shards[s.shard].index.begin(s.index))));
+          steal(PyLong_FromUnsignedLongLong(
+              loader_->dataset().shards[s.shard].index.begin(s.index))));
       for (const Sample::Field& f : s.fields) {
         if (f.data.size() >= kZeroCopyBytes && s.storage) {
           set(d, ext_name(f.ext), py::cast(FieldBuffer{s.storage, f.data.data(), f.data.size()}));
           continue;
         }
         set(d, ext_name(f.ext),
-            steal(PyBytes_FromStringAndSize(f.data.data(), static_cast<Py_ssize_t>(f.data.size()))));
+            steal(
+                PyBytes_FromStringAndSize(f.data.data(), static_cast<Py_ssize_t>(f.data.size()))));
       }
       PyList_SET_ITEM(out.ptr(), static_cast<Py_ssize_t>(i), d.release().ptr());
     }
@@ -169,31 +176,10 @@ class PyLoader {
   // maps an extension to ("raw", bytes per sample) -> uint8 array n x bytes,
   // or ("int", 0) -> int64 array of n parsed from the field's text. Copies
   // and parsing run without the GIL. None once the epoch is over.
-  py::object take_batch(std::size_t n, const std::vector<std::pair<std::string, std::pair<std::string, std::size_t>>>& specs) {
-    if (pending_) {
-      std::exception_ptr e = pending_;
-      pending_ = nullptr;
-      std::rethrow_exception(e);
-    }
-    if (ended_) return py::none();
-    std::vector<Sample> got;
-    got.reserve(n);
-    {
-      py::gil_scoped_release release;
-      try {
-        while (got.size() < n) {
-          std::optional<Sample> s = loader_->next();
-          if (!s) {
-            ended_ = true;
-            break;
-          }
-          got.push_back(std::move(*s));
-        }
-      } catch (...) {
-        if (got.empty()) throw;
-        pending_ = std::current_exception();
-      }
-    }
+  py::object take_batch(
+      std::size_t n,
+      const std::vector<std::pair<std::string, std::pair<std::string, std::size_t>>>& specs) {
+    const std::vector<Sample> got = collect(n, SIZE_MAX);
     if (got.empty()) return py::none();
     const auto rows = static_cast<py::ssize_t>(got.size());
     py::dict out;
@@ -246,9 +232,8 @@ class PyLoader {
             std::memcpy(t.data + i * 8, &value, 8);
           } else {
             if (v.size() != t.width) {
-              problem = describe(s) + ": field '" + *t.ext + "' holds " +
-                        std::to_string(v.size()) + " bytes, the batch's arrays take " +
-                        std::to_string(t.width);
+              problem = describe(s) + ": field '" + *t.ext + "' holds " + std::to_string(v.size()) +
+                        " bytes, the batch's arrays take " + std::to_string(t.width);
               break;
             }
             std::memcpy(t.data + i * t.width, v.data(), v.size());
@@ -351,11 +336,12 @@ void bind_data(py::module_& m) {
       .def("__len__", [](const FieldBuffer& b) { return b.size; })
       .def("__bytes__", [](const FieldBuffer& b) { return py::bytes(b.data, b.size); })
       .def("tobytes", [](const FieldBuffer& b) { return py::bytes(b.data, b.size); })
-      .def("decode",
-           [](const FieldBuffer& b, const char* encoding) {
-             return py::bytes(b.data, b.size).attr("decode")(encoding);
-           },
-           py::arg("encoding") = "utf-8")
+      .def(
+          "decode",
+          [](const FieldBuffer& b, const char* encoding) {
+            return py::bytes(b.data, b.size).attr("decode")(encoding);
+          },
+          py::arg("encoding") = "utf-8")
       .def("__eq__",
            [](const FieldBuffer& b, py::object other) {
              py::buffer_info o;

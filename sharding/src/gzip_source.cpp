@@ -57,8 +57,6 @@ bool write_all(int fd, const char* data, std::size_t size) {
 // of this.
 class GzipSource : public Source {
  public:
-
-
   ObjectInfo stat(const Url& url) override {
     const ObjectInfo compressed = open_plain_source(url)->stat(url);
     const std::shared_ptr<const Inflated> inflated = decompressed(compressed);
@@ -84,7 +82,8 @@ class GzipSource : public Source {
     std::uint64_t left = length == UINT64_MAX ? inflated->size - offset : length;
     std::vector<char> buffer(std::size_t{1} << 20);
     while (left > 0) {
-      const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(left, buffer.size()));
+      const std::size_t want =
+          static_cast<std::size_t>(std::min<std::uint64_t>(left, buffer.size()));
       const ssize_t n = ::pread(fd, buffer.data(), want, static_cast<off_t>(offset));
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0)
@@ -138,8 +137,10 @@ class GzipSource : public Source {
     std::string path = dir + "/xpscale-gunzip-XXXXXX";
     result->fd = ::mkostemp(path.data(), O_CLOEXEC);
     if (result->fd < 0)
-      throw ShardingError(compressed.url + ": cannot make a temporary file for its decompressed "
-                          "copy in " + dir + ": " + std::strerror(errno));
+      throw ShardingError(compressed.url +
+                          ": cannot make a temporary file for its decompressed "
+                          "copy in " +
+                          dir + ": " + std::strerror(errno));
     ::unlink(path.c_str());  // nothing to clean up later
     result->size = inflate_into(compressed, result->fd);
     const std::lock_guard lock(mutex_);
@@ -158,41 +159,45 @@ class GzipSource : public Source {
     std::vector<char> out(std::size_t{1} << 20);
     std::uint64_t in_offset = 0, total = 0;
     bool member_done = false, any = false;
-    open_plain_source(parse_url(compressed.url))->read(compressed, 0, UINT64_MAX, [&](const char* data, std::size_t size) {
-      z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data));
-      z.avail_in = static_cast<uInt>(size);
-      while (z.avail_in > 0) {
-        if (member_done) {  // another member follows (pigz, cat a.gz b.gz)
-          inflateReset(&z);
-          member_done = false;
-        }
-        any = true;
-        z.next_out = reinterpret_cast<Bytef*>(out.data());
-        z.avail_out = static_cast<uInt>(out.size());
-        const uInt before = z.avail_in;
-        const int rc = ::inflate(&z, Z_NO_FLUSH);
-        in_offset += before - z.avail_in;
-        const std::size_t produced = out.size() - z.avail_out;
-        if (rc != Z_OK && rc != Z_STREAM_END && !(rc == Z_BUF_ERROR && produced > 0))
-          throw ShardingError(compressed.url + ": not a valid gzip stream at compressed byte "
-                              "offset " + std::to_string(in_offset) + " (" +
-                              (z.msg != nullptr ? z.msg : zError(rc)) + ")");
-        if (!write_all(fd, out.data(), produced))
-          throw ShardingError(compressed.url + ": cannot write its decompressed copy (after " +
-                              std::to_string(total) + " bytes, compressed byte offset " +
-                              std::to_string(in_offset) + ") to a temporary file in " +
-                              std::filesystem::temp_directory_path().string() + ": " +
-                              std::strerror(errno));
-        total += produced;
-        if (rc == Z_STREAM_END) member_done = true;
-      }
-      return true;
-    });
-    if (!any)
-      throw ShardingError(compressed.url + ": empty file, not a gzip stream");
+    open_plain_source(parse_url(compressed.url))
+        ->read(compressed, 0, UINT64_MAX, [&](const char* data, std::size_t size) {
+          z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data));
+          z.avail_in = static_cast<uInt>(size);
+          while (z.avail_in > 0) {
+            if (member_done) {  // another member follows (pigz, cat a.gz b.gz)
+              inflateReset(&z);
+              member_done = false;
+            }
+            any = true;
+            z.next_out = reinterpret_cast<Bytef*>(out.data());
+            z.avail_out = static_cast<uInt>(out.size());
+            const uInt before = z.avail_in;
+            const int rc = ::inflate(&z, Z_NO_FLUSH);
+            in_offset += before - z.avail_in;
+            const std::size_t produced = out.size() - z.avail_out;
+            if (rc != Z_OK && rc != Z_STREAM_END && !(rc == Z_BUF_ERROR && produced > 0))
+              throw ShardingError(compressed.url +
+                                  ": not a valid gzip stream at compressed byte "
+                                  "offset " +
+                                  std::to_string(in_offset) + " (" +
+                                  (z.msg != nullptr ? z.msg : zError(rc)) + ")");
+            if (!write_all(fd, out.data(), produced))
+              throw ShardingError(compressed.url + ": cannot write its decompressed copy (after " +
+                                  std::to_string(total) + " bytes, compressed byte offset " +
+                                  std::to_string(in_offset) + ") to a temporary file in " +
+                                  std::filesystem::temp_directory_path().string() + ": " +
+                                  std::strerror(errno));
+            total += produced;
+            if (rc == Z_STREAM_END) member_done = true;
+          }
+          return true;
+        });
+    if (!any) throw ShardingError(compressed.url + ": empty file, not a gzip stream");
     if (!member_done)
-      throw ShardingError(compressed.url + ": truncated gzip stream: it ends at compressed byte "
-                          "offset " + std::to_string(in_offset) + " inside a member (after " +
+      throw ShardingError(compressed.url +
+                          ": truncated gzip stream: it ends at compressed byte "
+                          "offset " +
+                          std::to_string(in_offset) + " inside a member (after " +
                           std::to_string(total) + " decompressed bytes)");
     return total;
   }
