@@ -168,6 +168,7 @@ class Runner {
   // Leader: turns the process's metrics lines into reports.
   void forward_metrics(Process& p) {
     for (auto& line : p.read_metrics_lines()) {
+      if (trial_.is_leader()) ++lines_;            // acknowledged to should_stop()
       if (!trial_.is_leader() || stop_) continue;  // only the leader's metrics are recorded
       if (Process::is_cut_line(line)) {
         trial_.log("ignored a metrics line longer than 1 MiB (starts " + line.substr(0, 80) + ")");
@@ -184,7 +185,6 @@ class Runner {
         j.erase("step");
       }
       next_step_ = step + 1;
-      last_step_ = step;
       if (trial_.report_as_leader(step, j) == Decision::kStop) {
         // Preemption ends the process gently (supervise()), not at once.
         if (trial_.stop_reason() == "preempted")
@@ -210,17 +210,18 @@ class Runner {
                        static_cast<std::size_t>(length));
   }
 
-  // Leader, when its process polls: the decision on the last metrics line
-  // read, so that should_stop() right after a report() waits for the answer
-  // to that report rather than seeing it an epoch later. At most one write
+  // Leader, when its process polls: the decision after the metrics lines
+  // read so far, with their count, so that should_stop() right after a
+  // report() waits for the answer to that report (xpscale.report counts the
+  // lines it writes) rather than seeing it an epoch later. At most one write
   // per tick, and none for a process that does not poll.
   void acknowledge() {
-    if (!trial_.is_leader() || !last_step_ || acked_step_ == last_step_ || stopping_) return;
+    if (!trial_.is_leader() || lines_ == acked_lines_ || stopping_) return;
     std::error_code ec;
     if (!fs::exists(polling_path(), ec)) return;
-    acked_step_ = last_step_;
+    acked_lines_ = lines_;
     if (stop_) return;  // supervise() writes the stop for every rank
-    write_control({{"decision", "continue"}, {"step", *last_step_}});
+    write_control({{"decision", "continue"}, {"lines", lines_}});
   }
 
   void write_control(const nlohmann::json& j) {
@@ -236,7 +237,7 @@ class Runner {
   void write_decision(const std::string& reason) {
     stopping_ = true;
     nlohmann::json j{{"decision", "stop"}, {"reason", reason.empty() ? "stopped" : reason}};
-    if (last_step_) j["step"] = *last_step_;
+    if (trial_.is_leader()) j["lines"] = lines_;
     try {
       write_file_atomic(control_path_, j.dump() + "\n");
     } catch (const std::exception& e) {
@@ -345,7 +346,7 @@ class Runner {
   fs::path stderr_path_;
   std::int64_t next_step_ = 0;
   fs::path control_path_;
-  std::optional<std::int64_t> last_step_, acked_step_;  // of the leader's metrics lines
+  std::int64_t lines_ = 0, acked_lines_ = 0;  // the leader's metrics lines read, acknowledged
   bool stopping_ = false;                                // the stop decision was written
   bool stop_ = false;
   bool stopped_ = false;

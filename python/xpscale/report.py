@@ -65,6 +65,7 @@ CHECKPOINT_FILE = "xpscale_checkpoint.json"
 
 _lock = threading.Lock()
 _next_step = 0
+_lines_written = 0  # metrics lines written to XPSCALE_METRICS_FD by this process
 
 
 def params() -> dict:
@@ -155,7 +156,7 @@ def report(metrics: Optional[Mapping[str, Any]] = None, /, step: Optional[int] =
     process reported (0 at first). Thread-safe; the line is written with
     os.write, so nothing stays buffered. Raises ValueError / TypeError for a
     bad name, step or value, OSError if the write fails."""
-    global _next_step
+    global _next_step, _lines_written
     merged = dict(metrics or {})
     overlap = merged.keys() & kwargs.keys()
     if overlap:
@@ -174,6 +175,7 @@ def report(metrics: Optional[Mapping[str, Any]] = None, /, step: Optional[int] =
         fd_text = os.environ.get("XPSCALE_METRICS_FD")
         if fd_text:
             _write_all(int(fd_text), line.encode())
+            _lines_written += 1  # the runtime acknowledges lines (Trial.should_stop)
         else:
             sys.stderr.write(line)
             sys.stderr.flush()

@@ -171,14 +171,15 @@ class Trial:
             with open(self._control + ".polling", "a"):
                 pass
             self._polling = True
-        want = _report._next_step - 1 if self.is_leader and wait else -1
+        want = _report._lines_written if self.is_leader and wait else 0
         deadline = None
         delay = 0.0005
         while True:
             decision = self._read_control()
-            if self._stop_reason is not None or want < 0:
+            if self._stop_reason is not None or want == 0:
                 break
-            if decision is not None and decision.get("step") == want:
+            lines = decision.get("lines") if decision is not None else None
+            if isinstance(lines, int) and lines >= want:
                 break
             now = time.monotonic()
             deadline = deadline or now + 10.0
