@@ -28,6 +28,7 @@ Make the shards once, then train by hand on one rank:
       --range 0:55000 --out /tmp/fmnist --shards 16
   /usr/bin/python3 examples/pytorch/train.py --train=/tmp/fmnist/train.manifest.json --epochs=1
 """
+import collections
 import datetime
 import gzip
 import os
@@ -115,10 +116,21 @@ class Mlp(torch.nn.Module):
         return self.fc2(F.relu(self.fc1(x)))
 
 
+# The tensors of the last collectives, kept alive past destroy_process_group.
+# torch 1.13's ProcessGroupGloo destructor joins its worker threads while it
+# holds the GIL, and a worker that drops the last reference to a tensor made
+# in Python needs the GIL to free it: if the ranks' last all_reduce leaves
+# that reference to a worker, the process hangs at exit (pytorch/pytorch
+# #56297; fixed in later torch by releasing the GIL there). This was the
+# hang after the last epoch that kept this example out of the tests.
+_LAST_COLLECTIVES = collections.deque(maxlen=8)
+
+
 def all_reduce(values, world, op=None):
     t = torch.tensor(values, dtype=torch.float64)
     if world > 1:
         dist.all_reduce(t, op=op or dist.ReduceOp.SUM)
+        _LAST_COLLECTIVES.append(t)
     return t.tolist()
 
 
@@ -254,6 +266,7 @@ def main():
             break
     if world > 1:
         dist.destroy_process_group()
+        del net  # DDP's reducer holds the process group: its threads end here, idle
 
 
 if __name__ == "__main__":
