@@ -238,11 +238,7 @@ class Runner {
     stopping_ = true;
     nlohmann::json j{{"decision", "stop"}, {"reason", reason.empty() ? "stopped" : reason}};
     if (trial_.is_leader()) j["lines"] = lines_;
-    try {
-      write_file_atomic(control_path_, j.dump() + "\n");
-    } catch (const std::exception& e) {
-      trial_.log(std::string("cannot tell the trial to stop (it is ended instead): ") + e.what());
-    }
+    write_control(j);  // if it cannot, the tree is ended at once (the process does not poll it)
   }
 
   void supervise(std::optional<Process>& p, const std::string& spawn_error) {

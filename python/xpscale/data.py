@@ -337,50 +337,48 @@ class ShardedDataset(_Base):  # type: ignore[misc,valid-type]
                                **self._options)
 
     def _end_state(self, state: Dict[str, Any]) -> Dict[str, Any]:
-        end = self._fresh_state(int(state["epoch"]) + 1)
-        return end
+        return self._fresh_state(int(state["epoch"]) + 1)
+
+    def _open(self, block: Optional[int]) -> "tuple[Any, Dict[str, Any], bool]":
+        """This process's loader for the rest of the epoch: (loader, state,
+        main). In the main process `state` is the dataset's own, which the
+        iteration advances; in a DataLoader worker it is a copy and the loader
+        reads only the worker's blocks (of the DataLoader's batch size, else
+        `block`): where the rank is, is the main process's count
+        (xpscale.data.DataLoader)."""
+        info = _torch_data.get_worker_info() if _torch_data is not None else None
+        main = info is None or info.num_workers == 1
+        if main:
+            state = self._current()
+            loader = self._make_loader(0, 1, 1)
+        else:
+            if not (self._worker_block or block):
+                warnings.warn(
+                    "xpscale.data: ShardedDataset in a torch DataLoader with workers: the main "
+                    "process cannot tell what the workers read, so its state_dict() stays where "
+                    "the iteration started; use xpscale.data.DataLoader for exact resume",
+                    stacklevel=3)
+            state = dict(self._current())
+            loader = self._make_loader(info.id, info.num_workers,
+                                       self._worker_block or block or 1)
+        loader.restore(json.dumps(state))
+        return loader, state, main
 
     def __iter__(self) -> Iterator[Sample]:
-        info = _torch_data.get_worker_info() if _torch_data is not None else None
-        if info is not None and info.num_workers > 1:
-            return self._worker_iter(info.id, info.num_workers)
-        return self._main_iter()
-
-    def _main_iter(self) -> Iterator[Sample]:
-        state = self._current()
+        loader, state, main = self._open(None)
         world = self._rank_world()[1]
-        loader = self._make_loader(0, 1, 1)
-        loader.restore(json.dumps(state))
         try:
             while True:
                 batch = loader.take(_TAKE)
                 if not batch:
-                    self._state = self._end_state(state)
-                    return
-                for sample in batch:
-                    state["samples_consumed"] += world
-                    yield sample
-        finally:
-            self._last_stats = loader.stats()
-
-    def _worker_iter(self, worker: int, workers: int) -> Iterator[Sample]:
-        # A DataLoader worker: only this worker's blocks. Where the rank is,
-        # is counted by the main process (xpscale.data.DataLoader).
-        if not self._worker_block:
-            warnings.warn(
-                "xpscale.data: ShardedDataset in a torch DataLoader with workers: the main "
-                "process cannot tell what the workers read, so its state_dict() stays where the "
-                "iteration started; use xpscale.data.DataLoader for exact resume", stacklevel=2)
-        state = dict(self._current())
-        loader = self._make_loader(worker, workers, self._worker_block or 1)
-        loader.restore(json.dumps(state))
-        try:
-            while True:
-                batch = loader.take(_TAKE)
-                if not batch:
-                    self._state = self._end_state(state)  # persistent workers go on from here
-                    return
-                yield from batch
+                    break
+                if main:
+                    for sample in batch:
+                        state["samples_consumed"] += world
+                        yield sample
+                else:
+                    yield from batch
+            self._state = self._end_state(state)  # persistent workers go on from here
         finally:
             self._last_stats = loader.stats()
 
@@ -424,7 +422,26 @@ class ShardedDataset(_Base):  # type: ignore[misc,valid-type]
         return int(probe.remaining())
 
 
-class BatchedDataset(_Base):  # type: ignore[misc,valid-type]
+class _Derived(_Base):  # type: ignore[misc,valid-type]
+    """A dataset made from a ShardedDataset (.batched(), .map()): its epoch and
+    state are the ShardedDataset's."""
+
+    _source: Any
+
+    def _root(self) -> ShardedDataset:
+        return self._source if isinstance(self._source, ShardedDataset) else self._source._root()
+
+    def set_epoch(self, epoch: int) -> None:
+        self._root().set_epoch(epoch)
+
+    def state_dict(self) -> Dict[str, Any]:
+        return self._root().state_dict()
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self._root().load_state_dict(state)
+
+
+class BatchedDataset(_Derived):
     """Batches of arrays from a ShardedDataset (ShardedDataset.batched)."""
 
     def __init__(self, source: ShardedDataset, batch_size: int, fields: Dict[str, Any],
@@ -458,9 +475,6 @@ class BatchedDataset(_Base):  # type: ignore[misc,valid-type]
             self._specs.append((ext, ("raw", nbytes)))
             self._views[ext] = (dtype, shape)
 
-    def _root(self) -> ShardedDataset:
-        return self._source
-
     def _shape(self, batch: Dict[str, Any]) -> Dict[str, Any]:
         for ext, (dtype, shape) in self._views.items():
             raw = batch[ext]
@@ -469,17 +483,12 @@ class BatchedDataset(_Base):  # type: ignore[misc,valid-type]
 
     def __iter__(self) -> Iterator[Dict[str, Any]]:
         root = self._source
-        info = _torch_data.get_worker_info() if _torch_data is not None else None
-        workers = info.num_workers if info is not None else 1
-        state = root._current() if workers == 1 else dict(root._current())
+        loader, state, main = root._open(self.batch_size)
         world = root._rank_world()[1]
-        loader = (root._make_loader(info.id, workers, root._worker_block or self.batch_size)
-                  if workers > 1 else root._make_loader(0, 1, 1))
-        loader.restore(json.dumps(state))
         batches = self._prefetched(loader) if self.prefetch else self._pulled(loader)
         try:
             for batch in batches:
-                if workers == 1:
+                if main:
                     state["samples_consumed"] += len(batch["__key__"]) * world
                 yield self._shape(batch)
             root._state = root._end_state(state)
@@ -541,25 +550,13 @@ class BatchedDataset(_Base):  # type: ignore[misc,valid-type]
     def __len__(self) -> int:
         return -(-len(self._source) // self.batch_size)
 
-    def set_epoch(self, epoch: int) -> None:
-        self._source.set_epoch(epoch)
 
-    def state_dict(self) -> Dict[str, Any]:
-        return self._source.state_dict()
-
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
-        self._source.load_state_dict(state)
-
-
-class MappedDataset(_Base):  # type: ignore[misc,valid-type]
+class MappedDataset(_Derived):
     """fn applied to each sample of a ShardedDataset (ShardedDataset.map)."""
 
     def __init__(self, source: Any, fn: Callable[[Any], Any]) -> None:
         self._source = source
         self._fn = fn
-
-    def _root(self) -> ShardedDataset:
-        return self._source if isinstance(self._source, ShardedDataset) else self._source._root()
 
     def __iter__(self) -> Iterator[Any]:
         fn = self._fn
@@ -571,15 +568,6 @@ class MappedDataset(_Base):  # type: ignore[misc,valid-type]
 
     def map(self, fn: Callable[[Any], Any]) -> "MappedDataset":
         return MappedDataset(self, fn)
-
-    def set_epoch(self, epoch: int) -> None:
-        self._root().set_epoch(epoch)
-
-    def state_dict(self) -> Dict[str, Any]:
-        return self._root().state_dict()
-
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
-        self._root().load_state_dict(state)
 
 
 if _torch_data is not None:
@@ -604,7 +592,7 @@ if _torch_data is not None:
                 block = dataset.batch_size
             else:
                 block = batch_size or 1
-            if not isinstance(dataset, (ShardedDataset, MappedDataset, BatchedDataset)):
+            if not isinstance(dataset, (ShardedDataset, _Derived)):
                 raise TypeError("xpscale.data.DataLoader: the dataset must be a ShardedDataset "
                                 f"or its .map(), not {type(dataset).__name__}; use "
                                 "torch.utils.data.DataLoader for other datasets")

@@ -206,11 +206,15 @@ RankPlan plan_regrouped(const Dataset& dataset, const PlanOptions& options, std:
   return plan;
 }
 
-RankPlan plan_worker(const RankPlan& plan, std::uint64_t block, int worker, int workers) {
+void check_worker_split(std::uint64_t block, int worker, int workers) {
   if (workers < 1 || worker < 0 || worker >= workers || block == 0)
     throw ShardingError("loader: worker " + std::to_string(worker) + " of " +
                         std::to_string(workers) + " with blocks of " + std::to_string(block) +
                         " samples is not a valid split");
+}
+
+RankPlan plan_worker(const RankPlan& plan, std::uint64_t block, int worker, int workers) {
+  check_worker_split(block, worker, workers);
   const auto turn = static_cast<std::uint64_t>(workers);
   const auto mine = static_cast<std::uint64_t>(worker);
   std::vector<std::uint32_t> kept(plan.reads.size(), UINT32_MAX);  // old read -> new read

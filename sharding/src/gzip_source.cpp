@@ -101,11 +101,17 @@ class GzipSource : public Source {
   }
 
  private:
+  // The copy of this version of the object (url, etag), if made; the
+  // caller holds mutex_.
+  std::shared_ptr<const Inflated> made(const std::string& url, const std::string& etag) const {
+    auto it = inflated_.find(url);
+    return it != inflated_.end() && it->second->compressed.etag == etag ? it->second : nullptr;
+  }
+
   std::shared_ptr<const Inflated> find(const ObjectInfo& object) {
     {
       const std::lock_guard lock(mutex_);
-      auto it = inflated_.find(object.url);
-      if (it != inflated_.end() && it->second->compressed.etag == object.etag) return it->second;
+      if (auto copy = made(object.url, object.etag)) return copy;
     }
     const Url url = parse_url(object.url);
     return decompressed(open_plain_source(url)->stat(url));
@@ -117,9 +123,7 @@ class GzipSource : public Source {
     std::shared_ptr<std::mutex> once;
     {
       const std::lock_guard lock(mutex_);
-      auto it = inflated_.find(compressed.url);
-      if (it != inflated_.end() && it->second->compressed.etag == compressed.etag)
-        return it->second;
+      if (auto copy = made(compressed.url, compressed.etag)) return copy;
       auto& m = inflating_[compressed.url];
       if (!m) m = std::make_shared<std::mutex>();
       once = m;
@@ -127,9 +131,7 @@ class GzipSource : public Source {
     const std::lock_guard inflating(*once);
     {
       const std::lock_guard lock(mutex_);
-      auto it = inflated_.find(compressed.url);
-      if (it != inflated_.end() && it->second->compressed.etag == compressed.etag)
-        return it->second;
+      if (auto copy = made(compressed.url, compressed.etag)) return copy;  // made meanwhile
     }
     auto result = std::make_shared<Inflated>();
     result->compressed = compressed;

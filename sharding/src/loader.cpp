@@ -252,11 +252,7 @@ ShardedLoader::ShardedLoader(Dataset dataset, LoaderOptions options, GroupView g
     throw ShardingError("loader: the global batch (" + std::to_string(options_.global_batch) +
                         ") is not a multiple of the group size (" + std::to_string(group_.size) +
                         ")");
-  if (options_.num_workers < 1 || options_.worker < 0 ||
-      options_.worker >= options_.num_workers || options_.worker_block == 0)
-    throw ShardingError("loader: worker " + std::to_string(options_.worker) + " of " +
-                        std::to_string(options_.num_workers) + " with blocks of " +
-                        std::to_string(options_.worker_block) + " samples is not a valid split");
+  check_worker_split(options_.worker_block, options_.worker, options_.num_workers);
   state_.seed = options_.seed;
   state_.digest = dataset_.digest;
   state_.world_size = group_.size;

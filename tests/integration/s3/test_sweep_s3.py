@@ -10,15 +10,18 @@ XPSCALE_S3_STATE (the fixture's state directory), XPSCALE_TEST_TMP.
 import glob
 import json
 import os
-import re
 import shutil
 import signal
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
 import uuid
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "pylib"))
+from processes import marker_pids  # noqa: E402  (tests/pylib)
 
 FMNIST = "/usr/share/datasets/fashion-mnist"
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
@@ -85,22 +88,6 @@ class SweepOverS3Test(unittest.TestCase):
                           state["seed"]), (1, 0, 2, 5), state)
 
 
-
-
-def marker_pids(marker):
-    """Processes whose environment holds XPSCALE_TEST_MARKER=marker."""
-    found = []
-    needle = ("XPSCALE_TEST_MARKER=" + marker).encode()
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                if needle in f.read().split(b"\0"):
-                    found.append(int(pid))
-        except OSError:
-            pass
-    return found
 
 
 @unittest.skipUnless(os.path.isdir(FMNIST), "dataset-fashion-mnist is not installed")

@@ -10,10 +10,14 @@ import os
 import signal
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
 import uuid
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "pylib"))
+from processes import marker_pids  # noqa: E402  (tests/pylib)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 XPSCALE = os.environ["XPSCALE_BIN"]
@@ -22,24 +26,6 @@ EXT_TRIAL = os.path.join(HERE, "ext_trial.py")
 PY_STOP_TRIAL = os.path.join(HERE, "py_stop_trial.py")
 PY_TRIAL = os.path.join(HERE, "py_trial.py")
 MPI = ["mpiexec", "--allow-run-as-root", "--oversubscribe"]
-
-
-def marker_pids(marker):
-    """Processes whose environment holds XPSCALE_TEST_MARKER=marker."""
-    found = []
-    needle = ("XPSCALE_TEST_MARKER=" + marker).encode()
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            with open("/proc/%s/environ" % pid, "rb") as f:
-                if needle in f.read().split(b"\0"):
-                    with open("/proc/%s/stat" % pid) as s:
-                        if s.read().rsplit(")", 1)[1].split()[0] != "Z":
-                            found.append(int(pid))
-        except OSError:
-            pass
-    return found
 
 
 class SweepTest(unittest.TestCase):

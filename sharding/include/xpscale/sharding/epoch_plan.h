@@ -78,7 +78,10 @@ RankPlan plan_regrouped(const Dataset& dataset, const PlanOptions& options, std:
 // worker, worker + workers, ... in order, reading only what they emit.
 // Workers that take turns a block at a time (a torch DataLoader's workers
 // with batch size `block`) so give back exactly the plan's sequence.
+// Throws ShardingError (from the constructor of a loader, too) unless
+// 0 <= worker < workers and block >= 1.
 RankPlan plan_worker(const RankPlan& plan, std::uint64_t block, int worker, int workers);
+void check_worker_split(std::uint64_t block, int worker, int workers);
 
 // The emitted sequence of a plan (tests and tools).
 std::vector<SampleRef> emitted(const RankPlan& plan);
