@@ -18,6 +18,10 @@ std::string_view category_name(ErrorCategory category) {
       return "trial";
     case ErrorCategory::kPreempted:
       return "preempted";
+    case ErrorCategory::kUnavailable:
+      return "unavailable";
+    case ErrorCategory::kRankLost:
+      return "rank lost";
   }
   return "internal";
 }
@@ -28,6 +32,10 @@ int exit_status_of(ErrorCategory category) {
       return kExitUsage;
     case ErrorCategory::kPreempted:
       return kExitPreempted;
+    case ErrorCategory::kUnavailable:
+      return kExitStoreUnavailable;
+    case ErrorCategory::kRankLost:
+      return kExitRankLost;
     default:
       return kExitFailure;
   }

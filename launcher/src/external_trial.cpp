@@ -63,6 +63,56 @@ void write_file_atomic(const fs::path& path, const std::string& text) {
   fs::rename(tmp, path);
 }
 
+// Metrics lines nested deeper than this are refused before parsing: a
+// copy or destruction of a deeply nested JSON value recurses once per level,
+// and a 200 KB line of '[' would overflow the rank's stack.
+constexpr int kMaxMetricsDepth = 64;
+// Steps beyond 2^53 cannot be told apart as doubles in reports and plots.
+constexpr std::int64_t kMaxStep = std::int64_t{1} << 53;
+
+// True when the JSON text nests arrays/objects at most max_depth deep
+// (brackets inside strings do not count).
+bool nesting_within(std::string_view text, int max_depth) {
+  int depth = 0;
+  bool in_string = false, escaped = false;
+  for (const char c : text) {
+    if (in_string) {
+      if (escaped)
+        escaped = false;
+      else if (c == '\\')
+        escaped = true;
+      else if (c == '"')
+        in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max_depth) return false;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return true;
+}
+
+// A trial's bytes as they may be shown in a log line: at most max_bytes,
+// control bytes written as \xNN (no terminal escapes reach the user's
+// terminal from a trial's metrics pipe).
+std::string printable(std::string_view text, std::size_t max_bytes) {
+  std::string out;
+  for (const char c : text.substr(0, max_bytes)) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", u);
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  if (text.size() > max_bytes) out += "...";
+  return out;
+}
+
 class Runner {
  public:
   Runner(const SweepConfig& config, ExternalTrialOptions options, Trial& trial)
@@ -91,6 +141,7 @@ class Runner {
     write_file_atomic(params_file, info.params.dump() + "\n");
     spec.argv = build_command(config_, info.params, params_file.string());
     spec.env = environment(static_cast<int>(port));
+    spec.orphan_grace = options_.kill_grace;
 
     std::optional<Process> process;
     std::string spawn_error;
@@ -171,18 +222,33 @@ class Runner {
       if (trial_.is_leader()) ++lines_;            // acknowledged to should_stop()
       if (!trial_.is_leader() || stop_) continue;  // only the leader's metrics are recorded
       if (Process::is_cut_line(line)) {
-        trial_.log("ignored a metrics line longer than 1 MiB (starts " + line.substr(0, 80) + ")");
+        ignored("longer than 1 MiB", line);
+        continue;
+      }
+      if (!nesting_within(line, kMaxMetricsDepth)) {
+        ignored("nested deeper than " + std::to_string(kMaxMetricsDepth) + " levels", line);
         continue;
       }
       auto j = nlohmann::json::parse(line, nullptr, false);
       if (j.is_discarded() || !j.is_object()) {
-        trial_.log("ignored a metrics line that is not a JSON object: " + line.substr(0, 200));
+        ignored("not a JSON object", line);
         continue;
       }
       std::int64_t step = next_step_;
       if (auto it = j.find("step"); it != j.end()) {
-        if (it->is_number_integer()) step = it->get<std::int64_t>();
+        if (it->is_number_integer()) {
+          if (it->is_number_unsigned() ? it->get<std::uint64_t>() > std::uint64_t(kMaxStep)
+                                       : it->get<std::int64_t>() < 0) {
+            ignored("its step is negative or over 2^53", line);
+            continue;
+          }
+          step = it->get<std::int64_t>();
+        }
         j.erase("step");
+      }
+      if (step >= kMaxStep) {
+        ignored("its step is over 2^53", line);
+        continue;
       }
       next_step_ = step + 1;
       if (trial_.report_as_leader(step, j) == Decision::kStop) {
@@ -192,6 +258,23 @@ class Runner {
         else
           stop_ = true;
       }
+    }
+  }
+
+  // Logs a refused metrics line: the first few in full (escaped), then one
+  // count every 10 s, so a flooding trial cannot flood the rank's stderr.
+  void ignored(const std::string& why, const std::string& line) {
+    ++ignored_;
+    const auto now = Clock::now();
+    if (ignored_ <= 5) {
+      trial_.log("ignored a metrics line: " + why + ": " + printable(line, 200));
+      last_ignored_log_ = now;
+      logged_ignored_ = ignored_;
+    } else if (now - last_ignored_log_ >= std::chrono::seconds(10)) {
+      trial_.log("ignored " + std::to_string(ignored_ - logged_ignored_) +
+                 " more metrics lines (the last: " + why + ")");
+      last_ignored_log_ = now;
+      logged_ignored_ = ignored_;
     }
   }
 
@@ -256,7 +339,9 @@ class Runner {
         if (status) forward_metrics(*p);  // what it wrote just before exiting
         acknowledge();
       }
-      if (trial_.is_leader() && limit &&
+      // Only a process still running can pass the limit: one that has just
+      // exited (seen after this rank was descheduled or stopped) has not.
+      if (trial_.is_leader() && limit && p && !status &&
           std::chrono::duration<double>(Clock::now() - start).count() > *limit)
         timed_out = true;
       const bool failed = !p || (status && !status->ok());
@@ -270,14 +355,11 @@ class Runner {
           stopping_at && Clock::now() - *stopping_at >= options_.stop_grace;
       // Group-wide state: [any rank failed, time limit or preemption grace
       // over, any still running, any rank preempted, stop (leader), a rank
-      // that does not poll, stop grace over].
-      std::array<std::int64_t, 7> state{failed ? 1 : 0,
-                                        (timed_out || grace_over) ? 1 : 0,
-                                        (p && !status) ? 1 : 0,
-                                        preemption_requested() ? 1 : 0,
-                                        stop_ ? 1 : 0,
-                                        (p && !status && !polls) ? 1 : 0,
-                                        stop_grace_over ? 1 : 0};
+      // that does not poll, stop grace over, a rank got SIGTERM/INT/HUP].
+      std::array<std::int64_t, 8> state{failed ? 1 : 0,          (timed_out || grace_over) ? 1 : 0,
+                                        (p && !status) ? 1 : 0,  preemption_requested() ? 1 : 0,
+                                        stop_ ? 1 : 0,           (p && !status && !polls) ? 1 : 0,
+                                        stop_grace_over ? 1 : 0, termination_signal()};
       if (trial_.group_size() > 1)
         trial_.comm().allreduce(state.data(), state.data(), state.size(), DataType::kI64,
                                 ReduceOp::kMax);
@@ -288,6 +370,13 @@ class Runner {
         if (p && !status) write_decision(reason);
       }
       const bool stop_now = state[4] && (state[5] || state[6]);
+      if (state[7]) {
+        // SIGTERM, SIGINT or SIGHUP (preemption.h): no SIGUSR1 and no
+        // preempt grace; the tree is ended now, with kill_grace.
+        if (!preempted_at) preempted_at = Clock::now();
+        interrupted_by_ = static_cast<int>(state[7]);
+        break;
+      }
       if (state[3] && state[2] && !preempted_at) {
         // The process gets SIGUSR1 to checkpoint (Slurm may have sent it one
         // already: under srun the whole step is signalled), then the grace.
@@ -306,6 +395,8 @@ class Runner {
       if (!status) status = end;
       forward_metrics(*p);
     }
+    if (ignored_ > logged_ignored_)
+      trial_.log("ignored " + std::to_string(ignored_ - logged_ignored_) + " more metrics lines");
     const std::string tail = file_tail(stderr_path_);
     if (!p) throw TrialFailed(spawn_error, tail);
     // However it ended once told to checkpoint (exit 0, killed by the
@@ -318,6 +409,8 @@ class Runner {
       request_preemption();
       preempted_at = Clock::now();
     }
+    if (interrupted_by_)
+      throw TrialPreempted(std::string("interrupted by SIG") + sigabbrev_np(interrupted_by_));
     if (preempted_at) throw TrialPreempted("preempted");
     if (timed_out) {
       char buf[64];
@@ -341,12 +434,15 @@ class Runner {
   Trial& trial_;
   fs::path stderr_path_;
   std::int64_t next_step_ = 0;
+  std::uint64_t ignored_ = 0, logged_ignored_ = 0;  // refused metrics lines, and how many logged
+  Clock::time_point last_ignored_log_{};
   fs::path control_path_;
   std::int64_t lines_ = 0, acked_lines_ = 0;  // the leader's metrics lines read, acknowledged
-  bool stopping_ = false;                                // the stop decision was written
+  bool stopping_ = false;                     // the stop decision was written
   bool stop_ = false;
   bool stopped_ = false;
   bool killed_ = false;
+  int interrupted_by_ = 0;  // SIGTERM, SIGINT or SIGHUP ended the trial
 };
 
 }  // namespace

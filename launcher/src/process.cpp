@@ -5,12 +5,17 @@
 // the child only makes async-signal-safe calls (the runtime has threads).
 #include "xpscale/launcher/process.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -31,13 +36,10 @@ namespace {
 using detail::all_processes;
 using detail::errno_text;
 using detail::Fd;
-using detail::pidfd_open;
 using detail::ProcInfo;
 using detail::read_stat;
-using detail::register_live;
 using detail::send_signal;
 using detail::tree_members;
-using detail::unregister_live;
 
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
@@ -63,7 +65,7 @@ Fd open_output(const std::filesystem::path& path) {
       throw Error("cannot create directory " + quoted(path.parent_path()) +
                   " for trial output: " + ec.message());
   }
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (fd < 0)
     throw Error("cannot open " + quoted(path) + " for trial output: " + errno_text(errno));
   return high_fd(Fd(fd), "trial output");
@@ -135,6 +137,223 @@ struct ChildPlan {
   }
   if (c.candidates->size() == 1) err = errno;
   child_fail(c.error_fd, kStageExec, err);
+}
+
+// ---- the reaper --------------------------------------------------------------
+//
+// Why a process between the rank and the trial: when the rank dies (kill -9,
+// a crash, mpirun's abort) nothing of it runs any more, yet the trial's
+// whole tree must end. The reaper is the trial's parent and a child
+// subreaper (PR_SET_CHILD_SUBREAPER), so every orphan of the tree — a
+// setsid daemon, a DataLoader worker whose parent died — is reparented to
+// it rather than to init, and it can always find the whole tree: its
+// descendants. It watches one end of a socketpair whose other end only the
+// rank holds; end of file means the rank is gone. cgroups would serve too,
+// but are not writable under Slurm's proctrack/linuxproc or in most
+// containers, and need no fallback this way.
+//
+// Protocol on the socket: reaper -> rank: the trial's pid (pid_t), then,
+// when the trial ends, its wait status (int). rank -> reaper: 'T' and a
+// grace in ms (int32: the rank began ending the tree, with that grace),
+// 'D' (done: the rank has ended the tree; kill what is left now) or end of
+// file (the rank died: SIGTERM to the tree, then SIGKILL once the grace —
+// what is left of the one 'T' started, else the spawn's orphan_grace — has
+// passed).
+// SIGTERM, SIGINT or SIGHUP to the reaper itself act like end of file. It
+// leads its own process group, out of reach of a kill of the rank's group.
+//
+// It runs in a fork of a threaded process without exec: async-signal-safe
+// calls only (no allocation, no stdio).
+
+struct ReaperPlan {
+  int sock;      // the reaper's end of the socketpair
+  int grace_ms;  // SIGTERM -> SIGKILL when the rank is gone
+};
+
+long now_ms() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+void sleep_ms(long ms) {
+  timespec ts{ms / 1000, (ms % 1000) * 1000000L};
+  ::nanosleep(&ts, nullptr);
+}
+
+// Calls f(pid) for each child of this (single-threaded) process, from
+// /proc/self/task/<pid>/children, or a scan of /proc where the kernel lacks
+// that file. Async-signal-safe.
+template <class F>
+void for_each_child(F&& f) {
+  const pid_t self = ::getpid();
+  char path[64] = "/proc/self/task/";
+  {
+    char digits[16];
+    int n = 0;
+    for (pid_t v = self; v > 0; v /= 10) digits[n++] = static_cast<char>('0' + v % 10);
+    char* p = path + std::strlen(path);
+    while (n > 0) *p++ = digits[--n];
+    std::memcpy(p, "/children", 10);
+  }
+  char buf[8192];
+  if (const int fd = ::open(path, O_RDONLY | O_CLOEXEC); fd >= 0) {
+    const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+    ::close(fd);
+    if (n >= 0) {
+      pid_t v = 0;
+      for (ssize_t i = 0; i <= n; ++i) {
+        if (i < n && buf[i] >= '0' && buf[i] <= '9') {
+          v = v * 10 + (buf[i] - '0');
+        } else if (v > 0) {
+          f(v);
+          v = 0;
+        }
+      }
+      return;
+    }
+  }
+  const int dir = ::open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) return;
+  for (;;) {
+    const long n = ::syscall(SYS_getdents64, dir, buf, sizeof buf);
+    if (n <= 0) break;
+    for (long off = 0; off < n;) {
+      const auto* d = reinterpret_cast<const dirent64*>(buf + off);
+      off += d->d_reclen;
+      pid_t pid = 0;
+      const char* c = d->d_name;
+      for (; *c >= '0' && *c <= '9'; ++c) pid = pid * 10 + (*c - '0');
+      if (*c != '\0' || pid <= 0) continue;
+      char stat_path[64] = "/proc/";
+      std::memcpy(stat_path + 6, d->d_name, static_cast<std::size_t>(c - d->d_name));
+      std::memcpy(stat_path + 6 + (c - d->d_name), "/stat", 6);
+      const int sfd = ::open(stat_path, O_RDONLY | O_CLOEXEC);
+      if (sfd < 0) continue;
+      char st[512];
+      const ssize_t m = ::read(sfd, st, sizeof st - 1);
+      ::close(sfd);
+      if (m <= 0) continue;
+      st[m] = '\0';
+      const char* rp = std::strrchr(st, ')');  // "pid (comm) S ppid ..."
+      if (rp == nullptr || rp[1] == '\0' || rp[2] == '\0') continue;
+      pid_t ppid = 0;
+      for (const char* q = rp + 4; *q >= '0' && *q <= '9'; ++q) ppid = ppid * 10 + (*q - '0');
+      if (ppid == self) f(pid);
+    }
+  }
+  ::close(dir);
+}
+
+// Reaps every ended child; sends the trial's status when it is among them.
+// Returns false once no child is left.
+bool reap_all(pid_t trial, int sock, bool& trial_reported) {
+  for (;;) {
+    int status = 0;
+    const pid_t r = ::waitpid(-1, &status, WNOHANG);
+    if (r > 0) {
+      if (r == trial && !trial_reported) {
+        ::send(sock, &status, sizeof status, MSG_NOSIGNAL);
+        trial_reported = true;
+      }
+      continue;
+    }
+    return !(r < 0 && errno == ECHILD);
+  }
+}
+
+// Ends every descendant: SIGTERM (and SIGCONT) once to each, for grace_ms,
+// then SIGKILL until none is left (at most 5 s: a process stuck in the
+// kernel cannot be helped). Orphans reparent here, so killing a parent
+// brings its children within reach.
+[[noreturn]] void end_everything(pid_t trial, int sock, bool& trial_reported, long grace_ms) {
+  static pid_t signalled[4096];
+  std::size_t n_signalled = 0;
+  const long term_deadline = now_ms() + grace_ms;
+  bool group_signalled = false;
+  while (reap_all(trial, sock, trial_reported) && now_ms() < term_deadline) {
+    if (!group_signalled) {
+      ::kill(-trial, SIGTERM);
+      ::kill(-trial, SIGCONT);
+      group_signalled = true;
+    }
+    for_each_child([&](pid_t c) {
+      for (std::size_t i = 0; i < n_signalled; ++i)
+        if (signalled[i] == c) return;
+      ::kill(c, SIGTERM);
+      ::kill(c, SIGCONT);
+      if (n_signalled < std::size(signalled)) signalled[n_signalled++] = c;
+    });
+    sleep_ms(std::min(20L, std::max(1L, term_deadline - now_ms())));
+  }
+  const long kill_deadline = now_ms() + 5000;
+  while (reap_all(trial, sock, trial_reported) && now_ms() < kill_deadline) {
+    ::kill(-trial, SIGKILL);
+    for_each_child([](pid_t c) { ::kill(c, SIGKILL); });
+    sleep_ms(2);
+  }
+  ::_exit(0);
+}
+
+[[noreturn]] void run_reaper(const ReaperPlan& r, const ChildPlan& c) {
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  sigemptyset(&dfl.sa_mask);
+  for (int sig = 1; sig < NSIG; ++sig) ::sigaction(sig, &dfl, nullptr);
+  struct sigaction ign = dfl;
+  ign.sa_handler = SIG_IGN;
+  ::sigaction(SIGPIPE, &ign, nullptr);
+  // Its own process group: mpirun's orted (and Slurm) kill a rank's whole
+  // process group when they abort a job, and the reaper must outlive the
+  // rank to end the tree.
+  if (::setpgid(0, 0) != 0) ::_exit(126);
+  if (::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) ::_exit(126);
+  if (::getppid() != c.parent) ::_exit(126);  // the rank is already gone
+  // Signals arrive through a signalfd; the rest stay blocked (as the rank
+  // blocked every signal around fork()) and the trial resets its mask.
+  sigset_t watched;
+  sigemptyset(&watched);
+  for (int sig : {SIGCHLD, SIGTERM, SIGINT, SIGHUP}) sigaddset(&watched, sig);
+  ChildPlan trial_plan = c;
+  trial_plan.parent = ::getpid();
+  const pid_t trial = ::fork();
+  if (trial == 0) run_child(trial_plan);
+  if (trial < 0) ::_exit(126);
+  ::send(r.sock, &trial, sizeof trial, MSG_NOSIGNAL);
+  // Nothing but the socket: the rank's files, pipes and sockets must not be
+  // held open by the reaper (an end of file elsewhere depends on it).
+  if (::close_range(0, static_cast<unsigned>(r.sock) - 1, 0) != 0 ||
+      ::close_range(static_cast<unsigned>(r.sock) + 1, ~0U, 0) != 0)
+    for (int fd = 0; fd < c.max_fd; ++fd)
+      if (fd != r.sock) ::close(fd);
+  const int sfd = ::signalfd(-1, &watched, SFD_CLOEXEC);
+  bool reported = false;
+  long term_deadline = -1;  // set by 'T': the rank began ending the tree
+  auto grace_left = [&] {
+    return term_deadline < 0 ? static_cast<long>(r.grace_ms)
+                             : std::max(0L, term_deadline - now_ms());
+  };
+  for (;;) {
+    pollfd fds[2] = {{r.sock, POLLIN, 0}, {sfd, POLLIN, 0}};
+    ::poll(fds, sfd >= 0 ? 2 : 1, 1000);  // the timeout reaps orphans now and then
+    reap_all(trial, r.sock, reported);
+    if (sfd >= 0 && (fds[1].revents & POLLIN)) {
+      signalfd_siginfo info[8];
+      const ssize_t n = ::read(sfd, info, sizeof info);
+      for (ssize_t i = 0; i < n / static_cast<ssize_t>(sizeof info[0]); ++i)
+        if (info[i].ssi_signo != SIGCHLD) end_everything(trial, r.sock, reported, grace_left());
+    }
+    if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+      char cmd = 0;
+      const ssize_t n = ::recv(r.sock, &cmd, 1, MSG_DONTWAIT);
+      if (n == 1 && cmd == 'D') end_everything(trial, r.sock, reported, 0);
+      std::int32_t ms = 0;
+      if (n == 1 && cmd == 'T' && ::recv(r.sock, &ms, sizeof ms, MSG_WAITALL) == sizeof ms)
+        term_deadline = now_ms() + ms;
+      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+        end_everything(trial, r.sock, reported, grace_left());
+    }
+  }
 }
 
 // Where execvp would look for argv0, with the PATH the child will see.
@@ -250,8 +469,14 @@ Process Process::spawn(const SpawnSpec& spec) {
   Process p;
   p.name_ = name;
   const pid_t self = ::getpid();
-  for (const auto& proc : all_processes())
-    if (proc.ppid == self) p.preexisting_.emplace_back(proc.pid, proc.start);
+  int pair[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
+    throw Error("cannot create a socket to start '" + name + "': " + errno_text(errno));
+  Fd rank_end = high_fd(Fd(pair[0]), "the reaper socket");
+  Fd reaper_end = high_fd(Fd(pair[1]), "the reaper socket");
+  const ReaperPlan reaper_plan{
+      reaper_end.get(),
+      static_cast<int>(std::clamp<long long>(spec.orphan_grace.count(), 0, 24LL * 3600 * 1000))};
 
   const ChildPlan plan{argv_c.data(),
                        env_c.data(),
@@ -269,15 +494,28 @@ Process Process::spawn(const SpawnSpec& spec) {
   sigset_t all, old;
   sigfillset(&all);
   ::pthread_sigmask(SIG_SETMASK, &all, &old);
-  const pid_t pid = ::fork();
-  if (pid == 0) run_child(plan);
+  const pid_t reaper = ::fork();
+  if (reaper == 0) run_reaper(reaper_plan, plan);
   const int fork_errno = errno;
   ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
-  if (pid < 0) throw Error("cannot run '" + name + "': fork: " + errno_text(fork_errno));
-  p.pid_ = pid;         // from here on, p's destructor ends the child if we throw
-  ::setpgid(pid, pid);  // also done by the child; fails harmlessly once it has exec'd
+  if (reaper < 0) throw Error("cannot run '" + name + "': fork: " + errno_text(fork_errno));
+  reaper_end.reset();
   error_write.reset();
   metrics_write.reset();
+  p.reaper_ = reaper;
+  p.sock_ = rank_end.release();  // from here on, p's destructor releases the reaper
+  pid_t pid = -1;
+  std::size_t have = 0;
+  while (have < sizeof pid) {
+    const ssize_t n = ::recv(p.sock_, reinterpret_cast<char*>(&pid) + have, sizeof pid - have, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    have += static_cast<std::size_t>(n);
+  }
+  if (have < sizeof pid)
+    throw Error("cannot run '" + name + "': the process that watches it (pid " +
+                std::to_string(reaper) + ") did not start it");
+  p.pid_ = pid;  // from here on, p's destructor ends the tree if we throw
 
   int msg[2];
   std::size_t got = 0;
@@ -289,9 +527,8 @@ Process Process::spawn(const SpawnSpec& spec) {
     got += static_cast<std::size_t>(n);
   }
   if (got == sizeof msg) {  // the child could not exec and has exited with 127
-    int status;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
+    p.reap_child(0);
+    p.release_reaper();
     p.pid_ = -1;
     const std::string what = errno_text(msg[1]);
     switch (msg[0]) {
@@ -304,11 +541,11 @@ Process Process::spawn(const SpawnSpec& spec) {
         throw Error("cannot run '" + name + "': setting up the child process failed: " + what);
     }
   }
-  const auto stat = read_stat(pid);  // the child is unreaped, so its entry exists
+  // The reaper reaps the child only after it ended, so its entry exists
+  // unless it has already exited (then it has no tree to match either).
+  const auto stat = read_stat(pid);
   p.start_ticks_ = stat ? stat->start : 0;
-  p.pidfd_ = pidfd_open(pid);  // -1 where unsupported: wait_for() then sleeps
   p.metrics_fd_ = metrics_read.release();
-  register_live(pid, p.start_ticks_);
   return p;
 }
 
@@ -316,14 +553,15 @@ Process::Process(Process&& o) noexcept
     : pid_(std::exchange(o.pid_, -1)),
       name_(std::move(o.name_)),
       start_ticks_(o.start_ticks_),
-      pidfd_(std::exchange(o.pidfd_, -1)),
+      reaper_(std::exchange(o.reaper_, -1)),
+      sock_(std::exchange(o.sock_, -1)),
       metrics_fd_(std::exchange(o.metrics_fd_, -1)),
       partial_(std::move(o.partial_)),
       discarding_(o.discarding_),
       cut_lines_(o.cut_lines_),
       status_(o.status_),
       cleaned_(o.cleaned_),
-      preexisting_(std::move(o.preexisting_)) {}
+      told_reaper_(o.told_reaper_) {}
 
 Process& Process::operator=(Process&& o) noexcept {
   if (this != &o) {
@@ -331,14 +569,15 @@ Process& Process::operator=(Process&& o) noexcept {
     pid_ = std::exchange(o.pid_, -1);
     name_ = std::move(o.name_);
     start_ticks_ = o.start_ticks_;
-    pidfd_ = std::exchange(o.pidfd_, -1);
+    reaper_ = std::exchange(o.reaper_, -1);
+    sock_ = std::exchange(o.sock_, -1);
     metrics_fd_ = std::exchange(o.metrics_fd_, -1);
     partial_ = std::move(o.partial_);
     discarding_ = o.discarding_;
     cut_lines_ = o.cut_lines_;
     status_ = o.status_;
     cleaned_ = o.cleaned_;
-    preexisting_ = std::move(o.preexisting_);
+    told_reaper_ = o.told_reaper_;
   }
   return *this;
 }
@@ -352,24 +591,44 @@ void Process::destroy() noexcept {
     } catch (...) {  // a destructor must not throw; terminate_tree() reports to callers
     }
   }
-  if (pid_ >= 0) unregister_live(pid_);
+  release_reaper();
   pid_ = -1;
-  if (pidfd_ >= 0) ::close(std::exchange(pidfd_, -1));
   if (metrics_fd_ >= 0) ::close(std::exchange(metrics_fd_, -1));
+}
+
+void Process::release_reaper() noexcept {
+  if (sock_ >= 0) {
+    const char done = 'D';  // kill what is left now: the grace was given
+    [[maybe_unused]] const ssize_t n = ::send(sock_, &done, 1, MSG_NOSIGNAL);
+    ::close(std::exchange(sock_, -1));
+  }
+  if (reaper_ > 0) {
+    while (::waitpid(reaper_, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    reaper_ = -1;
+  }
 }
 
 void Process::reap_child(int options) {
   if (status_) return;
   int status = 0;
-  pid_t r;
-  do r = ::waitpid(pid_, &status, options);
-  while (r < 0 && errno == EINTR);
-  if (r < 0)
-    throw Error("waitpid(" + std::to_string(pid_) + ") for '" + name_ + "': " + errno_text(errno));
-  if (r == pid_) {
-    status_ = ExitStatus::from_wait_status(status);
-    if (pidfd_ >= 0) ::close(std::exchange(pidfd_, -1));
+  std::size_t have = 0;
+  while (have < sizeof status) {
+    const int flags = (options & WNOHANG) && have == 0 ? MSG_DONTWAIT : 0;
+    const ssize_t n = sock_ < 0 ? 0
+                                : ::recv(sock_, reinterpret_cast<char*>(&status) + have,
+                                         sizeof status - have, flags);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    if (n <= 0) {
+      // The reaper is gone without a status (killed): its death sent the
+      // child SIGKILL (PR_SET_PDEATHSIG).
+      status_ = ExitStatus{0, SIGKILL, false};
+      return;
+    }
+    have += static_cast<std::size_t>(n);
   }
+  status_ = ExitStatus::from_wait_status(status);
 }
 
 std::optional<ExitStatus> Process::poll() {
@@ -384,21 +643,18 @@ std::optional<ExitStatus> Process::wait_for(milliseconds timeout) {
     if (auto s = poll()) return s;
     const auto left = std::chrono::ceil<milliseconds>(deadline - Clock::now());
     if (left <= milliseconds(0)) return std::nullopt;
-    sleep_on(pidfd_, pidfd_ >= 0 ? left : std::min(left, milliseconds(5)));
+    sleep_on(sock_, sock_ >= 0 ? left : std::min(left, milliseconds(5)));
   }
 }
 
 ExitStatus Process::terminate_tree(milliseconds grace) {
   if (pid_ < 0) throw Error("Process::terminate_tree() on an empty Process");
-  const pid_t self = ::getpid();
   std::vector<ProcInfo> members;
   std::set<std::pair<pid_t, unsigned long long>> signalled;
   // Reaps what can be reaped, rescans, and returns how many members still run.
   auto scan = [&] {
     reap_child(WNOHANG);
-    for (const auto& m : members)
-      if (m.ppid == self && m.state == 'Z' && m.pid != pid_) ::waitpid(m.pid, nullptr, WNOHANG);
-    members = tree_members(all_processes(), pid_, start_ticks_, !status_, preexisting_);
+    members = tree_members(all_processes(), pid_, start_ticks_, !status_, reaper_);
     return std::count_if(members.begin(), members.end(),
                          [](const ProcInfo& m) { return m.state != 'Z'; });
   };
@@ -424,6 +680,12 @@ ExitStatus Process::terminate_tree(milliseconds grace) {
   };
 
   const auto term_deadline = Clock::now() + std::max(grace, milliseconds(0));
+  if (sock_ >= 0 && !told_reaper_) {  // if this process dies now, the reaper keeps the deadline
+    char msg[1 + sizeof(std::int32_t)] = {'T'};
+    const auto ms = static_cast<std::int32_t>(std::clamp<long long>(grace.count(), 0, INT32_MAX));
+    std::memcpy(msg + 1, &ms, sizeof ms);
+    told_reaper_ = ::send(sock_, msg, sizeof msg, MSG_NOSIGNAL) == sizeof msg;
+  }
   auto pause = milliseconds(1);
   bool done = false;
   while (true) {
@@ -435,7 +697,7 @@ ExitStatus Process::terminate_tree(milliseconds grace) {
     if (Clock::now() >= term_deadline) break;
     signal_all(SIGTERM);
     const auto left = std::chrono::ceil<milliseconds>(term_deadline - Clock::now());
-    sleep_on(status_ ? -1 : pidfd_, std::min(pause, left));
+    sleep_on(status_ ? -1 : sock_, std::min(pause, left));
     pause = std::min(pause * 2, milliseconds(20));
   }
   const auto kill_deadline = Clock::now() + std::chrono::seconds(5);
@@ -455,10 +717,8 @@ ExitStatus Process::terminate_tree(milliseconds grace) {
                   ") survived SIGKILL for 5 s:" + pids);
     }
   }
-  for (const auto& m : members)
-    if (m.ppid == self && m.state == 'Z' && m.pid != pid_) ::waitpid(m.pid, nullptr, WNOHANG);
   cleaned_ = true;
-  unregister_live(pid_);
+  release_reaper();
   return *status_;
 }
 

@@ -13,7 +13,6 @@
 #include <cstring>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <system_error>
 
@@ -21,19 +20,6 @@
 
 namespace xpscale::launcher::detail {
 namespace {
-
-struct LiveProcess {
-  pid_t pgid;
-  unsigned long long start;
-};
-std::mutex& live_mutex() {
-  static std::mutex m;
-  return m;
-}
-std::vector<LiveProcess>& live_processes() {
-  static std::vector<LiveProcess> v;
-  return v;
-}
 
 // Through syscall(): glibc 2.36's <sys/pidfd.h> lacks extern "C" (links fail
 // from C++), and older glibc has no wrappers at all.
@@ -87,46 +73,17 @@ std::vector<ProcInfo> all_processes() {
   return out;
 }
 
-void register_live(pid_t pgid, unsigned long long start) {
-  std::lock_guard lock(live_mutex());
-  live_processes().push_back({pgid, start});
-}
-void unregister_live(pid_t pgid) {
-  std::lock_guard lock(live_mutex());
-  std::erase_if(live_processes(), [&](const LiveProcess& l) { return l.pgid == pgid; });
-}
-
 std::vector<ProcInfo> tree_members(const std::vector<ProcInfo>& all, pid_t child,
                                    unsigned long long child_start, bool child_unreaped,
-                                   const Preexisting& preexisting) {
-  const pid_t self = ::getpid();
-  const pid_t self_pgrp = ::getpgrp();
-  std::vector<LiveProcess> live;
-  {
-    std::lock_guard lock(live_mutex());
-    live = live_processes();
-  }
-  auto orphan_is_ours = [&](const ProcInfo& p) {
-    if (p.start < child_start || p.pgrp == self_pgrp) return false;
-    if (std::find(preexisting.begin(), preexisting.end(), std::pair(p.pid, p.start)) !=
-        preexisting.end())
-      return false;
-    const LiveProcess* owner = nullptr;
-    for (const auto& l : live) {
-      if (l.pgid == child) continue;
-      if (p.pgrp == l.pgid || p.pid == l.pgid) return false;
-      if (l.start <= p.start && (owner == nullptr || l.start > owner->start)) owner = &l;
-    }
-    return owner == nullptr || owner->start <= child_start;  // a tie goes to us
-  };
+                                   pid_t reaper) {
   std::set<pid_t> in;
   std::multimap<pid_t, const ProcInfo*> children;
   for (const auto& p : all) {
-    if (p.pid == self) continue;
+    if (p.pid == reaper) continue;
     children.emplace(p.ppid, &p);
     const bool root = p.pid == child ? child_unreaped && p.start == child_start
                                      : (p.pgrp == child && p.start >= child_start) ||
-                                           (p.ppid == self && orphan_is_ours(p));
+                                           (reaper > 0 && p.ppid == reaper);
     if (root) in.insert(p.pid);
   }
   std::vector<pid_t> todo(in.begin(), in.end());

@@ -59,19 +59,11 @@ std::optional<ProcInfo> read_stat(pid_t pid);
 // Every process; throws Error if /proc cannot be listed.
 std::vector<ProcInfo> all_processes();
 
-// The live Processes of this process (by process group and child start
-// time), for telling apart whose orphan is whose. Thread-safe.
-void register_live(pid_t pgid, unsigned long long start);
-void unregister_live(pid_t pgid);
-
-// Children of this process (pid, start) when a Process was spawned.
-using Preexisting = std::vector<std::pair<pid_t, unsigned long long>>;
-
-// The members of the tree of the Process whose direct child is `child`,
-// found in `all` by the rule in process.h.
+// The members of the tree of the Process whose child is `child` (started
+// by `reaper`), found in `all` by the rule in process.h.
 std::vector<ProcInfo> tree_members(const std::vector<ProcInfo>& all, pid_t child,
                                    unsigned long long child_start, bool child_unreaped,
-                                   const Preexisting& preexisting);
+                                   pid_t reaper);
 
 // Signals p unless its pid now names another process (checked through a
 // pidfd, so the check cannot race with pid reuse). Errors are ignored: the

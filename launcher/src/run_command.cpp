@@ -36,6 +36,8 @@ int run_command(const std::vector<std::string>& args) {
       "continue the sweep stored in out_dir (an error if there is none)")(
       "force", po::bool_switch(&options.force), "run even if out_dir holds another config's store")(
       "quiet,q", po::bool_switch(&options.quiet), "no progress output")(
+      "store-retry", po::value<double>(&options.store_retry_s)->default_value(300),
+      "seconds to wait out a busy, locked or full store before the run ends (exit 4)")(
       "progress-interval", po::value<double>(&options.progress_interval_s)->default_value(10),
       "seconds between progress lines when stderr is not a terminal")(
       "kill-grace", po::value<double>(&grace_s)->default_value(10),
@@ -61,6 +63,8 @@ int run_command(const std::vector<std::string>& args) {
     if (trials < 1) throw UserError("--trials must be >= 1, got " + std::to_string(trials));
     options.trials = trials;
   }
+  if (!(options.store_retry_s >= 0 && options.store_retry_s <= 7 * 86400))
+    throw UserError("--store-retry must be between 0 and 604800 seconds");
   if (!(grace_s >= 0)) throw UserError("--kill-grace must be >= 0 seconds");
   if (!(preempt_grace_s >= 0)) throw UserError("--preempt-grace must be >= 0 seconds");
   if (!(stop_grace_s >= 0)) throw UserError("--stop-grace must be >= 0 seconds");

@@ -138,7 +138,7 @@ TEST_F(ProcessTest, StdoutAndStderrGoToFilesAppendingAndParentDirsAreCreated) {
   EXPECT_EQ(read_file(s.stderr_path), "err\n");
   struct stat st {};
   ASSERT_EQ(::stat(s.stdout_path.c_str(), &st), 0);
-  EXPECT_EQ(st.st_mode & 0777, 0644u);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
 }
 
 TEST_F(ProcessTest, EnvironmentIsExactlyTheSpecsPlusTheMetricsFd) {
@@ -404,35 +404,36 @@ TEST_F(ProcessTest, SignalGroupReachesTheChild) {
   EXPECT_NO_THROW(p.signal_group(SIGUSR1));  // the group is gone: nothing to do
 }
 
-TEST_F(ProcessTest, ChildDiesWithTheProcessThatSpawnedIt) {
+// kill -9 of a rank: its reaper ends the whole tree — the child, a setsid
+// daemon and a child that ignores SIGTERM — within the orphan grace.
+TEST_F(ProcessTest, TheWholeTreeEndsWhenTheProcessThatSpawnedItDies) {
   int fds[2];
   ASSERT_EQ(::pipe(fds), 0);
+  auto s = sh("setsid sleep 1000 & (trap '' TERM; sleep 1001) & exec sleep 1002");
+  s.orphan_grace = 300ms;
   const pid_t middle = ::fork();
   ASSERT_GE(middle, 0);
-  const auto s = spec({"sleep", "1000"});
-  if (middle == 0) {  // spawn, report the pid, and die without cleaning up
+  if (middle == 0) {  // spawn, report when the tree is up, and die without cleaning up
     ::close(fds[0]);
     auto p = Process::spawn(s);
-    const pid_t pid = p.pid();
-    [[maybe_unused]] auto n = ::write(fds[1], &pid, sizeof pid);
-    ::_exit(0);  // no destructor runs: only PR_SET_PDEATHSIG can end the child
+    while (count_comm(marked(marker_), "sleep") < 3) ::usleep(1000);
+    [[maybe_unused]] auto n = ::write(fds[1], "x", 1);
+    ::_exit(0);  // no destructor runs: only the reaper can end the tree
   }
   ::close(fds[1]);
-  pid_t grandchild = -1;
-  ASSERT_EQ(::read(fds[0], &grandchild, sizeof grandchild),
-            static_cast<ssize_t>(sizeof grandchild));
+  char x;
+  ASSERT_EQ(::read(fds[0], &x, 1), 1);
   ::close(fds[0]);
+  ASSERT_EQ(count_comm(marked(marker_), "sleep"), 3);
+  const auto died = std::chrono::steady_clock::now();
   ASSERT_EQ(::waitpid(middle, nullptr, 0), middle);
-  // PR_SET_PDEATHSIG killed it; as subreaper we inherit and reap it.
-  int status = 0;
-  const bool reaped =
-      eventually([&] { return ::waitpid(grandchild, &status, WNOHANG) == grandchild; });
-  if (!reaped) {
-    ::kill(grandchild, SIGKILL);
-    FAIL() << "the child outlived the process that spawned it";
-  }
-  EXPECT_TRUE(WIFSIGNALED(status));
-  EXPECT_EQ(WTERMSIG(status), SIGKILL);
+  const bool gone = eventually([&] { return marked(marker_).empty(); });
+  if (!gone)
+    for (pid_t pid : marked(marker_)) ::kill(pid, SIGKILL);
+  ASSERT_TRUE(gone) << "the tree outlived the process that spawned it";
+  EXPECT_LT(std::chrono::steady_clock::now() - died, 2300ms);  // grace + 2 s
+  // The reaper, orphaned to us (the subreaper), has exited too.
+  EXPECT_TRUE(eventually([&] { return ::waitpid(-1, nullptr, WNOHANG) > 0; }));
 }
 
 TEST_F(ProcessTest, FileTailStartsAtALineAndRepairsUtf8) {

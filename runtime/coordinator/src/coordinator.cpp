@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 
 #include "xpscale/coordinator/preemption.h"
@@ -34,13 +35,27 @@ void Coordinator::run() noexcept {
     serve();
   } catch (const std::exception& e) {
     internal_error_ = true;
+    error_category_ = ErrorCategory::kInternal;
+    if (const auto* error = dynamic_cast<const Error*>(&e)) error_category_ = error->category();
     s_.summary.stopped_early = true;
     s_.summary.stop_reason = std::string("coordinator error: ") + e.what();
-    std::cerr << "xpscale: coordinator error: " << e.what() << "; releasing the groups\n";
-    // Release every group so that no rank hangs; their results are lost.
+    std::cerr << "xpscale: coordinator error: " << e.what()
+              << "; no new trials start, running ones are stopped at their next report\n";
+    // Release every group so that no rank hangs; results that cannot be
+    // recorded are lost (their attempts stay running and are retried on
+    // resume). First the request whose handling failed: its group waits.
     try {
       stopping_ = true;
-      release_parked();
+      if (in_flight_) {
+        const auto [source, kind] = *in_flight_;
+        if (kind == "report")
+          reply(source, {{"k", "decision"}, {"stop", true}, {"reason", "coordinator error"}});
+        else
+          reply(source, {{"k", "done"}}), ++done_sent_;
+      }
+      auto parked = std::move(parked_);
+      parked_.clear();
+      for (auto [source, group] : parked) reply(source, {{"k", "done"}}), ++done_sent_;
       while (done_sent_ < s_.groups) {
         auto m = recv_json(ctrl_, MPI_ANY_SOURCE, kTagRequest);
         if (m.body.value("k", "") == "report")
@@ -54,6 +69,12 @@ void Coordinator::run() noexcept {
   }
   s_.summary.queued = s_.queue.size();
   s_.summary.wall_s = unix_now() - started_;
+  // A store that stayed unavailable gets no more waiting: the run row stays
+  // "running" and the next run closes it (mark_interrupted).
+  if (error_category_ == ErrorCategory::kUnavailable) {
+    progress(true);
+    return;
+  }
   try {
     const auto& r = s_.summary;
     s_.store->begin();
@@ -86,7 +107,8 @@ void Coordinator::serve() {
   Backoff backoff(std::chrono::microseconds(50));
   while (done_sent_ < s_.groups) {
     auto m = try_recv_json(ctrl_, MPI_ANY_SOURCE, kTagRequest);
-    if (!s_.summary.preempted && preemption_requested()) begin_preemption();
+    if (!s_.summary.preempted && (preemption_requested() || termination_signal()))
+      begin_preemption();
     if (!m) {
       maybe_commit(false);
       progress(false);
@@ -95,6 +117,7 @@ void Coordinator::serve() {
     }
     backoff.reset();
     const std::string kind = m->body.value("k", "");
+    in_flight_.emplace(m->source, kind);
     if (kind == "next")
       handle_next(m->source, m->body);
     else if (kind == "report")
@@ -250,6 +273,7 @@ void Coordinator::handle_report(int source, const nlohmann::json& body) {
 
 void Coordinator::reply(int source, const nlohmann::json& body) {
   send_json(ctrl_, source, kTagReply, body);
+  if (in_flight_ && in_flight_->first == source) in_flight_.reset();
 }
 
 void Coordinator::stop_sweep(const std::string& reason) {
@@ -266,10 +290,23 @@ void Coordinator::begin_preemption() {
   if (s_.summary.preempted) return;
   request_preemption();  // this rank's external trials forward the signal too
   s_.summary.preempted = true;
+  s_.summary.signal = termination_signal();
   stopping_ = true;
+  const std::string why = s_.summary.signal
+                              ? std::string("interrupted by SIG") + sigabbrev_np(s_.summary.signal)
+                              : "preempted";
+  // Recorded now, not when the groups answer: a SIGKILL may follow (Slurm's
+  // KillWait, mpirun's abort), and then the attempts are not left running.
+  s_.store->begin();
+  for (const auto& [group, r] : running_)
+    s_.store->interrupt_attempt(r.id, r.attempt, why, unix_now());
+  maybe_commit(true);
   if (!s_.quiet)
-    std::cerr << (tty_ ? "\r\033[K" : "") << "xpscale: preempted (SIGUSR1): no new trials start, "
-              << running_.size() << " running ones checkpoint and stop\n";
+    std::cerr << (tty_ ? "\r\033[K" : "") << "xpscale: " << why
+              << (s_.summary.signal ? "" : " (SIGUSR1)") << ": no new trials start, "
+              << running_.size()
+              << (s_.summary.signal ? " running ones are ended and recorded interrupted\n"
+                                    : " running ones checkpoint and stop\n");
   release_parked();
 }
 

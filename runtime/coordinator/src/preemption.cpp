@@ -13,27 +13,47 @@ namespace {
 
 // Lock-free, so the handler may set it (async-signal-safe).
 std::atomic<bool> g_requested{false};
+std::atomic<int> g_termination{0};
 static_assert(std::atomic<bool>::is_always_lock_free);
+static_assert(std::atomic<int>::is_always_lock_free);
 
-void on_sigusr1(int) { g_requested.store(true, std::memory_order_relaxed); }
+constexpr int kSignals[] = {SIGUSR1, SIGTERM, SIGINT, SIGHUP};
+
+void on_signal(int sig) {
+  if (sig != SIGUSR1) {
+    int none = 0;
+    g_termination.compare_exchange_strong(none, sig, std::memory_order_relaxed);
+  }
+  g_requested.store(true, std::memory_order_relaxed);
+}
 
 }  // namespace
 
 bool preemption_requested() { return g_requested.load(std::memory_order_relaxed); }
 
+int termination_signal() { return g_termination.load(std::memory_order_relaxed); }
+
 void request_preemption() { g_requested.store(true, std::memory_order_relaxed); }
 
-PreemptionHandler::PreemptionHandler() : previous_(std::make_unique<struct sigaction>()) {
+PreemptionHandler::PreemptionHandler() : previous_(std::make_unique<struct sigaction[]>(4)) {
   g_requested.store(false);
+  g_termination.store(0);
   struct sigaction sa {};
-  sa.sa_handler = on_sigusr1;
+  sa.sa_handler = on_signal;
   sigemptyset(&sa.sa_mask);
   // SA_RESTART: MPI's and SQLite's system calls carry on after the handler.
   sa.sa_flags = SA_RESTART;
-  if (sigaction(SIGUSR1, &sa, previous_.get()) != 0)
-    throw Error(std::string("sigaction(SIGUSR1) for preemption: ") + std::strerror(errno));
+  for (int i = 0; i < 4; ++i)
+    if (sigaction(kSignals[i], &sa, &previous_[i]) != 0) {
+      const int err = errno;
+      while (--i >= 0) sigaction(kSignals[i], &previous_[i], nullptr);
+      throw Error(std::string("sigaction(") + sigabbrev_np(kSignals[i]) +
+                  ") for preemption: " + std::strerror(err));
+    }
 }
 
-PreemptionHandler::~PreemptionHandler() { sigaction(SIGUSR1, previous_.get(), nullptr); }
+PreemptionHandler::~PreemptionHandler() {
+  for (int i = 0; i < 4; ++i) sigaction(kSignals[i], &previous_[i], nullptr);
+}
 
 }  // namespace xpscale

@@ -1,6 +1,7 @@
 #include "xpscale/coordinator/sweep_run.h"
 
 #include <cstdio>
+#include <cstring>
 
 namespace xpscale {
 
@@ -13,7 +14,11 @@ std::string describe(const RunSummary& s) {
   if (s.skipped) line += " (" + std::to_string(s.skipped) + " of them before this run)";
   if (s.queued) line += ", " + std::to_string(s.queued) + " not run";
   line += " in " + std::string(wall);
-  if (s.preempted) line += "; preempted: run it again to resume";
+  if (s.signal)
+    line += std::string("; interrupted by SIG") + sigabbrev_np(s.signal) +
+            ": run it again to resume";
+  else if (s.preempted)
+    line += "; preempted: run it again to resume";
   if (s.stopped_early) line += "; stopped early: " + s.stop_reason;
   line += "; results in " + s.out_dir + " (xpscale report " + s.out_dir + ")";
   return line;

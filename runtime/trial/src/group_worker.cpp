@@ -225,6 +225,8 @@ nlohmann::json GroupWorker::result_of(const Outcome& own) const {
     // Not a result: the next run resumes the trial from its checkpoint.
     status = "preempted";
     reason = "preempted";
+    for (const auto& [rank, o] : all)  // "interrupted by SIGTERM" says more
+      if (o->preempted && !o->reason.empty()) reason = o->reason;
   } else if (failures > 0) {
     status = "failed";
   } else if (last_stop_reason_ == "time_limit") {

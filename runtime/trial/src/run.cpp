@@ -20,6 +20,7 @@
 #include "xpscale/coordinator/protocol.h"
 #include "xpscale/schedule/scheduler.h"
 #include "xpscale/search/searcher.h"
+#include "xpscale/store/retrying_store.h"
 #include "xpscale/store/store.h"
 
 namespace xpscale {
@@ -98,6 +99,9 @@ bool in_array_task(std::uint64_t trial, const RunOptions& options) {
                                         static_cast<std::uint64_t>(options.task);
 }
 
+// Crashed runs a trial survives beyond its retries (see prepare()).
+constexpr int kCrashesForgiven = 2;
+
 // Rank 0: opens or creates the store, checks that it belongs to this config
 // and builds the queue of trials still to run.
 CoordinatorSetup prepare(const SweepConfig& config, const RunOptions& options, int world_size,
@@ -124,9 +128,18 @@ CoordinatorSetup prepare(const SweepConfig& config, const RunOptions& options, i
   if (options.resume && !existed)
     throw UserError("--resume: " + out_dir.string() + " holds no sweep store (" +
                     db.filename().string() + "); run without --resume to start the sweep");
+  // out_dir holds config text and trials' stderr: only its owner reads it.
+  const bool created = !fs::exists(out_dir, ec);
   fs::create_directories(out_dir, ec);
   if (ec) throw UserError("cannot create out_dir " + out_dir.string() + ": " + ec.message());
-  s.store = open_store(db);
+  if (created) fs::permissions(out_dir, fs::perms::owner_all, ec);
+  // Before the store is touched: a second run must not mark the first's
+  // running attempts interrupted.
+  s.lock = std::make_unique<StoreLock>(db);
+  s.store = std::make_unique<RetryingStore>(
+      open_store(db),
+      std::chrono::milliseconds(static_cast<std::int64_t>(options.store_retry_s * 1000)),
+      [](const std::string& message) { std::cerr << "xpscale: " << message << std::endl; });
   Store& store = *s.store;
   const auto previous = store.sweep();
   const std::string hash = sha256_hex(config.text);
@@ -151,8 +164,15 @@ CoordinatorSetup prepare(const SweepConfig& config, const RunOptions& options, i
   const int interrupted = store.mark_interrupted(now);
   std::map<std::uint64_t, TrialRow> existing;
   for (auto& t : store.trials()) existing.emplace(t.id, std::move(t));
-  for (const auto& a : store.attempts())
+  // Attempts that a run left running when it ended (kill -9, a crash, a lost
+  // rank) count against the retries, with kCrashesForgiven more allowed: a
+  // kill of the whole job leaves its innocent trials running too, but a
+  // trial that crashes its rank must not crash every resumed run.
+  std::map<std::uint64_t, int> crashed;
+  for (const auto& a : store.attempts()) {
     if (a.status == "failed") ++s.failed_attempts[a.trial];
+    if (a.status == "interrupted" && a.reason == kRunEndedReason) ++crashed[a.trial];
+  }
 
   std::deque<QueuedTrial> restarted, fresh;
   for (std::uint64_t i = 0; i < planned; ++i) {
@@ -185,6 +205,14 @@ CoordinatorSetup prepare(const SweepConfig& config, const RunOptions& options, i
             s.best_trial = t.id;
           }
         }
+        continue;
+      }
+      if (const int c = crashed[i]; c > config.retries + kCrashesForgiven) {
+        const std::string why = "the run ended while it ran, " + std::to_string(c) +
+                                " times (a crash of its rank?); not retried again";
+        store.finish_attempt(i, t.attempts, TrialStatus::kFailed, why, "", now, true);
+        ++s.summary.failed;
+        if (!options.quiet) std::cerr << "xpscale: trial " << i << " failed: " << why << '\n';
         continue;
       }
       (t.attempts > 0 ? restarted : fresh).push_back({i, std::move(*params), t.attempts + 1});
@@ -281,6 +309,10 @@ RunSummary run_sweep(const RunOptions& options, const TrainFactory& make_train) 
   bcast_string(text);
   SweepConfig config = parse_sweep_config(text, options.sweep_path);
   if (options.out_dir) config.out_dir = *options.out_dir;
+  // Absolute, so that the trial directories handed to trials stay right for
+  // a trainer that changes directory (as Hydra does).
+  if (!config.out_dir.empty())
+    config.out_dir = fs::absolute(config.out_dir).lexically_normal().string();
   require_built(config, "run");
   const TrainFn train = make_train(config);
 
@@ -377,7 +409,8 @@ RunSummary run_sweep(const RunOptions& options, const TrainFactory& make_train) 
   if (gctl != MPI_COMM_NULL) MPI_Comm_free(&gctl);
   if (group_comm != MPI_COMM_NULL) MPI_Comm_free(&group_comm);
   MPI_Comm_free(&ctrl);
-  if (rank == 0 && coordinator->internal_error()) throw Error(summary.stop_reason);
+  if (rank == 0 && coordinator->internal_error())
+    throw Error(summary.stop_reason, coordinator->error_category());
   return summary;
 }
 

@@ -34,12 +34,24 @@ int run_and_report(const RunOptions& options, const TrainFactory& make_train, co
     if (rank == 0 && !options.quiet) std::cerr << prog << ": " << describe(summary) << '\n';
     const bool too_many_failures =
         summary.stopped_early && summary.stop_reason.rfind("more than max_failures", 0) == 0;
-    status = too_many_failures ? kExitFailure : summary.preempted ? kExitPreempted : kExitOk;
+    status = too_many_failures   ? kExitFailure
+             : summary.signal    ? 128 + summary.signal
+             : summary.preempted ? kExitPreempted
+                                 : kExitOk;
   } catch (const ConfigError& e) {
     if (rank == 0) std::cerr << e.what() << '\n';
     status = e.exit_status();
   } catch (const UserError& e) {
     if (rank == 0) std::cerr << prog << ": " << e.what() << '\n';
+    status = e.exit_status();
+  } catch (const Error& e) {
+    if (e.category() != ErrorCategory::kUnavailable) {
+      std::cerr << prog << ": rank " << rank << ": error: " << e.what() << '\n';
+      MPI_Abort(MPI_COMM_WORLD, exit_status_of(e));
+    }
+    // Rank 0's coordinator released every group before it threw: the other
+    // ranks end normally, so no abort.
+    std::cerr << prog << ": " << e.what() << '\n';
     status = e.exit_status();
   } catch (const std::exception& e) {
     // Not the same on every rank: end the job rather than leave ranks waiting.
@@ -65,6 +77,8 @@ int run(int argc, char** argv, const TrainFn& train) {
         "resume", po::bool_switch(&options.resume), "continue the sweep stored in out_dir")(
         "force", po::bool_switch(&options.force), "run even if out_dir holds another config")(
         "quiet,q", po::bool_switch(&options.quiet), "no progress output")(
+        "store-retry", po::value<double>(&options.store_retry_s)->default_value(300),
+        "seconds to wait out a busy, locked or full store before the run ends (exit 4)")(
         "backend", po::value<std::string>(&options.backend)->default_value("auto"),
         "collectives backend: auto | mpi | nccl")(
         "array-task", po::value<int>(&options.task)->default_value(0),

@@ -18,6 +18,9 @@
 //   StoreError       (store)       the store cannot be read or written -> 1
 //   TrialError, TrialFailed (trial) a train function's failures   -> 1
 //   TrialPreempted   (coordinator) a trial ended by preemption    -> 3
+//   StoreUnavailable (store)       transient store errors outlasted
+//                                  --store-retry                   -> 4
+//   RankLost         (coordinator) a rank died or hung             -> 5
 // Library code that turns an error caused by user input into a user error
 // (a shard URL in a config) rethrows it as UserError/ConfigError.
 #include <exception>
@@ -29,22 +32,27 @@ namespace xpscale {
 
 // Exit statuses of the xpscale command and of xpscale::run() trainers
 // (README, "Exit statuses").
-constexpr int kExitOk = 0;         // the sweep ran (some trials may have failed)
-constexpr int kExitFailure = 1;    // an internal or I/O error, or max_failures passed
-constexpr int kExitUsage = 2;      // a user error: flags, config, files, credentials
-constexpr int kExitPreempted = 3;  // preempted (SIGUSR1): run it again to resume
+constexpr int kExitOk = 0;                // the sweep ran (some trials may have failed)
+constexpr int kExitFailure = 1;           // an internal or I/O error, or max_failures passed
+constexpr int kExitUsage = 2;             // a user error: flags, config, files, credentials
+constexpr int kExitPreempted = 3;         // preempted (SIGUSR1): run it again to resume
+constexpr int kExitStoreUnavailable = 4;  // the store stayed busy/full/failing past --store-retry
+constexpr int kExitRankLost = 5;          // a rank died or hung: run it again to resume
 
 enum class ErrorCategory {
-  kInternal,    // a broken invariant or a failure of a system call
-  kUser,        // the user's input is wrong
-  kData,        // data (a shard, an object, a URL) cannot be read
-  kCollective,  // a communicator call failed
-  kStore,       // the store cannot be opened, read or written
-  kTrial,       // a trial failed (recorded; the sweep goes on)
-  kPreempted,   // work ended early because the job is being preempted
+  kInternal,     // a broken invariant or a failure of a system call
+  kUser,         // the user's input is wrong
+  kData,         // data (a shard, an object, a URL) cannot be read
+  kCollective,   // a communicator call failed
+  kStore,        // the store cannot be opened, read or written
+  kTrial,        // a trial failed (recorded; the sweep goes on)
+  kPreempted,    // work ended early because the job is being preempted
+  kUnavailable,  // the store stayed unavailable past the run's --store-retry
+  kRankLost,     // a rank of the job died or stopped answering
 };
 
-// "internal", "user", "data", "collective", "store", "trial", "preempted".
+// "internal", "user", "data", "collective", "store", "trial", "preempted",
+// "unavailable", "rank lost".
 std::string_view category_name(ErrorCategory category);
 // The exit status for an error of `category`: kExitUsage for kUser,
 // kExitPreempted for kPreempted, kExitFailure for every other.

@@ -3,33 +3,24 @@
 // tree (design.md: "the runtime owns the whole process tree of each trial and
 // ends all of it on stop, timeout or failure").
 //
-// How the tree is found. cgroups are not available everywhere we run (Slurm
-// with proctrack/linuxproc, containers), so the tree is rebuilt from /proc
-// each time it is needed:
-//   roots    the direct child while unreaped; every process whose process
-//            group is the child's (the child leads its own group);
-//            orphans reparented to this process (see become_subreaper())
-//            that belong to this Process by the rule below;
+// How the tree is found. Each trial process is started by its own reaper
+// (process.cpp): a small fork of this process that is the trial's parent
+// and a child subreaper, so every orphan of the tree is reparented to it,
+// never to init, and that ends the whole tree when this process dies
+// (kill -9, a crash) or is done with it. While this process lives it
+// finds the tree in /proc each time it is needed:
+//   roots    the child while unreaped; every process whose process group is
+//            the child's (the child leads its own group); every child of the
+//            reaper (orphans of the tree);
 //   members  the roots and, transitively, every process whose parent is a
 //            member (this finds descendants that left the group with
 //            setsid() as long as their parent lives).
-// An orphan reparented to this process belongs to this Process when it was
-// not already a child of this process when spawn() ran (e.g. an MPI daemon),
-// is not in the calling process's own process group (a helper the caller
-// forked itself), does not lead or sit in the group of another live Process,
-// and started no earlier than this Process's child; with several live
-// Processes, such an orphan goes to the one spawned last before it started.
 // Signals go through pidfds after re-checking the process start time, so a
 // recycled pid is never signalled.
 //
 // Requirements on the caller:
-//   - call become_subreaper() once at start, or orphans of a daemonising
-//     trial reparent to init and cannot be found;
 //   - do not set SIGCHLD to SIG_IGN and do not reap with waitpid(-1, ...):
-//     Process reaps its own children by pid;
-//   - spawn from a thread that outlives the child (e.g. the main thread or
-//     the rank's long-lived worker): PR_SET_PDEATHSIG fires when the *thread*
-//     that forked exits, not only when the process does.
+//     Process reaps its reaper by pid.
 #include <sys/types.h>
 
 #include <chrono>
@@ -67,14 +58,17 @@ struct SpawnSpec {
   std::vector<std::string> env;
   // Working directory of the child; empty: this process's.
   std::filesystem::path cwd;
-  // Opened O_WRONLY|O_CREAT|O_APPEND with mode 0644, parent directories
-  // created. Empty: inherit this process's stdout / stderr. The same path
-  // may be given for both. stdin is always /dev/null.
+  // Opened O_WRONLY|O_CREAT|O_APPEND with mode 0600 (trial output may hold secrets), parent
+  // directories created. Empty: inherit this process's stdout / stderr. The same path may be given
+  // for both. stdin is always /dev/null.
   std::filesystem::path stdout_path;
   std::filesystem::path stderr_path;
   // Create a pipe whose write end the child gets on fd kChildMetricsFd, named
   // by XPSCALE_METRICS_FD=3 in its environment.
   bool metrics_pipe = true;
+  // When this process dies without ending the tree (kill -9, a crash), the
+  // reaper ends it: SIGTERM, this grace, then SIGKILL.
+  std::chrono::milliseconds orphan_grace{std::chrono::seconds(10)};
 };
 
 // How a process ended: either it exited with `code` (signal == 0) or it was
@@ -101,8 +95,8 @@ struct ExitStatus {
 class Process {
  public:
   // Forks and execs spec.argv. The child: leads its own process group
-  // (setpgid(0,0)); gets SIGKILL when the spawning thread dies
-  // (PR_SET_PDEATHSIG, re-checked against a parent that already died); has
+  // (setpgid(0,0)); gets SIGKILL if its reaper dies (PR_SET_PDEATHSIG,
+  // re-checked against a reaper that already died); has
   // default signal dispositions and an empty signal mask; has only fds 0-2
   // and (with metrics_pipe) kChildMetricsFd open.
   // Throws UserError "cannot run 'foo': No such file or directory" when the
@@ -165,27 +159,29 @@ class Process {
 
  private:
   Process() = default;
-  void destroy() noexcept;  // the destructor's work; leaves the Process empty
-  void reap_child(int options);
+  void destroy() noexcept;         // the destructor's work; leaves the Process empty
+  void reap_child(int options);    // the child's status from the reaper (WNOHANG: if there)
+  void release_reaper() noexcept;  // tells the reaper to finish, and reaps it
 
   pid_t pid_ = -1;
   std::string name_;                    // argv[0], for messages
   unsigned long long start_ticks_ = 0;  // /proc/<pid>/stat field 22
-  int pidfd_ = -1;
+  pid_t reaper_ = -1;                   // the trial's parent (process.cpp, "the reaper")
+  int sock_ = -1;                       // our end of the socket to the reaper
   int metrics_fd_ = -1;
   std::string partial_;      // buffered partial metrics line
   bool discarding_ = false;  // dropping the rest of a cut line
   std::size_t cut_lines_ = 0;
   std::optional<ExitStatus> status_;
-  bool cleaned_ = false;  // terminate_tree() completed
-  // Children of this process (pid, start ticks) when spawn() ran.
-  std::vector<std::pair<pid_t, unsigned long long>> preexisting_;
+  bool cleaned_ = false;      // terminate_tree() completed
+  bool told_reaper_ = false;  // the reaper knows terminate_tree()'s deadline
 };
 
 // Makes this process the child subreaper of its descendants
-// (PR_SET_CHILD_SUBREAPER), so orphaned trial processes are reparented here
-// and can be found and ended. Idempotent; the runtime calls it once per rank
-// at start. Throws Error if prctl fails.
+// (PR_SET_CHILD_SUBREAPER). Trial trees no longer need it (each has its
+// reaper); the runtime still calls it once per rank so that the orphans of
+// a reaper killed on its own are not lost to init. Idempotent. Throws Error
+// if prctl fails.
 void become_subreaper();
 
 // The last max_bytes (at most) of a file, e.g. a failed trial's stderr tail:

@@ -3,7 +3,9 @@
 // which names the store's file and SQLite's own message.
 #include "xpscale/store/sqlite_store.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -52,6 +54,12 @@ class SqliteStore::Db {
   Db(const std::filesystem::path& path, Mode mode) : path_(path.string()) {
     const int flags =
         mode == Mode::kReadOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+    // The store holds config text and trials' stderr: created 0600 (SQLite
+    // gives its -wal and -shm files the same mode).
+    if (mode != Mode::kReadOnly)
+      if (const int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+          fd >= 0)
+        ::close(fd);
     const int rc = sqlite3_open_v2(path_.c_str(), &db_, flags | SQLITE_OPEN_NOMUTEX, nullptr);
     if (rc != SQLITE_OK) {
       std::string msg = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
@@ -60,7 +68,9 @@ class SqliteStore::Db {
       throw StoreError("cannot open store " + path_ + ": " + msg);
     }
     sqlite3_extended_result_codes(db_, 1);
-    check(sqlite3_busy_timeout(db_, 10000), "sqlite3_busy_timeout");
+    // Short: the longer wait for another process's lock is the run's
+    // --store-retry (retrying_store.h), with a message while it waits.
+    check(sqlite3_busy_timeout(db_, 1000), "sqlite3_busy_timeout");
   }
   ~Db() { sqlite3_close_v2(db_); }
   Db(const Db&) = delete;
@@ -69,7 +79,24 @@ class SqliteStore::Db {
   void check(int rc, const char* what) const {
     if (rc == SQLITE_OK || rc == SQLITE_ROW || rc == SQLITE_DONE) return;
     throw StoreError("store " + path_ + ": " + what + " failed: " + sqlite3_errmsg(db_) + " (" +
-                     sqlite3_errstr(rc) + ")");
+                         sqlite3_errstr(rc) + ")",
+                     transient(rc));
+  }
+
+  // Busy or locked by another connection, disk full, an I/O error: the
+  // same write may succeed later.
+  static bool transient(int rc) {
+    switch (rc & 0xff) {
+      case SQLITE_BUSY:
+      case SQLITE_LOCKED:
+      case SQLITE_FULL:
+      case SQLITE_IOERR:
+      case SQLITE_CANTOPEN:
+      case SQLITE_PROTOCOL:
+        return true;
+      default:
+        return false;
+    }
   }
 
   void exec(const char* sql) const {
@@ -78,7 +105,7 @@ class SqliteStore::Db {
     if (rc != SQLITE_OK) {
       std::string msg = err ? err : sqlite3_errstr(rc);
       sqlite3_free(err);
-      throw StoreError("store " + path_ + ": " + msg);
+      throw StoreError("store " + path_ + ": " + msg, transient(sqlite3_extended_errcode(db_)));
     }
   }
 
@@ -195,6 +222,15 @@ void SqliteStore::commit() {
   if (!in_tx_) return;
   db_->exec("COMMIT");
   in_tx_ = false;
+}
+
+void SqliteStore::rollback() noexcept {
+  if (!in_tx_) return;
+  in_tx_ = false;
+  try {
+    db_->exec("ROLLBACK");
+  } catch (const StoreError&) {  // SQLite may have rolled back already (disk full, I/O error)
+  }
 }
 
 std::optional<SweepRow> SqliteStore::sweep() const {
@@ -412,8 +448,12 @@ void SqliteStore::finish_attempt(std::uint64_t trial, int attempt, TrialStatus s
 
 int SqliteStore::mark_interrupted(double now) {
   Db::Stmt(*db_,
-           "UPDATE attempts SET status = 'interrupted', finished_at = ?, reason = "
-           "'the run was killed or stopped while this attempt ran' WHERE status = 'running'")
+           "UPDATE attempts SET status = 'interrupted', finished_at = ?, reason = ? "
+           "WHERE status = 'running'")
+      .bind(1, now)
+      .bind(2, kRunEndedReason)
+      .run();
+  Db::Stmt(*db_, "UPDATE runs SET status = 'killed', finished_at = ? WHERE status = 'running'")
       .bind(1, now)
       .run();
   Db::Stmt n(*db_, "SELECT count(*) FROM trials WHERE status = 'running'");

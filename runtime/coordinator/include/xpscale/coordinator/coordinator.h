@@ -17,6 +17,7 @@
 #include "xpscale/coordinator/sweep_algorithms.h"
 #include "xpscale/coordinator/sweep_run.h"
 #include "xpscale/store/store.h"
+#include "xpscale/store/store_lock.h"
 
 namespace xpscale::detail {
 
@@ -29,6 +30,7 @@ struct QueuedTrial {
 // What run_sweep prepared on rank 0 before the groups start.
 struct CoordinatorSetup {
   const SweepConfig* config = nullptr;
+  std::unique_ptr<StoreLock> lock;  // held for the run (store_lock.h)
   std::unique_ptr<Store> store;
   std::int64_t run = 0;
   std::deque<QueuedTrial> queue;
@@ -52,6 +54,8 @@ class Coordinator {
   void run() noexcept;
   const RunSummary& summary() const { return s_.summary; }
   bool internal_error() const { return internal_error_; }
+  // The category of the internal error (StoreUnavailable: kUnavailable).
+  ErrorCategory error_category() const { return error_category_; }
 
  private:
   struct Running {
@@ -87,6 +91,10 @@ class Coordinator {
   int done_sent_ = 0;
   bool stopping_ = false;
   bool internal_error_ = false;
+  ErrorCategory error_category_ = ErrorCategory::kInternal;
+  // The request being handled (source, kind): answered even when its
+  // handling throws, so its group never waits forever.
+  std::optional<std::pair<int, std::string>> in_flight_;
   std::uint64_t finished_this_run_ = 0, failed_this_run_ = 0;
   double started_ = 0, last_commit_ = 0, last_progress_ = 0;
   bool tty_ = false;

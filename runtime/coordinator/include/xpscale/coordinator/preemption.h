@@ -14,6 +14,14 @@
 //     resumes it from its checkpoint directory instead of from scratch;
 //   - the store is committed and run_sweep returns a summary with
 //     `preempted` set (exit status kExitPreempted of the command line).
+//
+// SIGTERM, SIGINT and SIGHUP (Ctrl-C, scancel, mpirun passing on a kill,
+// a closed terminal) end the run the same way, except that external
+// trials get no SIGUSR1 and no preempt grace: their trees are ended at once
+// (SIGTERM, kill_grace, SIGKILL); the run's summary carries the signal and
+// the command exits with 128 + its number. The coordinator records every
+// running attempt interrupted as soon as it sees the signal, so a SIGKILL
+// that follows (Slurm's KillWait, mpirun's abort) loses nothing.
 #include <memory>
 #include <string>
 
@@ -23,8 +31,11 @@ struct sigaction;
 
 namespace xpscale {
 
-// Whether preemption was requested in this process (async-signal-safe).
+// Whether preemption was requested in this process (async-signal-safe):
+// SIGUSR1, SIGTERM, SIGINT or SIGHUP arrived, or request_preemption().
 bool preemption_requested();
+// The first of SIGTERM, SIGINT, SIGHUP that arrived, or 0.
+int termination_signal();
 // Requests preemption as SIGUSR1 does (the coordinator calls it when a
 // group leader reports that its rank got the signal; tests call it too).
 void request_preemption();
@@ -37,9 +48,8 @@ class TrialPreempted : public Error {
   explicit TrialPreempted(const std::string& what) : Error(what, ErrorCategory::kPreempted) {}
 };
 
-// Installs the SIGUSR1 handler for its lifetime and restores the previous
-// disposition afterwards. Clears an earlier request: each sweep starts
-// unpreempted.
+// Installs the SIGUSR1, SIGTERM, SIGINT and SIGHUP handlers for its lifetime and restores the
+// previous disposition afterwards. Clears an earlier request: each sweep starts unpreempted.
 class PreemptionHandler {
  public:
   PreemptionHandler();
@@ -48,7 +58,7 @@ class PreemptionHandler {
   PreemptionHandler& operator=(const PreemptionHandler&) = delete;
 
  private:
-  std::unique_ptr<struct sigaction> previous_;
+  std::unique_ptr<struct sigaction[]> previous_;
 };
 
 }  // namespace xpscale

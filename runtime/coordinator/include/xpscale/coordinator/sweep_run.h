@@ -22,6 +22,10 @@ struct RunOptions {
   // Progress: a live status line when stderr is a terminal, else a log
   // line every `progress_interval_s`.
   double progress_interval_s = 10;
+  // How long transient store errors (busy, locked, disk full, I/O) are
+  // retried before the run ends with kExitStoreUnavailable
+  // (retrying_store.h).
+  double store_retry_s = 300;
   // Communicator backend for the trial groups: auto | mpi | nccl.
   std::string backend = "auto";
   // Job arrays: run only trials i with i % task_count == task, into the
@@ -38,6 +42,7 @@ struct RunSummary {
   std::uint64_t queued = 0;     // never started (sweep stopped early)
   bool stopped_early = false;   // target reached or max_failures passed
   bool preempted = false;       // SIGUSR1 ended the run early (preemption.h)
+  int signal = 0;               // SIGTERM, SIGINT or SIGHUP ended it (then preempted too)
   std::string stop_reason;
   double wall_s = 0;
 };

@@ -27,6 +27,7 @@ class SqliteStore final : public Store {
 
   void begin() override;
   void commit() override;
+  void rollback() noexcept override;
   bool in_transaction() const override { return in_tx_; }
 
   std::optional<SweepRow> sweep() const override;

@@ -42,7 +42,26 @@ namespace xpscale {
 
 class StoreError : public Error {
  public:
-  explicit StoreError(const std::string& what) : Error(what, ErrorCategory::kStore) {}
+  // `transient`: the same call may succeed later (the store is busy or
+  // locked by another process, the disk is full, an I/O error): worth
+  // retrying (retrying_store.h). Other errors (corruption, schema, a
+  // constraint) are not.
+  explicit StoreError(const std::string& what, bool transient = false,
+                      ErrorCategory category = ErrorCategory::kStore)
+      : Error(what, category), transient_(transient) {}
+  bool transient() const noexcept { return transient_; }
+
+ private:
+  bool transient_ = false;
+};
+
+// A store that stayed unavailable (transient errors) for longer than the
+// run's --store-retry: the run ends with kExitStoreUnavailable; what was
+// committed is intact and a rerun resumes.
+class StoreUnavailable : public StoreError {
+ public:
+  explicit StoreUnavailable(const std::string& what)
+      : StoreError(what, false, ErrorCategory::kUnavailable) {}
 };
 
 // queued: not started, or to run again (retry, interrupted by a crash).
@@ -120,6 +139,13 @@ std::vector<std::filesystem::path> store_paths(const std::filesystem::path& out_
 // and released by finish_attempt(), interrupt_attempt() or, after a crash,
 // mark_interrupted(). Writes made between begin() and commit() become
 // durable together; a write outside a transaction is durable on return.
+// The reason of an attempt that mark_interrupted() found running: the run
+// ended (killed, crashed, lost a rank) without recording it. Such attempts
+// count against a trial's retries on resume (run.cpp), so a trial that
+// crashes its rank cannot crash every resumed run.
+inline constexpr const char* kRunEndedReason =
+    "the run ended while this attempt ran (killed, crashed or lost)";
+
 class Store {
  public:
   enum class Mode { kReadWrite, kReadOnly };
@@ -135,6 +161,9 @@ class Store {
   // inside a transaction and commit() outside one do nothing.
   virtual void begin() = 0;
   virtual void commit() = 0;
+  // Drops the open transaction's writes, if any; never throws (the engine
+  // may already have rolled back after an error).
+  virtual void rollback() noexcept = 0;
   virtual bool in_transaction() const = 0;
 
   // The sweep's one row; nullopt in a new store.
@@ -172,8 +201,9 @@ class Store {
   virtual void finish_attempt(std::uint64_t trial, int attempt, TrialStatus status,
                               const std::string& reason, const std::string& stderr_tail, double now,
                               bool final) = 0;
-  // Attempts left running by a killed run become "interrupted" and their
-  // trials queued; returns how many.
+  // Attempts left running by a killed run become "interrupted" with reason
+  // kRunEndedReason, their trials queued, and runs left "running" become
+  // "killed"; returns how many trials were requeued.
   virtual int mark_interrupted(double now) = 0;
   // Ends an attempt that was preempted (coordinator/preemption.h) as
   // "interrupted" and queues its trial again, so that the next run resumes

@@ -1,0 +1,37 @@
+#pragma once
+// One run at a time per store: an exclusive lock on `<store>.lock`, held for
+// the life of a run (issue: two runs on one out_dir ran every trial twice).
+//
+// The lock is flock(2) on a file beside the store: the kernel releases it
+// when the holder dies, however it dies, so a lock left by a dead process
+// is simply free (on NFS, flock is a POSIX byte-range lock the server
+// releases once the dead client's lease ends). The file's text names the
+// holder (host, pid, Slurm job, start time) for the error a second run gets;
+// a dead holder's text is overwritten by the next run. Many jobs on one
+// sweep is the PostgreSQL store's job, not this.
+#include <filesystem>
+#include <string>
+
+namespace xpscale {
+
+class StoreLock {
+ public:
+  // Takes the lock for the store at `store`, creating the lock file (0600).
+  // Throws UserError naming the holder when another live process holds it,
+  // StoreError when the file cannot be created or locked.
+  explicit StoreLock(const std::filesystem::path& store);
+  ~StoreLock();
+  StoreLock(const StoreLock&) = delete;
+  StoreLock& operator=(const StoreLock&) = delete;
+
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+  int fd_ = -1;
+};
+
+// The lock file of the store at `store`: "<store>.lock".
+std::filesystem::path lock_path(const std::filesystem::path& store);
+
+}  // namespace xpscale

@@ -1,0 +1,279 @@
+"""Chaos tests (issue 20): what hostile users and unlucky clusters do to a
+sweep — hostile metrics lines, two runs on one out_dir, a busy or full
+store, signals and kill -9 of ranks, hung ranks — and what xpscale must do:
+never hang, never leave a trial process behind, never run a trial twice,
+never let one bad input crash every resume.
+
+Environment (set by CMake): XPSCALE_BIN, XPSCALE_TRAINER, XPSCALE_TEST_TMP.
+"""
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import uuid
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
+from processes import marker_pids  # noqa: E402  (tests/pylib)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+XPSCALE = os.environ["XPSCALE_BIN"]
+TRAINER = os.environ.get("XPSCALE_TRAINER", "")
+TRIAL = os.path.join(HERE, "chaos_trial.py")
+MPI = ["mpiexec", "--allow-run-as-root", "--oversubscribe"]
+
+
+class ChaosTest(unittest.TestCase):
+    def setUp(self):
+        base = os.environ.get("XPSCALE_TEST_TMP") or None
+        self.tmp = tempfile.mkdtemp(prefix="chaos-", dir=base)
+        self.out = os.path.join(self.tmp, "out")
+        self.marker = uuid.uuid4().hex
+        self.env = dict(os.environ, XPSCALE_TEST_MARKER=self.marker,
+                        OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+                        OMPI_MCA_rmaps_base_oversubscribe="1")
+
+    def tearDown(self):
+        for pid in marker_pids(self.marker):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+    # -- helpers ---------------------------------------------------------
+    def config(self, values, mode="ok", ms=0, steps=3, name="cfg.yaml", extra=None, **keys):
+        params = {"x": {"values": values}, "mode": {"value": mode}, "ms": {"value": ms},
+                  "steps": {"value": steps}}
+        params.update(extra or {})
+        cfg = {"method": "grid", "metric": {"name": "loss", "goal": "minimize"},
+               "parameters": params,
+               "command": ["${interpreter}", TRIAL, "${args}"], "out_dir": self.out}
+        cfg.update(keys)
+        path = os.path.join(self.tmp, name)
+        with open(path, "w") as f:
+            json.dump(cfg, f, indent=1)
+        return path
+
+    def start(self, argv, ranks=None):
+        cmd = (MPI + ["-n", str(ranks)] if ranks else []) + argv
+        return subprocess.Popen(cmd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, start_new_session=True)
+
+    def finish(self, p, timeout=180, expect=0):
+        try:
+            out, err = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            out, err = p.communicate()
+            self.fail("timed out after %d s (a hang)\nstderr:\n%s" % (timeout, err[-4000:]))
+        if expect is not None and p.returncode != expect:
+            self.fail("exited %d, expected %d\nstdout:\n%s\nstderr:\n%s" %
+                      (p.returncode, expect, out[-3000:], err[-5000:]))
+        return out, err
+
+    def run_cmd(self, argv, ranks=None, timeout=180, expect=0):
+        return self.finish(self.start(argv, ranks), timeout, expect)
+
+    def db(self):
+        con = sqlite3.connect(os.path.join(self.out, "xpscale.db"), timeout=30)
+        con.row_factory = sqlite3.Row
+        return con
+
+    def statuses(self):
+        with self.db() as con:
+            return {r["id"]: r["status"] for r in con.execute("SELECT id, status FROM trials")}
+
+    def attempts(self):
+        with self.db() as con:
+            return [dict(r) for r in con.execute("SELECT * FROM attempts ORDER BY trial, attempt")]
+
+    def wait_for(self, what, timeout=60):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if what():
+                return
+            time.sleep(0.05)
+        self.fail("timed out waiting for the sweep")
+
+    def started_attempts(self):
+        try:
+            with self.db() as con:
+                return con.execute("SELECT count(*) FROM attempts").fetchone()[0]
+        except sqlite3.Error:
+            return 0
+
+    # -- metrics lines ---------------------------------------------------
+    def test_a_metrics_line_nested_100000_deep_is_refused_and_the_trial_completes(self):
+        cfg = self.config([1, 2], mode="nest")
+        _, err = self.run_cmd([XPSCALE, "run", cfg])
+        self.assertEqual(set(self.statuses().values()), {"completed"})
+        self.assertIn("nested deeper than 64 levels", err)
+        self.assertNotIn("\x1b", err, "a trial's terminal escapes reached stderr")
+        self.assertIn("\\x1b", err)
+
+    def test_a_flood_of_bad_metrics_lines_is_drained_and_logged_briefly(self):
+        cfg = self.config([1], mode="flood", extra={"lines": {"value": 300000}})
+        t0 = time.time()
+        _, err = self.run_cmd([XPSCALE, "run", cfg])
+        self.assertEqual(self.statuses(), {0: "completed"})
+        self.assertLess(len(err), 20000, "every ignored line was logged")
+        self.assertLess(time.time() - t0, 60)
+
+    # -- one run per out_dir ---------------------------------------------
+    def test_a_second_run_on_the_same_out_dir_is_refused_naming_the_holder(self):
+        cfg = self.config([1, 2, 3], ms=300, steps=6)
+        first = self.start([XPSCALE, "run", cfg])
+        self.wait_for(lambda: self.started_attempts() > 0)
+        _, err = self.run_cmd([XPSCALE, "run", cfg], expect=2)
+        self.assertIn("another xpscale run is using", err)
+        self.assertIn("pid %d" % first.pid, err)
+        self.finish(first)
+        self.assertEqual(set(self.statuses().values()), {"completed"})
+        self.assertTrue(all(a["attempt"] == 1 for a in self.attempts()), self.attempts())
+        self.run_cmd([XPSCALE, "run", cfg])  # the lock is free again
+
+    def test_a_lock_left_by_a_killed_run_is_taken_over(self):
+        cfg = self.config([1, 2, 3, 4], ms=300, steps=6)
+        first = self.start([XPSCALE, "run", cfg])
+        self.wait_for(lambda: self.started_attempts() > 0)
+        os.killpg(first.pid, signal.SIGKILL)
+        first.communicate()
+        self.run_cmd([XPSCALE, "run", cfg])
+        self.assertEqual(set(self.statuses().values()), {"completed"})
+
+    # -- the store -------------------------------------------------------
+    def hold_store_lock(self, seconds, release):
+        """Holds the store's write lock from another process, as a user's
+        sqlite3 shell in a transaction would, for `seconds` or until
+        `release` is set."""
+        def hold():
+            con = sqlite3.connect(os.path.join(self.out, "xpscale.db"), timeout=60,
+                                  isolation_level=None)
+            con.execute("BEGIN EXCLUSIVE")
+            held.set()
+            release.wait(seconds)
+            con.execute("ROLLBACK")
+            con.close()
+        held = threading.Event()
+        t = threading.Thread(target=hold, daemon=True)
+        t.start()
+        self.assertTrue(held.wait(60))
+        return t
+
+    def test_a_busy_store_is_waited_out_and_the_sweep_completes(self):
+        cfg = self.config(list(range(6)), ms=100, steps=4)
+        p = self.start([XPSCALE, "run", cfg, "--store-retry", "120"], ranks=2)
+        self.wait_for(lambda: self.started_attempts() > 0)
+        holder = self.hold_store_lock(5, threading.Event())
+        _, err = self.finish(p)
+        holder.join()
+        self.assertIn("retrying for up to", err)
+        self.assertIn("the store answers again", err)
+        self.assertEqual(set(self.statuses().values()), {"completed"})
+        self.assertTrue(all(a["attempt"] == 1 for a in self.attempts()))
+
+    def test_a_store_busy_past_store_retry_ends_the_job_with_status_4_and_resumes(self):
+        cfg = self.config(list(range(6)), ms=200, steps=4)
+        p = self.start([XPSCALE, "run", cfg, "--store-retry", "2"], ranks=3)
+        self.wait_for(lambda: self.started_attempts() > 0)
+        release = threading.Event()
+        holder = self.hold_store_lock(600, release)
+        t0 = time.time()
+        _, err = self.finish(p, timeout=120, expect=4)
+        self.assertLess(time.time() - t0, 60, "the job did not end within seconds")
+        self.assertIn("--store-retry", err)
+        release.set()
+        holder.join()
+        self.assertEqual(marker_pids(self.marker), [])
+        self.run_cmd([XPSCALE, "run", cfg], ranks=2)
+        self.assertEqual(set(self.statuses().values()), {"completed"})
+        with self.db() as con:
+            self.assertEqual(con.execute("PRAGMA integrity_check").fetchone()[0], "ok")
+
+    # -- signals and kill -9 ---------------------------------------------
+    def trial_pids(self):
+        """The trial processes: python trials and their sleeps, not xpscale."""
+        out = []
+        for pid in marker_pids(self.marker):
+            try:
+                with open("/proc/%d/comm" % pid) as f:
+                    if f.read().strip() in ("python3", "sleep"):
+                        out.append(pid)
+            except OSError:
+                pass
+        return out
+
+    def wait_for_orphans(self, count):
+        # Each orphans trial: the python trial, a sleep, a setsid sleep and
+        # a python child that ignores SIGTERM.
+        self.wait_for(lambda: len(self.trial_pids()) >= count, timeout=60)
+
+    def assert_tree_gone_within(self, seconds, since):
+        while self.trial_pids() and time.time() - since < seconds + 5:
+            time.sleep(0.02)
+        left = self.trial_pids()
+        self.assertEqual(left, [], "trial processes survived")
+        self.assertLess(time.time() - since, seconds, "the trial processes took too long to end")
+
+    def test_sigterm_sigint_sighup_to_a_run_end_every_trial_process_and_record_it(self):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            self.out = os.path.join(self.tmp, "out-%d" % sig)
+            cfg = self.config([1, 2], mode="orphans", name="cfg-%d.yaml" % sig)
+            p = self.start([XPSCALE, "run", cfg, "--kill-grace", "1"])
+            self.wait_for_orphans(4)
+            t0 = time.time()
+            os.kill(p.pid, sig)
+            _, err = self.finish(p, timeout=60, expect=128 + sig)
+            self.assert_tree_gone_within(1 + 2, t0)
+            name = signal.Signals(sig).name
+            self.assertIn("interrupted by " + name, err)
+            a = self.attempts()
+            self.assertEqual([(x["status"], x["reason"]) for x in a],
+                             [("interrupted", "interrupted by " + name)], a)
+
+    def test_sigterm_to_mpirun_leaves_no_trial_process(self):
+        cfg = self.config([1, 2, 3], mode="orphans")
+        p = self.start([XPSCALE, "run", cfg, "--kill-grace", "1"], ranks=2)
+        self.wait_for_orphans(8)
+        t0 = time.time()
+        p.send_signal(signal.SIGTERM)
+        self.finish(p, timeout=60, expect=None)
+        self.assert_tree_gone_within(1 + 2, t0)
+        self.wait_for(lambda: marker_pids(self.marker) == [], timeout=30)
+
+    def test_kill_9_of_a_rank_leaves_no_trial_process_and_the_sweep_resumes(self):
+        cfg = self.config([1, 2, 3], mode="orphans")
+        p = self.start([XPSCALE, "run", cfg, "--kill-grace", "1"], ranks=2)
+        self.wait_for_orphans(8)
+        ranks = []
+        for pid in marker_pids(self.marker):
+            try:
+                with open("/proc/%d/comm" % pid) as f:
+                    comm = f.read().strip()
+                with open("/proc/%d/stat" % pid) as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                with open("/proc/%d/comm" % ppid) as f:
+                    parent = f.read().strip()
+            except OSError:
+                continue
+            if comm == "xpscale" and parent != "xpscale":  # a rank, not a reaper
+                ranks.append(pid)
+        self.assertEqual(len(ranks), 2, ranks)
+        t0 = time.time()
+        os.kill(max(ranks), signal.SIGKILL)
+        self.assert_tree_gone_within(1 + 2, t0)
+        self.finish(p, timeout=60, expect=None)
+        self.wait_for(lambda: marker_pids(self.marker) == [], timeout=30)
+        # The resumed sweep (now with trials that end) runs every trial once more.
+        cfg = self.config([1, 2, 3], mode="ok")
+        self.run_cmd([XPSCALE, "run", cfg, "--force"], ranks=2)
+        self.assertEqual(set(self.statuses().values()), {"completed"})
+
+
+if __name__ == "__main__":
+    unittest.main()
