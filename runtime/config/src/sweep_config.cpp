@@ -2,14 +2,17 @@
 // that reports every problem with its place in the file.
 #include "xpscale/config/sweep_config.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <set>
-#include <sstream>
 
 #include "parameter_parser.h"
 #include "xpscale/config/command.h"
@@ -47,6 +50,63 @@ std::vector<Diagnostic> sorted(std::vector<Diagnostic> d) {
     return std::pair(a.where.line, a.where.column) < std::pair(b.where.line, b.where.column);
   });
   return d;
+}
+
+// What a file that is not a regular file is, for the error that refuses it.
+std::string file_kind(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a pipe or FIFO";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "not a regular file";
+}
+
+// The bytes of a sweep config file, at most kMaxSweepConfigBytes of them.
+// Only a regular file is read: a FIFO (process substitution, a pipe behind
+// /dev/stdin) may never end and a device such as /dev/zero never does.
+// O_NONBLOCK lets open() return at once on a FIFO that has no writer, so the
+// check below refuses it instead of hanging.
+std::string read_config_file(const std::string& path) {
+  auto fail = [&](const std::string& message, const std::string& note = "") {
+    return ConfigError({{{path, 0, 0}, "", message, note}});
+  };
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) throw fail(std::string("cannot read the sweep config: ") + std::strerror(errno));
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0)
+    throw fail(std::string("cannot read the sweep config: ") + std::strerror(errno));
+  if (S_ISDIR(st.st_mode)) throw fail("is a directory; expected a sweep config file");
+  if (!S_ISREG(st.st_mode))
+    throw fail("is " + file_kind(st.st_mode) + "; a sweep config must be a regular file",
+               "write the config to a file first (process substitution <(...) and /dev/stdin "
+               "are not read)");
+  if (static_cast<std::uint64_t>(st.st_size) > kMaxSweepConfigBytes)
+    throw fail(yaml::too_large_message(static_cast<std::size_t>(st.st_size)));
+  // The size can change under us: the cap holds for the bytes actually read.
+  std::string text;
+  text.resize(std::min<std::size_t>(static_cast<std::size_t>(st.st_size), kMaxSweepConfigBytes) +
+              1);
+  std::size_t got = 0;
+  for (;;) {
+    if (got == text.size()) {
+      if (got > kMaxSweepConfigBytes) throw fail(yaml::too_large_message(std::nullopt));
+      text.resize(std::min(text.size() * 2, kMaxSweepConfigBytes + 1));
+    }
+    const ssize_t n = ::read(fd, text.data() + got, text.size() - got);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw fail(std::string("cannot read the sweep config: ") + std::strerror(errno));
+    }
+    if (n == 0) break;
+    got += static_cast<std::size_t>(n);
+  }
+  text.resize(got);
+  return text;
 }
 
 class Parser {
@@ -574,17 +634,7 @@ SweepConfig parse_sweep_config(const std::string& text, const std::string& path)
 }
 
 SweepConfig load_sweep_config(const std::string& path) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec))
-    throw ConfigError({{{path, 0, 0}, "", "is a directory; expected a sweep config file"}});
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    throw ConfigError(
-        {{{path, 0, 0}, "", std::string("cannot read the sweep config: ") + std::strerror(errno)}});
-  }
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  return parse_sweep_config(buffer.str(), path);
+  return parse_sweep_config(read_config_file(path), path);
 }
 
 nlohmann::json dataset_spec_json(const DatasetSpec& spec) {

@@ -9,14 +9,12 @@
 
 #include <yaml-cpp/eventhandler.h>
 
+#include "xpscale/config/sweep_config.h"
 #include "xpscale/core/text.h"
 
 namespace xpscale::yaml {
 namespace {
 
-// A sweep config is a few KiB; anything this large is a mistake and would
-// only make the parser slow.
-constexpr std::size_t kMaxConfigBytes = 4u << 20;
 // JSON values built from YAML: bounds depth and total size, which aliases
 // could otherwise multiply exponentially ("billion laughs").
 constexpr int kMaxJsonDepth = 64;
@@ -165,11 +163,8 @@ struct DocumentCounter : YAML::EventHandler {
 
 std::optional<YAML::Node> parse_document(const std::string& text, const std::string& file,
                                          std::vector<Diagnostic>& out) {
-  if (text.size() > kMaxConfigBytes) {
-    out.push_back(
-        {{file, 0, 0},
-         "",
-         "file is " + std::to_string(text.size()) + " bytes; a sweep config may be at most 4 MiB"});
+  if (text.size() > kMaxSweepConfigBytes) {
+    out.push_back({{file, 0, 0}, "", too_large_message(text.size())});
     return std::nullopt;
   }
   if (const std::size_t bad = first_invalid_utf8(text); bad != std::string::npos) {
@@ -232,6 +227,12 @@ std::optional<YAML::Node> parse_document(const std::string& text, const std::str
                    "YAML syntax error: " + e.msg});
     return std::nullopt;
   }
+}
+
+std::string too_large_message(std::optional<std::size_t> bytes) {
+  return "the sweep config is " + (bytes ? std::to_string(*bytes) + " bytes, " : std::string()) +
+         "larger than " + std::to_string(kMaxSweepConfigBytes >> 20) + " MiB (" +
+         std::to_string(kMaxSweepConfigBytes) + " bytes), the most a sweep config may be";
 }
 
 const Entry* find(const EntryMap& entries, const std::string& key) {

@@ -24,6 +24,10 @@ namespace xpscale::yaml {
 std::optional<YAML::Node> parse_document(const std::string& text, const std::string& file,
                                          std::vector<Diagnostic>& out);
 
+// "the sweep config is [N bytes, ]larger than 16 MiB (...), the most a sweep
+// config may be": the one wording of kMaxSweepConfigBytes for every reader.
+std::string too_large_message(std::optional<std::size_t> bytes);
+
 struct Entry {
   std::string key;
   YAML::Node key_node;

@@ -9,6 +9,7 @@
 // Combinations of the schema that this build cannot run (see
 // SweepConfig::unbuilt; none today) are parsed and checked like the rest;
 // the commands that would need them refuse them by name (require_built()).
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -136,8 +137,16 @@ struct SweepConfig {
   std::optional<std::int64_t> trial_budget() const;
 };
 
-// Reads path and parses it. Throws ConfigError (a UserError) for an
-// unreadable file or any problem in it.
+// The largest sweep config, in bytes (16 MiB). A config is a few KiB; a
+// generated one with a very long `values:` list may reach MiBs. Anything
+// larger is refused before it is parsed (docs/config.md).
+inline constexpr std::size_t kMaxSweepConfigBytes = std::size_t{16} << 20;
+
+// Reads path and parses it. Reads at most kMaxSweepConfigBytes + 1 bytes,
+// and only from a regular file: a directory, FIFO (`<(...)`, a pipe on
+// /dev/stdin) or device is refused without blocking on it. Throws
+// ConfigError (a UserError) naming the file for an unreadable, irregular
+// or too large file, or any problem in it.
 SweepConfig load_sweep_config(const std::string& path);
 
 // Parses YAML text; `path` only names the source in diagnostics.
