@@ -38,6 +38,8 @@ int run_command(const std::vector<std::string>& args) {
       "quiet,q", po::bool_switch(&options.quiet), "no progress output")(
       "store-retry", po::value<double>(&options.store_retry_s)->default_value(300),
       "seconds to wait out a busy, locked or full store before the run ends (exit 4)")(
+      "heartbeat-timeout", po::value<double>(&options.heartbeat_timeout_s)->default_value(120),
+      "seconds a rank may stay silent (stopped, hung) before the job ends (exit 5); 0: never")(
       "progress-interval", po::value<double>(&options.progress_interval_s)->default_value(10),
       "seconds between progress lines when stderr is not a terminal")(
       "kill-grace", po::value<double>(&grace_s)->default_value(10),
@@ -65,6 +67,8 @@ int run_command(const std::vector<std::string>& args) {
   }
   if (!(options.store_retry_s >= 0 && options.store_retry_s <= 7 * 86400))
     throw UserError("--store-retry must be between 0 and 604800 seconds");
+  if (!(options.heartbeat_timeout_s >= 0 && options.heartbeat_timeout_s <= 7 * 86400))
+    throw UserError("--heartbeat-timeout must be between 0 and 604800 seconds");
   if (!(grace_s >= 0)) throw UserError("--kill-grace must be >= 0 seconds");
   if (!(preempt_grace_s >= 0)) throw UserError("--preempt-grace must be >= 0 seconds");
   if (!(stop_grace_s >= 0)) throw UserError("--stop-grace must be >= 0 seconds");
@@ -72,6 +76,7 @@ int run_command(const std::vector<std::string>& args) {
   // only carries small control reductions, on the CPU.
   options.backend = "mpi";
   launcher::ExternalTrialOptions ext;
+  options.kill_grace_s = grace_s;
   ext.kill_grace = std::chrono::milliseconds(static_cast<std::int64_t>(grace_s * 1000));
   ext.preempt_grace = std::chrono::milliseconds(static_cast<std::int64_t>(preempt_grace_s * 1000));
   ext.stop_grace = std::chrono::milliseconds(static_cast<std::int64_t>(stop_grace_s * 1000));

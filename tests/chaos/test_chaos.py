@@ -274,6 +274,55 @@ class ChaosTest(unittest.TestCase):
         self.run_cmd([XPSCALE, "run", cfg, "--force"], ranks=2)
         self.assertEqual(set(self.statuses().values()), {"completed"})
 
+    # -- hung ranks ------------------------------------------------------
+    def rank_pids(self):
+        """World rank -> pid of the xpscale ranks (not their reapers)."""
+        ranks = {}
+        for pid in marker_pids(self.marker):
+            try:
+                with open("/proc/%d/comm" % pid) as f:
+                    if f.read().strip() != "xpscale":
+                        continue
+                with open("/proc/%d/environ" % pid, "rb") as f:
+                    env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
+                with open("/proc/%d/stat" % pid) as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                with open("/proc/%d/comm" % ppid) as f:
+                    if f.read().strip() == "xpscale":
+                        continue  # a reaper
+            except OSError:
+                continue
+            if b"OMPI_COMM_WORLD_RANK" in env:
+                ranks[int(env[b"OMPI_COMM_WORLD_RANK"])] = pid
+        return ranks
+
+    def test_a_stopped_rank_is_lost_the_job_ends_with_5_and_the_sweep_resumes(self):
+        cfg = self.config(list(range(6)), ms=300, steps=8)
+        p = self.start([XPSCALE, "run", cfg, "--heartbeat-timeout", "2", "--kill-grace", "1"],
+                       ranks=3)
+        self.wait_for(lambda: len(self.rank_pids()) == 3 and self.started_attempts() >= 3)
+        stopped = self.rank_pids()[2]
+        os.kill(stopped, signal.SIGSTOP)
+        t0 = time.time()
+        try:
+            _, err = self.finish(p, timeout=120, expect=5)
+        finally:
+            try:
+                os.kill(stopped, signal.SIGCONT)
+            except OSError:
+                pass
+        self.assertLess(time.time() - t0, 30, "the lost rank was not noticed within seconds")
+        self.assertIn("rank 2 on", err)
+        self.assertIn("sent no heartbeat", err)
+        self.wait_for(lambda: marker_pids(self.marker) == [], timeout=30)
+        lost = [a for a in self.attempts() if a["status"] == "lost"]
+        self.assertEqual(len(lost), 1, self.attempts())
+        self.assertNotIn("running", [a["status"] for a in self.attempts()])
+        self.run_cmd([XPSCALE, "run", cfg], ranks=2)
+        self.assertEqual(set(self.statuses().values()), {"completed"})
+        done = [a for a in self.attempts() if a["status"] == "completed"]
+        self.assertEqual(sorted(a["trial"] for a in done), list(range(6)), "a trial ran twice")
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 
@@ -31,6 +32,7 @@ Coordinator::Coordinator(CoordinatorSetup setup, MPI_Comm ctrl)
 
 void Coordinator::run() noexcept {
   started_ = last_commit_ = last_progress_ = unix_now();
+  heard_.assign(s_.group_of_rank.size(), started_);
   try {
     serve();
   } catch (const std::exception& e) {
@@ -100,6 +102,59 @@ void Coordinator::run() noexcept {
   progress(true);
 }
 
+void Coordinator::check_liveness() {
+  const double now = unix_now();
+  while (auto m = try_recv_json(ctrl_, MPI_ANY_SOURCE, kTagHeartbeat))
+    if (m->source >= 0 && static_cast<std::size_t>(m->source) < heard_.size())
+      heard_[static_cast<std::size_t>(m->source)] = now;
+  if (now - last_liveness_check_ < 0.25) return;
+  last_liveness_check_ = now;
+  if (s_.heartbeat_timeout_s > 0)
+    for (std::size_t r = 1; r < heard_.size(); ++r)
+      if (now - heard_[r] > s_.heartbeat_timeout_s) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%.0f", now - heard_[r]);
+        const int group = r < s_.group_of_rank.size() ? s_.group_of_rank[r] : -1;
+        lose(group, "rank " + std::to_string(r) + " on " +
+                        (r < s_.hosts.size() ? s_.hosts[r] : std::string("?")) +
+                        " sent no heartbeat for " + buf +
+                        " s (stopped, stuck in the kernel or in MPI?)");
+      }
+  if (const auto limit = s_.config->resources.time_limit_s)
+    for (const auto& [group, r] : running_)
+      if (now - r.started > *limit + s_.attempt_margin_s) {
+        char buf[96];
+        std::snprintf(buf, sizeof buf, "%.0f s, past resources.time_limit (%g s) + %.0f s",
+                      now - r.started, *limit, s_.attempt_margin_s);
+        lose(group, "trial " + std::to_string(r.id) + " attempt " + std::to_string(r.attempt) +
+                        " of group " + std::to_string(group) + " has run " + buf +
+                        ", and its group does not answer");
+      }
+}
+
+void Coordinator::lose(int group, const std::string& why) {
+  std::string what = why;
+  try {
+    s_.store->begin();
+    const double now = unix_now();
+    for (const auto& [g, r] : running_) {
+      s_.store->interrupt_attempt(
+          r.id, r.attempt, g == group ? "lost: " + why : "the job ended: " + why, now, g == group);
+      if (g == group)
+        what += "; trial " + std::to_string(r.id) + " attempt " + std::to_string(r.attempt) +
+                " recorded lost";
+    }
+    s_.store->end_run(s_.run, "lost", {{"stop_reason", why}}, now);
+    s_.store->commit();
+  } catch (const std::exception& e) {
+    what += " (and the store could not record it: " + std::string(e.what()) + ")";
+  }
+  std::cerr << (tty_ ? "\r\033[K" : "") << "xpscale: " << what << "; ending the job (exit "
+            << kExitRankLost << "): run the same command again to resume" << std::endl;
+  MPI_Abort(MPI_COMM_WORLD, kExitRankLost);
+  std::_Exit(kExitRankLost);  // MPI_Abort does not return; if it did, end anyway
+}
+
 void Coordinator::serve() {
   // A 50 us cap and 1 us timer slack: a result waits at most ~50 us to be
   // seen (500 us polls left groups idle ~0.7 ms per trial, bench/dispatch).
@@ -107,6 +162,7 @@ void Coordinator::serve() {
   Backoff backoff(std::chrono::microseconds(50));
   while (done_sent_ < s_.groups) {
     auto m = try_recv_json(ctrl_, MPI_ANY_SOURCE, kTagRequest);
+    check_liveness();
     if (!s_.summary.preempted && (preemption_requested() || termination_signal()))
       begin_preemption();
     if (!m) {

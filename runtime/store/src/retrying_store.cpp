@@ -187,8 +187,8 @@ int RetryingStore::mark_interrupted(double now) {
   return *n;
 }
 void RetryingStore::interrupt_attempt(std::uint64_t trial, int attempt_no,
-                                      const std::string& reason, double now) {
-  write([=](Store& s) { s.interrupt_attempt(trial, attempt_no, reason, now); });
+                                      const std::string& reason, double now, bool lost) {
+  write([=](Store& s) { s.interrupt_attempt(trial, attempt_no, reason, now, lost); });
 }
 void RetryingStore::add_metrics(std::uint64_t trial, int attempt_no, std::int64_t step, double time,
                                 std::optional<double> value, const nlohmann::json& values,

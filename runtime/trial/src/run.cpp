@@ -5,10 +5,12 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <map>
+#include <mutex>
 #include <thread>
 
 #include "group_worker.h"
@@ -111,6 +113,10 @@ CoordinatorSetup prepare(const SweepConfig& config, const RunOptions& options, i
   s.groups = static_cast<int>(layout.members.size());
   s.quiet = options.quiet;
   s.progress_interval_s = options.progress_interval_s;
+  s.heartbeat_timeout_s = options.heartbeat_timeout_s;
+  s.attempt_margin_s = options.kill_grace_s + 60;
+  s.group_of_rank = layout.group_of_rank;
+  s.hosts = hosts;
   s.summary.out_dir = config.out_dir;
 
   // A config the scheduler cannot run fails before anything is written.
@@ -171,7 +177,8 @@ CoordinatorSetup prepare(const SweepConfig& config, const RunOptions& options, i
   std::map<std::uint64_t, int> crashed;
   for (const auto& a : store.attempts()) {
     if (a.status == "failed") ++s.failed_attempts[a.trial];
-    if (a.status == "interrupted" && a.reason == kRunEndedReason) ++crashed[a.trial];
+    if (a.status == "lost" || (a.status == "interrupted" && a.reason == kRunEndedReason))
+      ++crashed[a.trial];
   }
 
   std::deque<QueuedTrial> restarted, fresh;
@@ -349,6 +356,38 @@ RunSummary run_sweep(const RunOptions& options, const TrainFactory& make_train) 
     coordinator_thread = std::thread([&] { coordinator->run(); });
   }
 
+  // Heartbeats (protocol.h): from a thread of their own, so a rank busy in
+  // a trial still shows it is alive.
+  std::mutex heartbeat_mutex;
+  std::condition_variable heartbeat_cv;
+  bool heartbeat_stop = false;
+  std::thread heartbeat;
+  if (rank != 0 && options.heartbeat_timeout_s > 0)
+    heartbeat = std::thread([&] {
+      const auto every =
+          std::chrono::duration<double>(std::clamp(options.heartbeat_timeout_s / 4, 0.25, 15.0));
+      std::unique_lock lock(heartbeat_mutex);
+      while (!heartbeat_stop) {
+        lock.unlock();
+        try {
+          detail::send_json(ctrl, 0, detail::kTagHeartbeat, {{"k", "hb"}});
+        } catch (const std::exception& e) {
+          std::cerr << "xpscale: rank " << rank << ": cannot send a heartbeat: " << e.what()
+                    << '\n';
+        }
+        lock.lock();
+        heartbeat_cv.wait_for(lock, every, [&] { return heartbeat_stop; });
+      }
+    });
+  auto stop_heartbeat = [&] {
+    {
+      std::lock_guard lock(heartbeat_mutex);
+      heartbeat_stop = true;
+    }
+    heartbeat_cv.notify_all();
+    if (heartbeat.joinable()) heartbeat.join();
+  };
+
   std::exception_ptr failure;
   try {
     if (group >= 0) {
@@ -399,6 +438,7 @@ RunSummary run_sweep(const RunOptions& options, const TrainFactory& make_train) 
     MPI_Abort(MPI_COMM_WORLD, 1);
   }
 
+  stop_heartbeat();
   RunSummary summary;
   summary.out_dir = config.out_dir;
   if (rank == 0) {

@@ -32,8 +32,13 @@ int run_and_report(const RunOptions& options, const TrainFactory& make_train, co
   try {
     const RunSummary summary = run_sweep(options, make_train);
     if (rank == 0 && !options.quiet) std::cerr << prog << ": " << describe(summary) << '\n';
+    const bool all_failed = summary.completed == 0 && summary.failed > 0;
+    if (rank == 0 && all_failed && !summary.preempted)
+      std::cerr << prog << ": every trial that ran failed (" << summary.failed
+                << "); the reasons: xpscale report " << summary.out_dir << '\n';
     const bool too_many_failures =
-        summary.stopped_early && summary.stop_reason.rfind("more than max_failures", 0) == 0;
+        all_failed ||
+        (summary.stopped_early && summary.stop_reason.rfind("more than max_failures", 0) == 0);
     status = too_many_failures   ? kExitFailure
              : summary.signal    ? 128 + summary.signal
              : summary.preempted ? kExitPreempted
@@ -79,6 +84,8 @@ int run(int argc, char** argv, const TrainFn& train) {
         "quiet,q", po::bool_switch(&options.quiet), "no progress output")(
         "store-retry", po::value<double>(&options.store_retry_s)->default_value(300),
         "seconds to wait out a busy, locked or full store before the run ends (exit 4)")(
+        "heartbeat-timeout", po::value<double>(&options.heartbeat_timeout_s)->default_value(120),
+        "seconds a rank may stay silent (stopped, hung) before the job ends (exit 5); 0: never")(
         "backend", po::value<std::string>(&options.backend)->default_value("auto"),
         "collectives backend: auto | mpi | nccl")(
         "array-task", po::value<int>(&options.task)->default_value(0),

@@ -464,14 +464,15 @@ int SqliteStore::mark_interrupted(double now) {
 }
 
 void SqliteStore::interrupt_attempt(std::uint64_t trial, int attempt, const std::string& reason,
-                                    double now) {
+                                    double now, bool lost) {
   Db::Stmt(*db_,
-           "UPDATE attempts SET status = 'interrupted', finished_at = ?, reason = ? "
+           "UPDATE attempts SET status = ?, finished_at = ?, reason = ? "
            "WHERE trial = ? AND attempt = ?")
-      .bind(1, now)
-      .bind(2, reason)
-      .bind(3, trial)
-      .bind(4, attempt)
+      .bind(1, lost ? "lost" : "interrupted")
+      .bind(2, now)
+      .bind(3, reason)
+      .bind(4, trial)
+      .bind(5, attempt)
       .run();
   Db::Stmt(*db_, "UPDATE trials SET status = 'queued', finished_at = ?, reason = ? WHERE id = ?")
       .bind(1, now)

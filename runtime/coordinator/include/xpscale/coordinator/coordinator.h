@@ -41,6 +41,13 @@ struct CoordinatorSetup {
   std::uint64_t best_trial = 0;
   bool quiet = false;
   double progress_interval_s = 10;
+  // Liveness (protocol.h, kTagHeartbeat): ranks silent for longer than
+  // heartbeat_timeout_s (0: never) are lost; so is a running attempt past
+  // time_limit + attempt_margin_s.
+  double heartbeat_timeout_s = 0;
+  double attempt_margin_s = 70;
+  std::vector<int> group_of_rank;  // by world rank; -1: idle
+  std::vector<std::string> hosts;  // by world rank
   // Searcher and scheduler: proposes adaptive trials, decides on reports.
   std::unique_ptr<SweepAlgorithms> algorithms;
 };
@@ -67,6 +74,9 @@ class Coordinator {
   void serve();
   void handle_next(int source, const nlohmann::json& body);
   void handle_report(int source, const nlohmann::json& body);
+  // Heartbeats in, and ranks or attempts that stopped answering: lost.
+  void check_liveness();
+  [[noreturn]] void lose(int group, const std::string& why);
   void record_result(int group, const nlohmann::json& result);
   // Answers the request of `source` (group `group`) with the next trial, or
   // parks it, or says done.
@@ -98,6 +108,8 @@ class Coordinator {
   std::uint64_t finished_this_run_ = 0, failed_this_run_ = 0;
   double started_ = 0, last_commit_ = 0, last_progress_ = 0;
   bool tty_ = false;
+  std::vector<double> heard_;  // when each rank last sent a heartbeat
+  double last_liveness_check_ = 0;
 };
 
 }  // namespace xpscale::detail

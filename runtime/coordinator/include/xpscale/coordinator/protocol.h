@@ -28,6 +28,16 @@
 //       Answer: {"k":"decision","stop":bool,"reason":"..."}.
 // A group has at most one request outstanding, so replies need no ids.
 //
+// Every rank but 0 -> coordinator (ctrl, kTagHeartbeat), never answered:
+//   {"k":"hb"} every heartbeat interval, from a thread of its own, for as
+//   long as the rank runs its group loop. A rank silent for longer than the
+//   heartbeat timeout (stopped, stuck in the kernel, a wedged MPI progress
+//   engine) is lost: the coordinator records its group's attempt "lost",
+//   the other running attempts "interrupted", and aborts the job with
+//   kExitRankLost, so that a requeue or rerun resumes the sweep. A running
+//   attempt past resources.time_limit + kill_grace + a margin is lost the
+//   same way (its group stopped answering).
+//
 // Leader <-> members of its group (gctl). Every message carries "seq", the
 // group's trial counter; a receiver drops messages of an older seq (a
 // decision sent to a rank that had already left the trial).
@@ -70,6 +80,7 @@ namespace xpscale::detail {
 
 constexpr int kTagRequest = 101;
 constexpr int kTagReply = 102;
+constexpr int kTagHeartbeat = 103;
 constexpr int kTagTrial = 111;
 constexpr int kTagReport = 112;
 constexpr int kTagDecision = 113;

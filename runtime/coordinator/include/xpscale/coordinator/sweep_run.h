@@ -26,6 +26,13 @@ struct RunOptions {
   // retried before the run ends with kExitStoreUnavailable
   // (retrying_store.h).
   double store_retry_s = 300;
+  // A rank silent for this long (no heartbeat: stopped, stuck in the kernel
+  // or in MPI) ends the job with kExitRankLost; 0: never (protocol.h).
+  double heartbeat_timeout_s = 120;
+  // Between SIGTERM and SIGKILL when an external trial is ended; with a
+  // margin, how long past resources.time_limit an attempt may run before
+  // its group counts as lost.
+  double kill_grace_s = 10;
   // Communicator backend for the trial groups: auto | mpi | nccl.
   std::string backend = "auto";
   // Job arrays: run only trials i with i % task_count == task, into the

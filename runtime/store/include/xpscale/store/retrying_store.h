@@ -57,8 +57,8 @@ class RetryingStore final : public Store {
                       const std::string& reason, const std::string& stderr_tail, double now,
                       bool final) override;
   int mark_interrupted(double now) override;
-  void interrupt_attempt(std::uint64_t trial, int attempt, const std::string& reason,
-                         double now) override;
+  void interrupt_attempt(std::uint64_t trial, int attempt, const std::string& reason, double now,
+                         bool lost = false) override;
   void add_metrics(std::uint64_t trial, int attempt, std::int64_t step, double time,
                    std::optional<double> value, const nlohmann::json& values, Goal goal) override;
   std::vector<MetricRow> metrics(std::optional<std::uint64_t> trial = std::nullopt) const override;

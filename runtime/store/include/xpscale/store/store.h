@@ -206,10 +206,10 @@ class Store {
   // "killed"; returns how many trials were requeued.
   virtual int mark_interrupted(double now) = 0;
   // Ends an attempt that was preempted (coordinator/preemption.h) as
-  // "interrupted" and queues its trial again, so that the next run resumes
-  // it.
+  // "interrupted" — or, with `lost`, as "lost": its rank stopped answering —
+  // and queues its trial again, so that the next run resumes it.
   virtual void interrupt_attempt(std::uint64_t trial, int attempt, const std::string& reason,
-                                 double now) = 0;
+                                 double now, bool lost = false) = 0;
   // One report. `value` is the sweep metric's value in it, if any; the
   // trial's best is updated for `goal`.
   virtual void add_metrics(std::uint64_t trial, int attempt, std::int64_t step, double time,
