@@ -454,6 +454,18 @@ TrainFn external_trial(const SweepConfig& config, ExternalTrialOptions options) 
                     "trials in C++, link a trainer with xpscale::run(argc, argv, train) and run "
                     "it with --sweep " +
                     config.path);
+  // W&B runs `program` from the current directory: a missing one would
+  // fail every trial, one by one; it fails the run before any starts.
+  const bool uses_program =
+      !config.program.empty() &&
+      (config.command.empty() ||
+       std::any_of(config.command.begin(), config.command.end(),
+                   [](const std::string& w) { return w.find("${program}") != std::string::npos; }));
+  std::error_code ec;
+  if (uses_program && !fs::exists(config.program, ec))
+    throw UserError(config.path + ": program '" + config.program + "' does not exist (from " +
+                    fs::current_path(ec).string() +
+                    "); run xpscale from the directory the config's program is relative to");
   become_subreaper();
   return [&config, options](Trial& trial) { Runner(config, options, trial).run(); };
 }

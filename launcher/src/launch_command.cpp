@@ -9,6 +9,7 @@
 #include <boost/program_options.hpp>
 
 #include "commands.h"
+#include "xpscale/config/command.h"
 #include "xpscale/core/error.h"
 #include "xpscale/trial/run.h"
 
@@ -79,7 +80,7 @@ int launch_command(const std::vector<std::string>& args_in) {
 
   if (print) {
     std::string line;
-    for (const auto& w : argv) line += (line.empty() ? "" : " ") + w;
+    for (const auto& w : argv) line += (line.empty() ? "" : " ") + shell_quote(w);  // pasteable
     std::cout << line << '\n';
     return kExitOk;
   }

@@ -109,8 +109,13 @@ int report_command(const std::vector<std::string>& args) {
   const std::string metric = sweep ? sweep->metric : "";
   const bool maximize = sweep && sweep->goal == Goal::kMaximize;
   auto trials = merged_trials(stores);
-  // Trials with a value first, best first; then the rest by id.
+  // Trials that did not fail first, then failed ones (a failed trial's
+  // early value is no result); within each, those with a value, best
+  // first; then the rest by id.
   std::stable_sort(trials.begin(), trials.end(), [&](const TrialRow& a, const TrialRow& b) {
+    const bool a_failed = a.status == TrialStatus::kFailed,
+               b_failed = b.status == TrialStatus::kFailed;
+    if (a_failed != b_failed) return b_failed;
     if (a.best_value.has_value() != b.best_value.has_value()) return a.best_value.has_value();
     if (!a.best_value) return a.id < b.id;
     return maximize ? *a.best_value > *b.best_value : *a.best_value < *b.best_value;

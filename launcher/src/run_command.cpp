@@ -36,6 +36,8 @@ int run_command(const std::vector<std::string>& args) {
       "continue the sweep stored in out_dir (an error if there is none)")(
       "force", po::bool_switch(&options.force), "run even if out_dir holds another config's store")(
       "quiet,q", po::bool_switch(&options.quiet), "no progress output")(
+      "retry-failed", po::bool_switch(&options.retry_failed),
+      "run the trials that failed for good again (a new attempt each)")(
       "store-retry", po::value<double>(&options.store_retry_s)->default_value(300),
       "seconds to wait out a busy, locked or full store before the run ends (exit 4)")(
       "heartbeat-timeout", po::value<double>(&options.heartbeat_timeout_s)->default_value(120),

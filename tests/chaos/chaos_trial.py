@@ -5,6 +5,7 @@ ok       reports --steps metrics lines, --ms apart, and exits 0
 nest     first writes one metrics line of 100,000 nested '[' (and a line with
          terminal escapes), then behaves like ok
 flood    writes --lines lines that are not JSON, then one report, then exits 0
+fail_unless  exits 3 unless the file --allow exists, else behaves like ok
 orphans  starts a tree that outlives a plain kill of the trial: a background
          `sleep`, a setsid double-forked daemon, a child that ignores SIGTERM,
          then reports and sleeps until killed
@@ -31,9 +32,13 @@ def main():
     ap.add_argument("--ms", type=int, default=0)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--lines", type=int, default=100000)
+    ap.add_argument("--allow", default="")
     a = ap.parse_args()
     fd = int(os.environ["XPSCALE_METRICS_FD"])
 
+    if a.mode == "fail_unless" and not os.path.exists(a.allow):
+        print("chaos_trial: %s does not exist" % a.allow, file=sys.stderr)
+        sys.exit(3)
     if a.mode == "nest":
         os.write(fd, b"[" * 100000 + b"\n")
         os.write(fd, b'{"loss": "\x1b[2J\x1b]0;pwned\x07"\n')

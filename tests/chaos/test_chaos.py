@@ -195,6 +195,79 @@ class ChaosTest(unittest.TestCase):
         with self.db() as con:
             self.assertEqual(con.execute("PRAGMA integrity_check").fetchone()[0], "ok")
 
+    # -- failures --------------------------------------------------------
+    def test_every_trial_failed_exits_1_and_retry_failed_runs_them_again(self):
+        allow = os.path.join(self.tmp, "allow")
+        cfg = self.config([1, 2, 3], mode="fail_unless", extra={"allow": {"value": allow}})
+        _, err = self.run_cmd([XPSCALE, "run", cfg], expect=1)
+        self.assertIn("every trial that ran failed (3)", err)
+        self.assertEqual(set(self.statuses().values()), {"failed"})
+        open(allow, "w").close()
+        self.run_cmd([XPSCALE, "run", cfg], expect=1)  # failed trials stay failed
+        self.assertEqual(set(self.statuses().values()), {"failed"})
+        self.run_cmd([XPSCALE, "run", cfg, "--retry-failed"])
+        self.assertEqual(set(self.statuses().values()), {"completed"})
+        self.assertEqual(sorted((a["trial"], a["attempt"], a["status"]) for a in self.attempts()),
+                         [(i, n, s) for i in range(3)
+                          for n, s in ((1, "failed"), (2, "completed"))])
+
+    def test_a_missing_program_fails_before_any_trial_with_status_2(self):
+        cfg = self.config([1, 2], program="no_such_train.py")
+        with open(cfg) as f:
+            c = json.load(f)
+        del c["command"]
+        with open(cfg, "w") as f:
+            json.dump(c, f)
+        _, err = self.run_cmd([XPSCALE, "run", cfg], expect=2)
+        self.assertIn("program 'no_such_train.py' does not exist", err)
+        self.assertFalse(os.path.exists(os.path.join(self.out, "xpscale.db")))
+
+    def test_the_store_deleted_mid_run_is_an_error(self):
+        cfg = self.config(list(range(8)), ms=200, steps=5)
+        p = self.start([XPSCALE, "run", cfg])
+        self.wait_for(lambda: self.started_attempts() > 0)
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                os.unlink(os.path.join(self.out, "xpscale.db" + suffix))
+            except FileNotFoundError:
+                pass
+        _, err = self.finish(p, expect=1)
+        self.assertIn("was deleted or replaced", err)
+
+    def test_a_full_disk_is_waited_out_and_fails_no_trial(self):
+        mnt = os.path.join(self.tmp, "mnt")
+        os.makedirs(mnt)
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", mnt],
+                          capture_output=True).returncode != 0:
+            self.skipTest("cannot mount a small tmpfs here (needs root)")
+        self.addCleanup(subprocess.run, ["umount", "-l", mnt])
+        self.out = os.path.join(mnt, "out")
+        cfg = self.config(list(range(6)), ms=300, steps=4)
+        p = self.start([XPSCALE, "run", cfg, "--store-retry", "120"])
+        self.wait_for(lambda: self.started_attempts() > 0)
+        filler = os.path.join(mnt, "filler")
+        with open(filler, "wb") as f:  # fill the disk, as a runaway checkpoint would
+            try:
+                while True:
+                    f.write(b"\0" * (1 << 20))
+                    f.flush()
+            except OSError:
+                pass
+        time.sleep(4)
+        os.unlink(filler)
+        _, err = self.finish(p)
+        self.assertIn("is full", err)
+        self.assertEqual(set(self.statuses().values()), {"completed"}, self.attempts())
+
+    def test_a_batch_script_for_mpirun_starts_as_root(self):
+        cfg = self.config([1])
+        out, _ = self.run_cmd([XPSCALE, "slurm", "render", cfg, "--launcher", "mpirun"])
+        self.assertIn("start+=(--allow-run-as-root)", out)
+        script = os.path.join(self.tmp, "job.sh")
+        with open(script, "w") as f:
+            f.write(out)
+        self.assertEqual(subprocess.run(["bash", "-n", script]).returncode, 0)
+
     # -- signals and kill -9 ---------------------------------------------
     def trial_pids(self):
         """The trial processes: python trials and their sleeps, not xpscale."""

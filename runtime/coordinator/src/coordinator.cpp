@@ -1,6 +1,7 @@
 #include "xpscale/coordinator/coordinator.h"
 
 #include <sys/prctl.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -155,6 +156,39 @@ void Coordinator::lose(int group, const std::string& why) {
   std::_Exit(kExitRankLost);  // MPI_Abort does not return; if it did, end anyway
 }
 
+bool Coordinator::disk_full() {
+  const double now = unix_now();
+  if (now - disk_checked_ < 0.5) return disk_full_;
+  disk_checked_ = now;
+  struct statvfs fs {};
+  constexpr double kFullBelow = 4 << 20;  // bytes a trial and the store need at least
+  disk_full_ = ::statvfs(s_.config->out_dir.c_str(), &fs) == 0 &&
+               static_cast<double>(fs.f_bavail) * static_cast<double>(fs.f_frsize) < kFullBelow;
+  if (disk_full_ && !disk_full_since_) {
+    disk_full_since_ = now;
+    std::cerr << (tty_ ? "\r\033[K" : "") << "xpscale: the disk of " << s_.config->out_dir
+              << " is full: no trial starts until there is space again (waiting up to "
+              << s_.store_retry_s << " s, --store-retry)\n";
+  } else if (!disk_full_ && disk_full_since_) {
+    std::cerr << (tty_ ? "\r\033[K" : "") << "xpscale: the disk of " << s_.config->out_dir
+              << " has space again after " << static_cast<long>(now - *disk_full_since_) << " s\n";
+    disk_full_since_.reset();
+  }
+  return disk_full_;
+}
+
+void Coordinator::wait_out_full_disk() {
+  if (!disk_full_since_ || parked_.empty()) return;
+  if (!disk_full()) {
+    release_parked();
+    return;
+  }
+  if (unix_now() - *disk_full_since_ > s_.store_retry_s)
+    throw StoreUnavailable("the disk of " + s_.config->out_dir + " has been full for " +
+                           std::to_string(static_cast<long>(unix_now() - *disk_full_since_)) +
+                           " s (--store-retry); run again to resume once there is space");
+}
+
 void Coordinator::serve() {
   // A 50 us cap and 1 us timer slack: a result waits at most ~50 us to be
   // seen (500 us polls left groups idle ~0.7 ms per trial, bench/dispatch).
@@ -166,6 +200,7 @@ void Coordinator::serve() {
     if (!s_.summary.preempted && (preemption_requested() || termination_signal()))
       begin_preemption();
     if (!m) {
+      wait_out_full_disk();
       maybe_commit(false);
       progress(false);
       backoff.idle();
@@ -203,6 +238,18 @@ void Coordinator::record_result(int group, const nlohmann::json& r) {
   const std::string reason = r.value("reason", "");
   running_.erase(group);
   bool final = true;
+  if (status == TrialStatus::kFailed && disk_full()) {
+    // It could not write: not the trial's failure. Queued again, first.
+    s_.store->begin();
+    s_.store->interrupt_attempt(id, attempt, "failed while the disk of out_dir was full: " + reason,
+                                r.value("end", unix_now()));
+    QueuedTrial t{id, {}, attempt + 1};
+    if (auto row = s_.store->trial(id)) t.params = row->params;
+    s_.queue.push_front(std::move(t));
+    maybe_commit(true);
+    release_parked();
+    return;
+  }
   if (status == TrialStatus::kFailed) {
     const int failures = ++s_.failed_attempts[id];
     // A preempted sweep keeps the retry for its next run (it stays queued).
@@ -247,6 +294,10 @@ void Coordinator::record_result(int group, const nlohmann::json& r) {
 }
 
 void Coordinator::dispatch(int source, int group) {
+  if (!stopping_ && disk_full()) {  // wait_out_full_disk() releases it
+    parked_.emplace_back(source, group);
+    return;
+  }
   if (!stopping_ && s_.queue.empty()) {
     s_.store->begin();
     if (auto t = s_.algorithms->propose(*s_.store)) s_.queue.push_back({t->first, t->second, 1});

@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include "xpscale/config/command.h"
+
 namespace xpscale {
 
 std::string describe(const RunSummary& s) {
@@ -20,7 +22,7 @@ std::string describe(const RunSummary& s) {
   else if (s.preempted)
     line += "; preempted: run it again to resume";
   if (s.stopped_early) line += "; stopped early: " + s.stop_reason;
-  line += "; results in " + s.out_dir + " (xpscale report " + s.out_dir + ")";
+  line += "; results in " + s.out_dir + " (xpscale report " + shell_quote(s.out_dir) + ")";
   return line;
 }
 

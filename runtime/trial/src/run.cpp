@@ -114,6 +114,7 @@ CoordinatorSetup prepare(const SweepConfig& config, const RunOptions& options, i
   s.quiet = options.quiet;
   s.progress_interval_s = options.progress_interval_s;
   s.heartbeat_timeout_s = options.heartbeat_timeout_s;
+  s.store_retry_s = options.store_retry_s;
   s.attempt_margin_s = options.kill_grace_s + 60;
   s.group_of_rank = layout.group_of_rank;
   s.hosts = hosts;
@@ -199,6 +200,14 @@ CoordinatorSetup prepare(const SweepConfig& config, const RunOptions& options, i
     ++s.summary.planned;
     if (it != existing.end() && it->second.params == *params) {
       const TrialRow& t = it->second;
+      if (options.retry_failed && t.status == TrialStatus::kFailed) {
+        // --retry-failed: a new attempt, with fresh retries.
+        s.failed_attempts.erase(i);
+        crashed.erase(i);
+        store.put_queued_trial(i, *params);
+        fresh.push_back({i, std::move(*params), t.attempts + 1});
+        continue;
+      }
       if (is_final(t.status)) {
         ++s.summary.skipped;
         if (t.status == TrialStatus::kFailed)

@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -196,10 +197,26 @@ SqliteStore::SqliteStore(const std::filesystem::path& path, Mode mode)
           .bind(1, std::to_string(kSchemaVersion))
           .run();
     }
+    struct stat st {};
+    if (::stat(path_.c_str(), &st) == 0) identity_ = {st.st_dev, st.st_ino};
   } else {
     // A file that is not a store fails here, with SQLite's message.
     Db::Stmt(*db_, "SELECT count(*) FROM trials").run();
   }
+}
+
+void SqliteStore::check_still_there() {
+  // SQLite keeps writing to a file that was deleted (or replaced) under
+  // it, and every result would be lost without a word; checked at most
+  // once a second, on commit.
+  const auto now = std::chrono::steady_clock::now();
+  if (!identity_ || now - checked_ < std::chrono::seconds(1)) return;
+  checked_ = now;
+  struct stat st {};
+  if (::stat(path_.c_str(), &st) != 0 || std::pair(st.st_dev, st.st_ino) != *identity_)
+    throw StoreError("store " + path_.string() +
+                     " was deleted or replaced while this run was writing it; the results "
+                     "since then cannot be kept. Restore it or start the sweep again");
 }
 
 SqliteStore::~SqliteStore() {
@@ -220,6 +237,7 @@ void SqliteStore::begin() {
 
 void SqliteStore::commit() {
   if (!in_tx_) return;
+  check_still_there();
   db_->exec("COMMIT");
   in_tx_ = false;
 }

@@ -45,6 +45,9 @@ struct CoordinatorSetup {
   // heartbeat_timeout_s (0: never) are lost; so is a running attempt past
   // time_limit + attempt_margin_s.
   double heartbeat_timeout_s = 0;
+  // How long a full disk under out_dir is waited out (no trial starts) before
+  // the run ends with StoreUnavailable (the run's --store-retry).
+  double store_retry_s = 300;
   double attempt_margin_s = 70;
   std::vector<int> group_of_rank;  // by world rank; -1: idle
   std::vector<std::string> hosts;  // by world rank
@@ -76,6 +79,11 @@ class Coordinator {
   void handle_report(int source, const nlohmann::json& body);
   // Heartbeats in, and ranks or attempts that stopped answering: lost.
   void check_liveness();
+  // Whether out_dir's file system has (almost) no space left; checked at
+  // most every 0.5 s. A trial that fails meanwhile is not a failure (it
+  // could not write), and no trial starts until there is space again.
+  bool disk_full();
+  void wait_out_full_disk();
   [[noreturn]] void lose(int group, const std::string& why);
   void record_result(int group, const nlohmann::json& result);
   // Answers the request of `source` (group `group`) with the next trial, or
@@ -109,6 +117,9 @@ class Coordinator {
   double started_ = 0, last_commit_ = 0, last_progress_ = 0;
   bool tty_ = false;
   std::vector<double> heard_;  // when each rank last sent a heartbeat
+  bool disk_full_ = false;
+  double disk_checked_ = 0;
+  std::optional<double> disk_full_since_;
   double last_liveness_check_ = 0;
 };
 

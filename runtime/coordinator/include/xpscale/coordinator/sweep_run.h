@@ -18,6 +18,9 @@ struct RunOptions {
   // Run even if the store in out_dir was made by a different config:
   // finished trials whose parameters are unchanged are kept.
   bool force = false;
+  // Run the trials that failed for good again (a new attempt each, with
+  // fresh retries), e.g. after fixing what made them fail.
+  bool retry_failed = false;
   bool quiet = false;
   // Progress: a live status line when stderr is a terminal, else a log
   // line every `progress_interval_s`.

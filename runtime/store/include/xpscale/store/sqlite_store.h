@@ -8,6 +8,9 @@
 // sqlite_store.cpp is the one boundary to the SQLite C API: every call is
 // checked there and a failure throws StoreError naming the file and
 // SQLite's own message.
+#include <sys/types.h>
+
+#include <chrono>
 #include <filesystem>
 #include <memory>
 
@@ -58,7 +61,10 @@ class SqliteStore final : public Store {
 
  private:
   class Db;
+  void check_still_there();  // throws StoreError if the file was deleted or replaced
   std::filesystem::path path_;
+  std::optional<std::pair<dev_t, ino_t>> identity_;  // the file opened (read-write)
+  std::chrono::steady_clock::time_point checked_{};
   std::unique_ptr<Db> db_;
   bool in_tx_ = false;
 };
