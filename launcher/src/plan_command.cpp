@@ -159,7 +159,9 @@ int plan_command(const std::vector<std::string>& args) {
   std::vector<std::vector<std::string>> head_rows;
   auto row_of = [&](std::uint64_t id, const Params& params) {
     std::vector<std::string> row{std::to_string(id)};
-    for (const auto& spec : config.parameters) row.push_back(cell(params.at(spec.name)));
+    // Params hold the parameters in config order (make_params); at(name)
+    // would scan them, P^2 per row.
+    for (const auto& value : params) row.push_back(cell(value));
     if (config.is_external())
       row.push_back(join_quoted(build_command(config, params, args_json_file(config, id))));
     return row;
