@@ -179,6 +179,24 @@ TEST(ConfigLoadTime, TrialsOfTwentyThousandParametersAreLinear) {
   }
 }
 
+TEST(ConfigCounts, TrialsAndRunCapAreBounded) {
+  for (const std::string key : {"trials", "run_cap"}) {
+    const std::string ok = "method: random\n" + key + ": 10000000\nparameters:\n  a: {value: 1}\n";
+    EXPECT_EQ(parse_sweep_config(ok, "sweep.yaml").trial_budget(), kMaxTrials) << key;
+    const auto error = test::single_error(
+        "method: random\n" + key + ": 9000000000000000000\nparameters:\n" + "  a: {value: 1}\n");
+    const std::string column = key == "trials" ? "9" : "10";
+    EXPECT_NE(error.find("sweep.yaml:2:" + column + ": " + key +
+                         ": expected at most 10000000, got 9000000000000000000"),
+              std::string::npos)
+        << error;
+  }
+  // Written as a float, a huge count is still a count (and still too large).
+  EXPECT_NE(test::single_error("method: random\ntrials: 1e12\nparameters:\n  a: {value: 1}\n")
+                .find("trials: expected at most 10000000, got 1000000000000"),
+            std::string::npos);
+}
+
 // Loading skips the second scan that counts documents when the first one
 // provably is the whole file; what follows a document is still never
 // ignored.
