@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -15,6 +16,7 @@
 
 #include "test_util.h"
 #include "xpscale/config/sweep_config.h"
+#include "xpscale/coordinator/sweep_run.h"
 #include "xpscale/search/searcher.h"
 
 namespace xpscale {
@@ -195,6 +197,42 @@ TEST(ConfigCounts, TrialsAndRunCapAreBounded) {
   EXPECT_NE(test::single_error("method: random\ntrials: 1e12\nparameters:\n  a: {value: 1}\n")
                 .find("trials: expected at most 10000000, got 1000000000000"),
             std::string::npos);
+}
+
+// The message check_run_options throws; "" when the options are fine.
+std::string run_options_error(const RunOptions& options) {
+  try {
+    check_run_options(options);
+  } catch (const UserError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(RunOptionLimits, EveryNumberIsFiniteAndBounded) {
+  EXPECT_EQ(run_options_error(RunOptions{}), "");
+  RunOptions o;
+  o.progress_interval_s = 0;
+  EXPECT_EQ(run_options_error(o),
+            "--progress-interval must be a number of seconds in (0, 86400], got 0");
+  o.progress_interval_s = std::nan("");
+  EXPECT_NE(run_options_error(o).find("got nan"), std::string::npos);
+  o.progress_interval_s = 1e308;
+  EXPECT_NE(run_options_error(o).find("got 1e+308"), std::string::npos);
+  o = RunOptions{};
+  o.trials = 9'000'000'000'000'000'000;
+  EXPECT_EQ(run_options_error(o), "--trials must be in [1, 10000000], got 9000000000000000000");
+  o = RunOptions{};
+  o.task_count = -3;
+  EXPECT_EQ(run_options_error(o),
+            "--array-size must be in [0, 10000000] (0: no job array), got -3");
+  o.task_count = 4;
+  o.task = 7;
+  EXPECT_EQ(run_options_error(o), "--array-task must be in [0, 4) for --array-size 4, got 7");
+  o.task = 3;
+  EXPECT_EQ(run_options_error(o), "");
+  o.task_count = 0;
+  EXPECT_NE(run_options_error(o).find("--array-task 3 needs --array-size"), std::string::npos);
 }
 
 // Loading skips the second scan that counts documents when the first one
