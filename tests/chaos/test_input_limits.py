@@ -7,12 +7,12 @@ gigabytes of memory.
 Environment: XPSCALE_BIN (the xpscale command), XPSCALE_TEST_TMP (a temporary
 directory; optional).
 """
+import hashlib
 import json
 import os
 import resource
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import textwrap
 import time
@@ -189,6 +189,58 @@ class InputLimitsTest(unittest.TestCase):
                             "plan: --trials must be in [0, 10000000], got 99999999999")
         self.assert_refused(self.xpscale("plan", cfg, "--ranks", "0"),
                             "plan: --ranks must be in [1, 2147483647], got 0")
+
+
+    # -- the same sweep, edited ------------------------------------------
+    SWEEP = textwrap.dedent("""\
+        # a grid of two
+        method: grid
+        parameters:
+          a: {values: [1, 2]}
+        command: [/bin/true]
+        out_dir: %s
+        """)
+
+    def store(self):
+        return sqlite3.connect(os.path.join(self.path("out"), "xpscale.db"))
+
+    def run_sweep(self, text, *args, expect=0):
+        cfg = self.write("grid.yaml", text % self.path("out"))
+        return self.xpscale("run", cfg, *args, expect=expect, timeout=120, memory_cap=False)
+
+    def test_comment_only_edit_resumes_the_same_sweep(self):
+        self.run_sweep(self.SWEEP)
+        edited = ("# edited: comments, quotes, key order, layout\nout_dir: '%s'\n"
+                  "command:\n  - /bin/true   # still\nparameters:\n  a:\n    values:\n"
+                  "      - 1\n      - 2\nmethod: \"grid\"\n")
+        p = self.run_sweep(edited)
+        self.assertIn("resuming sweep", p.stderr)
+        self.assertIn("2 already finished", p.stderr)
+        with self.store() as con:
+            self.assertEqual(con.execute("SELECT count(*) FROM attempts").fetchone()[0], 2)
+
+    def test_real_change_is_refused_naming_the_first_difference(self):
+        self.run_sweep(self.SWEEP)
+        p = self.run_sweep(self.SWEEP.replace("[1, 2]", "[1, 3]"), expect=USER_ERROR)
+        self.assert_refused(p, "holds the store of a different sweep config",
+                            "parameters.a.values[1]: 2 -> 3", "--force")
+        p = self.run_sweep(self.SWEEP.replace("method: grid", "method: grid\nseed: 4"),
+                           expect=USER_ERROR)
+        self.assert_refused(p, "seed: added 4")
+
+    def test_store_from_before_canonical_hashes_is_still_the_same_sweep(self):
+        self.run_sweep(self.SWEEP)
+        # What earlier versions stored: sha256 of the config's bytes.
+        text = self.SWEEP % self.path("out")
+        with self.store() as con:
+            con.execute("UPDATE sweep SET config_hash = ?",
+                        (hashlib.sha256(text.encode()).hexdigest(),))
+        p = self.run_sweep(self.SWEEP)
+        self.assertIn("2 already finished", p.stderr)
+        # ... and after that run it holds the canonical hash, which a
+        # comment edit keeps matching.
+        p = self.run_sweep("# a new comment\n" + self.SWEEP)
+        self.assertIn("2 already finished", p.stderr)
 
 
 if __name__ == "__main__":

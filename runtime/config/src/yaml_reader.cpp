@@ -263,6 +263,69 @@ std::string too_large_message(std::optional<std::size_t> bytes) {
          std::to_string(kMaxSweepConfigBytes) + " bytes), the most a sweep config may be";
 }
 
+namespace {
+
+// canonical_json's walk; `nodes` counts what it has built.
+nlohmann::json canonical_at(const YAML::Node& node, const std::string& file, std::size_t& nodes,
+                            std::size_t max_nodes) {
+  auto fail = [&](const YAML::Node& at, const std::string& message) {
+    const YAML::Mark m = at.Mark();
+    return ConfigError(
+        {{{file, m.is_null() ? 0 : m.line + 1, m.is_null() ? 0 : m.column + 1}, "", message}});
+  };
+  if (++nodes > max_nodes)
+    throw fail(node, "the config expands (through aliases) to more than " +
+                         std::to_string(max_nodes) + " values");
+  switch (node.Type()) {
+    case YAML::NodeType::Null:
+    case YAML::NodeType::Undefined:
+      return nullptr;
+    case YAML::NodeType::Scalar: {
+      const Scalar s = classify(node);
+      switch (s.kind) {
+        case ScalarKind::kNull:
+          return nullptr;
+        case ScalarKind::kBool:
+          return s.b;
+        case ScalarKind::kInt:
+          return s.i;
+        case ScalarKind::kFloat:
+          if (std::isnan(s.f)) return ".nan";
+          if (std::isinf(s.f)) return s.f > 0 ? ".inf" : "-.inf";
+          return s.f;
+        case ScalarKind::kString:
+          return node.Scalar();
+      }
+      return nullptr;
+    }
+    case YAML::NodeType::Sequence: {
+      nlohmann::json arr = nlohmann::json::array();
+      for (const auto& item : node) arr.push_back(canonical_at(item, file, nodes, max_nodes));
+      return arr;
+    }
+    case YAML::NodeType::Map: {
+      nlohmann::json obj = nlohmann::json::object();
+      for (auto it = node.begin(); it != node.end(); ++it) {
+        if (!it->first.IsScalar())
+          throw fail(it->first, "expected a key name, got " + Reader::describe(it->first));
+        const std::string& key = it->first.Scalar();
+        if (obj.contains(key)) throw fail(it->first, "duplicate key '" + key + "'");
+        obj[key] = canonical_at(it->second, file, nodes, max_nodes);
+      }
+      return obj;
+    }
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+nlohmann::json canonical_json(const YAML::Node& node, const std::string& file,
+                              std::size_t max_nodes) {
+  std::size_t nodes = 0;
+  return canonical_at(node, file, nodes, max_nodes);
+}
+
 const Entry* find(const EntryMap& entries, const std::string& key) {
   auto it = entries.find(key);
   return it == entries.end() ? nullptr : &it->second;
