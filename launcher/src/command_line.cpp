@@ -1,5 +1,9 @@
 #include "commands.h"
 
+#include <sstream>
+
+#include "xpscale/coordinator/sweep_run.h"
+
 namespace xpscale::cli {
 
 namespace po = boost::program_options;
@@ -17,6 +21,21 @@ std::string parse_command_line(const std::vector<std::string>& args,
   po::store(po::command_line_parser(args).options(all).positional(positional).run(), vm);
   po::notify(vm);
   return value;
+}
+
+void check_seconds_option(const std::string& flag, double seconds) {
+  if (seconds >= 0 && seconds <= kMaxOptionSeconds) return;  // false for NaN
+  std::ostringstream got;
+  got << seconds;
+  throw UserError(flag + " must be a number of seconds in [0, " +
+                  std::to_string(static_cast<int>(kMaxOptionSeconds)) + "], got " + got.str());
+}
+
+void check_count_option(const std::string& flag, std::int64_t value, std::int64_t min,
+                        std::int64_t max) {
+  if (value >= min && value <= max) return;
+  throw UserError(flag + " must be in [" + std::to_string(min) + ", " + std::to_string(max) +
+                  "], got " + std::to_string(value));
 }
 
 }  // namespace xpscale::cli

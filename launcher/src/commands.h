@@ -3,6 +3,7 @@
 // returns the process exit status (kExitOk, ... in core/error.h), and
 // throws for what goes wrong: main() turns the exception into a message
 // and its category's exit status (UserError: 2).
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,15 @@ int slurm_command(const std::vector<std::string>& args);
 std::string parse_command_line(const std::vector<std::string>& args,
                                const boost::program_options::options_description& options,
                                const char* name, boost::program_options::variables_map& vm);
+
+// Throws UserError unless `seconds` is finite and in [0, kMaxOptionSeconds]
+// (one day): "--kill-grace must be a number of seconds in [0, 86400], got inf".
+void check_seconds_option(const std::string& flag, double seconds);
+
+// Throws UserError unless min <= value <= max: "--nodes must be in [1, 100000],
+// got 0".
+void check_count_option(const std::string& flag, std::int64_t value, std::int64_t min,
+                        std::int64_t max);
 
 // This program's path (/proc/self/exe), or "xpscale" when it cannot be read.
 std::string self_exe();

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -113,8 +114,12 @@ int plan_command(const std::vector<std::string>& args) {
   std::optional<std::int64_t> limit;
   if (vm.count("trials")) {
     limit = vm["trials"].as<std::int64_t>();
-    if (*limit < 0) throw UserError("plan: --trials must be >= 0");
+    check_count_option("plan: --trials", *limit, 0, kMaxTrials);
   }
+  // MPI counts ranks in an int.
+  if (vm.count("ranks"))
+    check_count_option("plan: --ranks", vm["ranks"].as<std::int64_t>(), 1,
+                       std::numeric_limits<int>::max());
 
   const SweepConfig config = load_sweep_config(config_path);
   auto searcher = make_searcher(config);
@@ -159,7 +164,9 @@ int plan_command(const std::vector<std::string>& args) {
   std::vector<std::vector<std::string>> head_rows;
   auto row_of = [&](std::uint64_t id, const Params& params) {
     std::vector<std::string> row{std::to_string(id)};
-    for (const auto& spec : config.parameters) row.push_back(cell(params.at(spec.name)));
+    // Params hold the parameters in config order (make_params); at(name)
+    // would scan them, P^2 per row.
+    for (const auto& value : params) row.push_back(cell(value));
     if (config.is_external())
       row.push_back(join_quoted(build_command(config, params, args_json_file(config, id))));
     return row;

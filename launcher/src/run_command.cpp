@@ -63,17 +63,10 @@ int run_command(const std::vector<std::string>& args) {
   }
   if (options.sweep_path.empty()) throw UserError("run: missing SWEEP.yaml; see --help");
   if (vm.count("out-dir")) options.out_dir = out_dir;
-  if (vm.count("trials")) {
-    if (trials < 1) throw UserError("--trials must be >= 1, got " + std::to_string(trials));
-    options.trials = trials;
-  }
-  if (!(options.store_retry_s >= 0 && options.store_retry_s <= 7 * 86400))
-    throw UserError("--store-retry must be between 0 and 604800 seconds");
-  if (!(options.heartbeat_timeout_s >= 0 && options.heartbeat_timeout_s <= 7 * 86400))
-    throw UserError("--heartbeat-timeout must be between 0 and 604800 seconds");
-  if (!(grace_s >= 0)) throw UserError("--kill-grace must be >= 0 seconds");
-  if (!(preempt_grace_s >= 0)) throw UserError("--preempt-grace must be >= 0 seconds");
-  if (!(stop_grace_s >= 0)) throw UserError("--stop-grace must be >= 0 seconds");
+  if (vm.count("trials")) options.trials = trials;  // RunOptions: check_run_options()
+  check_seconds_option("--kill-grace", grace_s);
+  check_seconds_option("--preempt-grace", preempt_grace_s);
+  check_seconds_option("--stop-grace", stop_grace_s);
   // The trial processes own the devices; the launcher's group communicator
   // only carries small control reductions, on the CPU.
   options.backend = "mpi";

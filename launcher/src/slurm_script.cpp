@@ -32,13 +32,60 @@ void check_name(const std::string& option, const std::string& value, bool constr
                     (constraint ? "_ . + - & | , : * [ ] ( ) !" : "_ . + -") + " are allowed");
 }
 
-// Slurm time limits: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S, or UNLIMITED.
+// Bounds of the job's numbers. Slurm's own: --signal takes at most 65535
+// seconds, MaxArraySize at most 4000001 (indices 0..4000000). The others
+// are far beyond any cluster; a larger value is a typo.
+constexpr int kMaxNodes = 100'000;
+constexpr int kMaxPerNode = 4096;  // ranks, GPUs or CPUs per rank
+constexpr int kMaxSignalGrace = 65535;
+constexpr int kMaxArraySize = 4'000'000;
+constexpr long long kMaxTimeDays = 365;
+
+void check_range(const char* option, int value, int min, int max) {
+  if (value < min || value > max)
+    throw UserError(std::string(option) + " must be in [" + std::to_string(min) + ", " +
+                    std::to_string(max) + "], got " + std::to_string(value));
+}
+
+// Slurm time limits: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S, or UNLIMITED. The
+// leading field may be large ("90" minutes, "48:00:00"); the others are
+// clock fields. At most kMaxTimeDays in all: 99999999999 minutes is a typo.
 void check_time(const std::string& t) {
+  if (t == "UNLIMITED" || t == "infinite") return;
   static const std::regex limit(
-      R"(\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d+(:\d{1,2}(:\d{1,2})?)?)");
-  if (t != "UNLIMITED" && t != "infinite" && !std::regex_match(t, limit))
+      R"((\d+)(?::(\d{1,2}))?(?::(\d{1,2}))?|(\d+)-(\d{1,2})(?::(\d{1,2}))?(?::(\d{1,2}))?)");
+  std::smatch m;
+  if (!std::regex_match(t, m, limit))
     throw UserError("--time '" + t +
                     "': expected a Slurm time limit such as 30 (minutes), 04:00:00 or 2-00:00:00");
+  // A field of more than 12 digits counts as 10^12: far past the bound, and
+  // no overflow below.
+  auto field = [&](int i) {
+    if (!m[i].matched) return 0LL;
+    return m[i].length() > 12 ? 1'000'000'000'000LL : std::stoll(m[i].str());
+  };
+  long long seconds = 0;
+  bool clock_ok = true;
+  if (m[1].matched) {  // M, M:S or H:M:S
+    if (m[3].matched) {
+      seconds = field(1) * 3600 + field(2) * 60 + field(3);
+      clock_ok = field(2) < 60 && field(3) < 60;
+    } else {
+      seconds = field(1) * 60 + field(2);
+      clock_ok = field(2) < 60;
+    }
+  } else {  // D-H, D-H:M, D-H:M:S
+    seconds = field(4) * 86400 + field(5) * 3600 + field(6) * 60 + field(7);
+    clock_ok = field(5) < 24 && field(6) < 60 && field(7) < 60;
+  }
+  if (!clock_ok)
+    throw UserError("--time '" + t +
+                    "': hours after a day count are < 24, minutes and seconds after the first "
+                    "field < 60");
+  if (seconds > kMaxTimeDays * 86400)
+    throw UserError("--time '" + t + "' is more than " + std::to_string(kMaxTimeDays) +
+                    " days; give at most " + std::to_string(kMaxTimeDays) +
+                    "-00:00:00, or UNLIMITED");
 }
 
 // sbatch expands %j, %A, %a ... in --output; a literal % is written %%.
@@ -140,12 +187,12 @@ std::string job_name_from(const std::string& sweep_name) {
 int preempt_grace_for(int signal_grace_s) { return std::max(1, signal_grace_s / 2); }
 
 std::string render_sbatch(const std::string& template_text, const SlurmJob& job) {
-  if (job.nodes < 1) throw UserError("--nodes must be >= 1");
-  if (job.ranks_per_node < 1) throw UserError("--ranks-per-node must be >= 1");
-  if (job.gpus_per_node < 0) throw UserError("--gpus-per-node must be >= 0");
-  if (job.cpus_per_rank < 0) throw UserError("--cpus-per-rank must be >= 0");
-  if (job.signal_grace_s < 1) throw UserError("--signal-grace must be >= 1 second");
-  if (job.array_size < 0) throw UserError("--array must be >= 1 tasks");
+  check_range("--nodes", job.nodes, 1, kMaxNodes);
+  check_range("--ranks-per-node", job.ranks_per_node, 1, kMaxPerNode);
+  check_range("--gpus-per-node", job.gpus_per_node, 0, kMaxPerNode);
+  check_range("--cpus-per-rank", job.cpus_per_rank, 0, kMaxPerNode);
+  check_range("--signal-grace", job.signal_grace_s, 1, kMaxSignalGrace);
+  check_range("--array", job.array_size, 0, kMaxArraySize);
   if (job.launcher != "srun" && job.launcher != "mpirun")
     throw UserError("--launcher must be srun or mpirun, got '" + job.launcher + "'");
   check_time(job.time);

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -15,6 +16,8 @@
 
 #include "test_util.h"
 #include "xpscale/config/sweep_config.h"
+#include "xpscale/coordinator/sweep_run.h"
+#include "xpscale/search/searcher.h"
 
 namespace xpscale {
 namespace {
@@ -101,6 +104,160 @@ TEST_F(ConfigFileTest, AMissingFileNamesTheReason) {
   EXPECT_NE(error.find("none.yaml: cannot read the sweep config: No such file or directory"),
             std::string::npos)
       << error;
+}
+
+// Loading is linear in the number of values and of parameters: half a
+// million values once took 212 s (a scan per value for duplicates). The
+// bound leaves a slow shared machine 5x its linear time yet fails the
+// quadratic code by 20x.
+constexpr auto kLoadBound = std::chrono::seconds(10);
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+TEST(ConfigLoadTime, HalfAMillionValuesLoadInLinearTime) {
+  constexpr int kValues = 500'000;
+  std::string text = "method: random\ntrials: 1\nparameters:\n  x:\n    values:\n";
+  for (int i = 0; i < kValues; ++i) text += "      - " + std::to_string(i) + "\n";
+  const auto start = std::chrono::steady_clock::now();
+  const auto config = parse_sweep_config(text, "values.yaml");
+  const double took = seconds_since(start);
+  ASSERT_EQ(config.parameters.size(), 1u);
+  EXPECT_EQ(config.parameters[0].values.size(), static_cast<std::size_t>(kValues));
+  EXPECT_LT(took, std::chrono::duration<double>(kLoadBound).count());
+}
+
+TEST(ConfigLoadTime, DuplicatesAmongManyValuesAreStillFound) {
+  std::string text = "method: random\ntrials: 1\nparameters:\n  x:\n    values: [";
+  for (int i = 0; i < 10'000; ++i) text += std::to_string(i) + ", ";
+  text += "5000.0]\n";  // 5000 written as a float: the same number
+  const auto errors = test::errors_of(text);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].path, "parameters.x.values[10000]");
+  EXPECT_NE(errors[0].message.find("is listed twice"), std::string::npos);
+}
+
+TEST(ConfigLoadTime, TwentyThousandParametersLoadInLinearTime) {
+  constexpr int kParameters = 20'000;
+  std::string text = "method: random\ntrials: 1\nparameters:\n";
+  for (int i = 0; i < kParameters; ++i)
+    text += "  p" + std::to_string(i) + ": {min: 0.0, max: 1.0}\n  g" + std::to_string(i) +
+            ":\n    parameters:\n      v: {values: [a, b]}\n";
+  const auto start = std::chrono::steady_clock::now();
+  const auto config = parse_sweep_config(text, "parameters.yaml");
+  const double took = seconds_since(start);
+  EXPECT_EQ(config.parameters.size(), static_cast<std::size_t>(2 * kParameters));
+  EXPECT_LT(took, std::chrono::duration<double>(kLoadBound).count());
+}
+
+TEST(ConfigLoadTime, TrialsOfTwentyThousandParametersAreLinear) {
+  // Params are ordered_json, whose operator[] scans for the key: filled key
+  // by key, 40 trials took ~20 s here.
+  constexpr int kParameters = 20'000;
+  std::string text = "method: random\ntrials: 40\nparameters:\n";
+  for (int i = 0; i < kParameters; ++i)
+    text += "  p" + std::to_string(i) + ": {min: 0.0, max: 1.0}\n";
+  const auto config = parse_sweep_config(text, "parameters.yaml");
+  auto grid = config;  // one point: every parameter a constant
+  grid.method = SearchMethod::kGrid;
+  for (auto& p : grid.parameters) {
+    p.distribution = Distribution::kConstant;
+    p.values = {p.name};
+  }
+  for (const SweepConfig* c : std::vector<const SweepConfig*>{&config, &grid}) {
+    const auto method = c->method;
+    auto searcher = make_searcher(*c);
+    const auto start = std::chrono::steady_clock::now();
+    for (std::uint64_t i = 0; i < 40; ++i) {
+      const auto params = searcher->suggest(method == SearchMethod::kGrid ? 0 : i);
+      ASSERT_TRUE(params);
+      ASSERT_EQ(params->size(), static_cast<std::size_t>(kParameters));
+      EXPECT_EQ(params->begin().key(), "p0");
+      EXPECT_EQ(params->back(), params->at("p19999"));
+    }
+    EXPECT_LT(seconds_since(start), std::chrono::duration<double>(kLoadBound).count())
+        << search_method_name(method);
+  }
+}
+
+TEST(ConfigCounts, TrialsAndRunCapAreBounded) {
+  for (const std::string key : {"trials", "run_cap"}) {
+    const std::string ok = "method: random\n" + key + ": 10000000\nparameters:\n  a: {value: 1}\n";
+    EXPECT_EQ(parse_sweep_config(ok, "sweep.yaml").trial_budget(), kMaxTrials) << key;
+    const auto error = test::single_error(
+        "method: random\n" + key + ": 9000000000000000000\nparameters:\n" + "  a: {value: 1}\n");
+    const std::string column = key == "trials" ? "9" : "10";
+    EXPECT_NE(error.find("sweep.yaml:2:" + column + ": " + key +
+                         ": expected at most 10000000, got 9000000000000000000"),
+              std::string::npos)
+        << error;
+  }
+  // Written as a float, a huge count is still a count (and still too large).
+  EXPECT_NE(test::single_error("method: random\ntrials: 1e12\nparameters:\n  a: {value: 1}\n")
+                .find("trials: expected at most 10000000, got 1000000000000"),
+            std::string::npos);
+}
+
+// The message check_run_options throws; "" when the options are fine.
+std::string run_options_error(const RunOptions& options) {
+  try {
+    check_run_options(options);
+  } catch (const UserError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(RunOptionLimits, EveryNumberIsFiniteAndBounded) {
+  EXPECT_EQ(run_options_error(RunOptions{}), "");
+  RunOptions o;
+  o.progress_interval_s = 0;
+  EXPECT_EQ(run_options_error(o),
+            "--progress-interval must be a number of seconds in (0, 86400], got 0");
+  o.progress_interval_s = std::nan("");
+  EXPECT_NE(run_options_error(o).find("got nan"), std::string::npos);
+  o.progress_interval_s = 1e308;
+  EXPECT_NE(run_options_error(o).find("got 1e+308"), std::string::npos);
+  o = RunOptions{};
+  o.trials = 9'000'000'000'000'000'000;
+  EXPECT_EQ(run_options_error(o), "--trials must be in [1, 10000000], got 9000000000000000000");
+  o = RunOptions{};
+  o.task_count = -3;
+  EXPECT_EQ(run_options_error(o),
+            "--array-size must be in [0, 10000000] (0: no job array), got -3");
+  o.task_count = 4;
+  o.task = 7;
+  EXPECT_EQ(run_options_error(o), "--array-task must be in [0, 4) for --array-size 4, got 7");
+  o.task = 3;
+  EXPECT_EQ(run_options_error(o), "");
+  o.task_count = 0;
+  EXPECT_NE(run_options_error(o).find("--array-task 3 needs --array-size"), std::string::npos);
+}
+
+// Loading skips the second scan that counts documents when the first one
+// provably is the whole file; what follows a document is still never
+// ignored.
+TEST(ConfigDocuments, ContentAfterTheFirstDocumentIsNeverIgnored) {
+  const std::string config = "method: grid\nparameters:\n  a: {value: 1}\n";
+  for (const std::string tail :
+       {"---\nmethod: random\n", "...\nmethod: random\n", "--- {method: random}\n", "...\n,\n"}) {
+    const auto errors = test::errors_of(config + tail);
+    ASSERT_EQ(errors.size(), 1u) << tail;
+    EXPECT_GE(errors[0].where.line, 4) << tail;
+  }
+  // A lone CR ends a line in YAML (yaml-cpp reads it as a syntax error).
+  auto errors = test::errors_of("method: grid\rparameters:\r  a: {value: 1}\r---\rmethod: x\r");
+  EXPECT_EQ(errors.size(), 1u);
+  // A root that is not a block mapping at column 0 ends before the text does.
+  for (const std::string text : {"{method: grid, parameters: {a: {value: 1}}}\n{b: 2}\n",
+                                 "  method: grid\n  parameters: {a: {value: 1}}\n,\n"}) {
+    errors = test::errors_of(text);
+    ASSERT_EQ(errors.size(), 1u) << text;
+    EXPECT_NE(errors[0].message.find("YAML"), std::string::npos) << errors[0].format();
+  }
+  // A document start before the root and comments after it are one document.
+  EXPECT_TRUE(test::errors_of("%YAML 1.2\n---\n" + config + "# --- not a marker\n").empty());
 }
 
 }  // namespace

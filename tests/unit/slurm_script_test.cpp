@@ -131,6 +131,55 @@ TEST(SlurmScript, ChecksNumbersAndTimes) {
   EXPECT_THROW(render(job), UserError);
 }
 
+// The message render() throws for `job`; fails the test if it renders.
+std::string render_error(const SlurmJob& job) {
+  try {
+    render(job);
+  } catch (const UserError& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "rendered";
+  return "";
+}
+
+TEST(SlurmScript, TimeLimitsAreBoundedClockTimes) {
+  for (const char* ok : {"525600", "48:00:00", "90:00", "365-00:00:00", "0-23:59:59", "infinite"}) {
+    auto job = a_job();
+    job.time = ok;
+    EXPECT_NO_THROW(render(job)) << ok;
+  }
+  for (const char* huge :
+       {"99999999999", "525601", "366-00:00:00", "8761:00:00", "99999999999999999999999999-0"}) {
+    auto job = a_job();
+    job.time = huge;
+    EXPECT_NE(render_error(job).find("is more than 365 days"), std::string::npos) << huge;
+  }
+  for (const char* clock : {"1:60", "1:00:60", "1-24", "1-00:60"}) {
+    auto job = a_job();
+    job.time = clock;
+    EXPECT_NE(render_error(job).find("hours after a day count are < 24"), std::string::npos)
+        << clock;
+  }
+  auto job = a_job();
+  job.time = "-5";
+  EXPECT_NE(render_error(job).find("expected a Slurm time limit"), std::string::npos);
+}
+
+TEST(SlurmScript, CountsAreBoundedAndNamed) {
+  auto job = a_job();
+  job.signal_grace_s = 70000;  // Slurm's --signal takes at most 65535 s
+  EXPECT_EQ(render_error(job), "--signal-grace must be in [1, 65535], got 70000");
+  job = a_job();
+  job.array_size = 5'000'000;
+  EXPECT_EQ(render_error(job), "--array must be in [0, 4000000], got 5000000");
+  job = a_job();
+  job.gpus_per_node = -1;
+  EXPECT_EQ(render_error(job), "--gpus-per-node must be in [0, 4096], got -1");
+  job = a_job();
+  job.nodes = 1'000'000;
+  EXPECT_EQ(render_error(job), "--nodes must be in [1, 100000], got 1000000");
+}
+
 TEST(SlurmScript, JobNameFromSweepName) {
   EXPECT_EQ(job_name_from("fmnist-mlp"), "fmnist-mlp");
   EXPECT_EQ(job_name_from("a b'; rm"), "a_b___rm");

@@ -202,4 +202,18 @@ nlohmann::json ParameterSpec::from_unit(double u) const {
   throw Error(name + ": unknown distribution");
 }
 
+Params make_params(const std::vector<ParameterSpec>& specs, std::vector<nlohmann::json> values) {
+  if (specs.size() != values.size())
+    throw Error("make_params: " + std::to_string(values.size()) + " values for " +
+                std::to_string(specs.size()) + " parameters");
+  Params p = Params::object();
+  // Appended to ordered_json's vector of entries: no lookup of keys that
+  // are unique anyway.
+  auto& entries = p.get_ref<Params::object_t&>();
+  entries.reserve(specs.size());
+  for (std::size_t j = 0; j < specs.size(); ++j)
+    entries.Container::emplace_back(specs[j].name, Params(std::move(values[j])));
+  return p;
+}
+
 }  // namespace xpscale

@@ -205,12 +205,16 @@ class ParameterParser {
       reader_.error(v.value, path, "expected at least one value, got an empty list");
       return;
     }
+    // An ordered set, not a scan of spec.values: a generated list of
+    // 500,000 values must not take n^2 comparisons. json's < orders numbers
+    // by value across types, as its == compares them (1 and 1.0 are twins).
+    std::set<nlohmann::json> seen;
     std::size_t i = 0;
     for (const auto& item : v.value) {
       const std::string p = path + "[" + std::to_string(i++) + "]";
       auto j = reader_.json(item, p);
       if (!j) continue;
-      if (std::find(spec.values.begin(), spec.values.end(), *j) != spec.values.end()) {
+      if (!seen.insert(*j).second) {
         reader_.error(item, p, "value " + j->dump() + " is listed twice");
         continue;
       }

@@ -158,8 +158,8 @@ class Parser {
         reader_.error(root_, "parameters", "missing required key 'parameters'");
     }
     if (auto e = find(top, "command")) parse_command(*e);
-    if (auto e = find(top, "run_cap")) config_.run_cap = count(*e, 1);
-    if (auto e = find(top, "trials")) config_.trials = count(*e, 1);
+    if (auto e = find(top, "run_cap")) config_.run_cap = count(*e, 1, "", kMaxTrials);
+    if (auto e = find(top, "trials")) config_.trials = count(*e, 1, "", kMaxTrials);
     if (auto e = find(top, "retries")) config_.retries = count(*e, 0).value_or(0);
     if (auto e = find(top, "max_failures")) config_.max_failures = count(*e, 0);
     if (auto e = find(top, "max_steps")) config_.max_steps = count(*e, 1);
@@ -208,9 +208,10 @@ class Parser {
     if (auto s = reader_.string(e.value, e.key)) out = *s;
   }
 
-  // A count such as run_cap or trials: an integer >= minimum.
+  // A count such as run_cap or trials: an integer >= minimum (and <= maximum).
   std::optional<std::int64_t> count(const Entry& e, std::int64_t minimum,
-                                    const std::string& path = "") {
+                                    const std::string& path = "",
+                                    std::optional<std::int64_t> maximum = std::nullopt) {
     const std::string p = path.empty() ? e.key : path;
     auto v = reader_.integer(e.value, p);
     if (!v) return std::nullopt;
@@ -218,6 +219,12 @@ class Parser {
       reader_.error(
           e.value, p,
           "expected an integer >= " + std::to_string(minimum) + ", got " + std::to_string(*v));
+      return std::nullopt;
+    }
+    if (maximum && *v > *maximum) {
+      reader_.error(e.value, p,
+                    "expected at most " + std::to_string(*maximum) + ", got " + std::to_string(*v),
+                    "each trial is a row in the store; split a larger search into several sweeps");
       return std::nullopt;
     }
     return v;

@@ -28,6 +28,14 @@ std::optional<YAML::Node> parse_document(const std::string& text, const std::str
 // config may be": the one wording of kMaxSweepConfigBytes for every reader.
 std::string too_large_message(std::optional<std::size_t> bytes);
 
+// `node` as JSON for comparing configs (canonical_config.h): mappings as
+// nlohmann::json objects (keys sorted), aliases expanded, scalars typed as
+// Reader types them, non-finite floats as the strings ".inf", "-.inf" and
+// ".nan". Throws ConfigError naming `file` for a key that is not a scalar,
+// a duplicate key, or more than `max_nodes` nodes.
+nlohmann::json canonical_json(const YAML::Node& node, const std::string& file,
+                              std::size_t max_nodes);
+
 struct Entry {
   std::string key;
   YAML::Node key_node;

@@ -1,11 +1,49 @@
 #include "xpscale/coordinator/sweep_run.h"
 
+#include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <sstream>
 
 #include "xpscale/config/command.h"
+#include "xpscale/config/sweep_config.h"
+#include "xpscale/core/error.h"
 
 namespace xpscale {
+
+namespace {
+std::string shown(double v) {
+  std::ostringstream out;
+  out << v;
+  return out.str();
+}
+}  // namespace
+
+void check_run_options(const RunOptions& o) {
+  if (o.trials && (*o.trials < 1 || *o.trials > kMaxTrials))
+    throw UserError("--trials must be in [1, " + std::to_string(kMaxTrials) + "], got " +
+                    std::to_string(*o.trials));
+  if (!(o.progress_interval_s > 0 && o.progress_interval_s <= kMaxOptionSeconds))
+    throw UserError("--progress-interval must be a number of seconds in (0, " +
+                    shown(kMaxOptionSeconds) + "], got " + shown(o.progress_interval_s));
+  if (!(o.store_retry_s >= 0 && o.store_retry_s <= kMaxOptionSeconds))
+    throw UserError("--store-retry must be a number of seconds in [0, " +
+                    shown(kMaxOptionSeconds) + "], got " + shown(o.store_retry_s));
+  if (!(o.heartbeat_timeout_s >= 0 && o.heartbeat_timeout_s <= kMaxOptionSeconds))
+    throw UserError("--heartbeat-timeout must be a number of seconds in [0, " +
+                    shown(kMaxOptionSeconds) + "] (0: never), got " +
+                    shown(o.heartbeat_timeout_s));
+  if (o.task_count < 0 || o.task_count > kMaxTrials)
+    throw UserError("--array-size must be in [0, " + std::to_string(kMaxTrials) +
+                    "] (0: no job array), got " + std::to_string(o.task_count));
+  if (o.task_count == 0 && o.task != 0)
+    throw UserError("--array-task " + std::to_string(o.task) +
+                    " needs --array-size (the number of tasks of the job array)");
+  if (o.task_count > 0 && (o.task < 0 || o.task >= o.task_count))
+    throw UserError("--array-task must be in [0, " + std::to_string(o.task_count) +
+                    ") for --array-size " + std::to_string(o.task_count) + ", got " +
+                    std::to_string(o.task));
+}
 
 std::string describe(const RunSummary& s) {
   char wall[32];

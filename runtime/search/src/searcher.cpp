@@ -16,14 +16,6 @@ unsigned searchable_count(const SweepConfig& config) {
   return n;
 }
 
-// Every parameter's key, in config order, before values are filled in.
-// Nested names stay flat ("optimizer.lr"), as in the config's parameter list.
-Params empty_params(const SweepConfig& config) {
-  Params p = Params::object();
-  for (const auto& spec : config.parameters) p[spec.name] = nullptr;
-  return p;
-}
-
 // Cartesian product in the config's parameter order; the last parameter
 // varies fastest (like nested for-loops written in file order).
 class GridSearcher : public Searcher {
@@ -35,14 +27,14 @@ class GridSearcher : public Searcher {
   }
   std::optional<Params> suggest(std::uint64_t index) override {
     if (index >= size_) return std::nullopt;
-    Params p = empty_params(config_);
+    std::vector<nlohmann::json> values(axes_.size());
     std::uint64_t rest = index;
     for (std::size_t i = axes_.size(); i-- > 0;) {
       const auto& axis = axes_[i];
-      p[config_.parameters[i].name] = axis[rest % axis.size()];
+      values[i] = axis[rest % axis.size()];
       rest /= axis.size();
     }
-    return p;
+    return make_params(config_.parameters, std::move(values));
   }
   std::optional<std::uint64_t> size() const override { return size_; }
 
@@ -58,12 +50,11 @@ class RandomSearcher : public Searcher {
  public:
   explicit RandomSearcher(const SweepConfig& config) : config_(config) {}
   std::optional<Params> suggest(std::uint64_t index) override {
-    Params p = empty_params(config_);
-    for (std::size_t j = 0; j < config_.parameters.size(); ++j) {
-      const auto& spec = config_.parameters[j];
-      p[spec.name] = spec.from_unit(random_unit(config_.seed, j, index));
-    }
-    return p;
+    std::vector<nlohmann::json> values;
+    values.reserve(config_.parameters.size());
+    for (std::size_t j = 0; j < config_.parameters.size(); ++j)
+      values.push_back(config_.parameters[j].from_unit(random_unit(config_.seed, j, index)));
+    return make_params(config_.parameters, std::move(values));
   }
 
  private:
@@ -77,13 +68,14 @@ class SobolSearcher : public Searcher {
     if (const unsigned dims = searchable_count(config); dims > 0) sobol_.emplace(dims, config.seed);
   }
   std::optional<Params> suggest(std::uint64_t index) override {
-    Params p = empty_params(config_);
     std::vector<double> u;
     if (sobol_) u = sobol_->point(index);
     std::size_t d = 0;
+    std::vector<nlohmann::json> values;
+    values.reserve(config_.parameters.size());
     for (const auto& spec : config_.parameters)
-      p[spec.name] = spec.is_searchable() ? spec.from_unit(u[d++]) : spec.from_unit(0.5);
-    return p;
+      values.push_back(spec.is_searchable() ? spec.from_unit(u[d++]) : spec.from_unit(0.5));
+    return make_params(config_.parameters, std::move(values));
   }
 
  private:

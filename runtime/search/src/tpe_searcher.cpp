@@ -442,17 +442,18 @@ class TpeSearcher : public Searcher {
   }
 
   Params params_of(const Point& u) const {
-    Params p = Params::object();
+    std::vector<nlohmann::json> values;
+    values.reserve(u.size());
     for (std::size_t j = 0; j < u.size(); ++j) {
       const auto& spec = config_.parameters[j];
       if (!spec.is_searchable())
-        p[spec.name] = spec.from_unit(0.5);
+        values.push_back(spec.from_unit(0.5));
       else if (categorical(j))
-        p[spec.name] = spec.values.at(static_cast<std::size_t>(*u[j]));
+        values.push_back(spec.values.at(static_cast<std::size_t>(*u[j])));
       else
-        p[spec.name] = spec.from_unit(*u[j]);
+        values.push_back(spec.from_unit(*u[j]));
     }
-    return p;
+    return make_params(config_.parameters, std::move(values));
   }
 
   static nlohmann::json to_json(const Point& u) {

@@ -16,6 +16,7 @@
 #include "group_worker.h"
 #include "xpscale/collectives/device.h"
 #include "xpscale/collectives/mpi_check.h"
+#include "xpscale/config/canonical_config.h"
 #include "xpscale/coordinator/coordinator.h"
 #include "xpscale/coordinator/groups.h"
 #include "xpscale/coordinator/preemption.h"
@@ -149,12 +150,16 @@ CoordinatorSetup prepare(const SweepConfig& config, const RunOptions& options, i
       [](const std::string& message) { std::cerr << "xpscale: " << message << std::endl; });
   Store& store = *s.store;
   const auto previous = store.sweep();
-  const std::string hash = sha256_hex(config.text);
-  if (previous && previous->config_hash != hash && !options.force)
+  // The same sweep is the same parsed config: comments and layout may change.
+  const StoredConfigMatch match =
+      match_stored_config(previous ? previous->config_hash : "",
+                          previous ? previous->config_text : "", config.text, config.path);
+  const std::string& hash = match.hash;
+  const bool same_config = previous && match.same;
+  if (previous && !same_config && !options.force)
     throw UserError(out_dir.string() + " holds the store of a different sweep config (" +
-                    previous->config_path + ", sha256 " + previous->config_hash.substr(0, 12) +
-                    "), not " + config.path + " (sha256 " + hash.substr(0, 12) +
-                    "); use --force to run this config there (finished trials whose parameters "
+                    previous->config_path + "), not " + config.path + ": " + match.difference +
+                    "; use --force to run this config there (finished trials whose parameters "
                     "are unchanged are kept) or choose another out_dir");
 
   auto searcher = make_searcher(config);
@@ -162,7 +167,6 @@ CoordinatorSetup prepare(const SweepConfig& config, const RunOptions& options, i
   // TPE proposes trials as results come in, and PBT changes a trial's
   // params as it runs: trials already in the store keep theirs.
   const bool adaptive = searcher->adaptive();
-  const bool same_config = previous && previous->config_hash == hash;
   const bool params_evolve = adaptive || (config.scheduler && config.scheduler->type == "pbt");
   std::uint64_t next_proposal = 0;
   const double now = detail::unix_now();

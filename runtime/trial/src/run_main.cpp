@@ -30,6 +30,7 @@ int run_and_report(const RunOptions& options, const TrainFactory& make_train, co
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   int status = 0;
   try {
+    check_run_options(options);  // here, so that rank 0 alone says what is wrong
     const RunSummary summary = run_sweep(options, make_train);
     if (rank == 0 && !options.quiet) std::cerr << prog << ": " << describe(summary) << '\n';
     const bool all_failed = summary.completed == 0 && summary.failed > 0;
@@ -106,10 +107,7 @@ int run(int argc, char** argv, const TrainFn& train) {
     }
     po::notify(vm);
     if (vm.count("out-dir")) options.out_dir = out_dir;
-    if (vm.count("trials")) {
-      if (trials < 1) throw UserError("--trials must be >= 1, got " + std::to_string(trials));
-      options.trials = trials;
-    }
+    if (vm.count("trials")) options.trials = trials;  // checked by check_run_options
   } catch (const po::error& e) {
     std::cerr << prog << ": " << e.what() << "; see --help\n";
     return kExitUsage;

@@ -34,7 +34,10 @@ struct SlurmJob {
 };
 
 // The text of `template_text` (slurm/sweep.sbatch.in) for `job`. Throws
-// UserError naming the option for a value that cannot be passed safely.
+// UserError naming the option for a value that cannot be passed safely or
+// is out of range: nodes 1..100000; ranks, GPUs per node and CPUs per rank
+// up to 4096; signal grace 1..65535 s (Slurm's limit); array up to 4000000
+// tasks; time a Slurm time limit of at most 365 days (or UNLIMITED).
 std::string render_sbatch(const std::string& template_text, const SlurmJob& job);
 
 // A job name derived from a sweep name: characters outside [A-Za-z0-9._-]

@@ -83,4 +83,11 @@ struct ParameterSpec {
   bool is_searchable() const { return distribution != Distribution::kConstant; }
 };
 
+// A trial's Params: values[j] under specs[j].name, in that order. Linear in
+// the number of parameters: ordered_json's operator[] looks a key up by a
+// scan, so filling Params key by key costs P^2 string compares (0.6 s a
+// trial at 20,000 parameters). The names must be unique, as the config
+// loader ensures. Throws Error if the sizes differ.
+Params make_params(const std::vector<ParameterSpec>& specs, std::vector<nlohmann::json> values);
+
 }  // namespace xpscale

@@ -142,6 +142,10 @@ struct SweepConfig {
 // larger is refused before it is parsed (docs/config.md).
 inline constexpr std::size_t kMaxSweepConfigBytes = std::size_t{16} << 20;
 
+// The most trials a sweep may plan (`trials`, `run_cap`, --trials): each
+// is a row in the store, and a count beyond this is a typo, not a plan.
+inline constexpr std::int64_t kMaxTrials = 10'000'000;
+
 // Reads path and parses it. Reads at most kMaxSweepConfigBytes + 1 bytes,
 // and only from a regular file: a directory, FIFO (`<(...)`, a pipe on
 // /dev/stdin) or device is refused without blocking on it. Throws

@@ -57,6 +57,16 @@ struct RunSummary {
   double wall_s = 0;
 };
 
+// The most seconds a grace or interval option takes (one day): more is a
+// typo, and in milliseconds it could overflow.
+inline constexpr double kMaxOptionSeconds = 86400;
+
+// Throws UserError naming the first option out of range, as its flag:
+// --trials in [1, kMaxTrials], --progress-interval finite in (0, 86400]
+// seconds, --array-size in [0, kMaxTrials] and --array-task in
+// [0, array-size) (0 without an array). run_and_report() calls it.
+void check_run_options(const RunOptions& options);
+
 // One line for people: "12 trials: 11 completed, 1 failed in 00:01:02; results
 // in runs/x (xpscale report runs/x)".
 std::string describe(const RunSummary& summary);
