@@ -12,38 +12,22 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import unittest
-import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
 from processes import marker_pids  # noqa: E402  (tests/pylib)
+from sweep_case import MPI, SweepCase  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 XPSCALE = os.environ["XPSCALE_BIN"]
 TRAINER = os.environ.get("XPSCALE_TRAINER", "")
 TRIAL = os.path.join(HERE, "chaos_trial.py")
-MPI = ["mpiexec", "--allow-run-as-root", "--oversubscribe"]
 
 
-class ChaosTest(unittest.TestCase):
-    def setUp(self):
-        base = os.environ.get("XPSCALE_TEST_TMP") or None
-        self.tmp = tempfile.mkdtemp(prefix="chaos-", dir=base)
-        self.out = os.path.join(self.tmp, "out")
-        self.marker = uuid.uuid4().hex
-        self.env = dict(os.environ, XPSCALE_TEST_MARKER=self.marker,
-                        OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-                        OMPI_MCA_rmaps_base_oversubscribe="1")
-
-    def tearDown(self):
-        for pid in marker_pids(self.marker):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+class ChaosTest(SweepCase):
+    tmp_prefix = "chaos-"
 
     # -- helpers ---------------------------------------------------------
     def config(self, values, mode="ok", ms=0, steps=3, name="cfg.yaml", extra=None, **keys):

@@ -239,15 +239,9 @@ void Coordinator::record_result(int group, const nlohmann::json& r) {
   running_.erase(group);
   bool final = true;
   if (status == TrialStatus::kFailed && disk_full()) {
-    // It could not write: not the trial's failure. Queued again, first.
-    s_.store->begin();
-    s_.store->interrupt_attempt(id, attempt, "failed while the disk of out_dir was full: " + reason,
-                                r.value("end", unix_now()));
-    QueuedTrial t{id, {}, attempt + 1};
-    if (auto row = s_.store->trial(id)) t.params = row->params;
-    s_.queue.push_front(std::move(t));
-    maybe_commit(true);
-    release_parked();
+    // It could not write: not the trial's failure.
+    requeue_interrupted(id, attempt, "failed while the disk of out_dir was full: " + reason,
+                        r.value("end", unix_now()));
     return;
   }
   if (status == TrialStatus::kFailed) {
@@ -419,11 +413,15 @@ void Coordinator::begin_preemption() {
 
 void Coordinator::record_preempted(std::uint64_t id, int attempt, const nlohmann::json& r) {
   begin_preemption();
+  requeue_interrupted(id, attempt, r.value("reason", "preempted"), r.value("end", unix_now()));
+}
+
+void Coordinator::requeue_interrupted(std::uint64_t id, int attempt, const std::string& reason,
+                                      double end) {
   s_.store->begin();
-  s_.store->interrupt_attempt(id, attempt, r.value("reason", "preempted"),
-                              r.value("end", unix_now()));
-  // Back in the queue: the summary counts it as not run, and the next run
-  // of the sweep starts it first, from its checkpoint.
+  s_.store->interrupt_attempt(id, attempt, reason, end);
+  // Back in the queue, first: the summary counts it as not run, and it
+  // continues from its checkpoint (in this run, or the next one).
   QueuedTrial t{id, {}, attempt + 1};
   if (auto row = s_.store->trial(id)) t.params = row->params;
   s_.queue.push_front(std::move(t));

@@ -27,12 +27,11 @@ void check_run_options(const RunOptions& o) {
     throw UserError("--progress-interval must be a number of seconds in (0, " +
                     shown(kMaxOptionSeconds) + "], got " + shown(o.progress_interval_s));
   if (!(o.store_retry_s >= 0 && o.store_retry_s <= kMaxOptionSeconds))
-    throw UserError("--store-retry must be a number of seconds in [0, " +
-                    shown(kMaxOptionSeconds) + "], got " + shown(o.store_retry_s));
+    throw UserError("--store-retry must be a number of seconds in [0, " + shown(kMaxOptionSeconds) +
+                    "], got " + shown(o.store_retry_s));
   if (!(o.heartbeat_timeout_s >= 0 && o.heartbeat_timeout_s <= kMaxOptionSeconds))
     throw UserError("--heartbeat-timeout must be a number of seconds in [0, " +
-                    shown(kMaxOptionSeconds) + "] (0: never), got " +
-                    shown(o.heartbeat_timeout_s));
+                    shown(kMaxOptionSeconds) + "] (0: never), got " + shown(o.heartbeat_timeout_s));
   if (o.task_count < 0 || o.task_count > kMaxTrials)
     throw UserError("--array-size must be in [0, " + std::to_string(kMaxTrials) +
                     "] (0: no job array), got " + std::to_string(o.task_count));
@@ -55,8 +54,8 @@ std::string describe(const RunSummary& s) {
   if (s.queued) line += ", " + std::to_string(s.queued) + " not run";
   line += " in " + std::string(wall);
   if (s.signal)
-    line += std::string("; interrupted by SIG") + sigabbrev_np(s.signal) +
-            ": run it again to resume";
+    line +=
+        std::string("; interrupted by SIG") + sigabbrev_np(s.signal) + ": run it again to resume";
   else if (s.preempted)
     line += "; preempted: run it again to resume";
   if (s.stopped_early) line += "; stopped early: " + s.stop_reason;

@@ -7,10 +7,39 @@
 
 #include "xpscale/coordinator/preemption.h"
 #include "xpscale/trial/run.h"
+#include "xpscale/trial/run_cli.h"
 
 namespace po = boost::program_options;
 
 namespace xpscale {
+
+void add_run_options(po::options_description& desc, RunOptions& options, RunCliValues& values) {
+  desc.add_options()("out-dir", po::value<std::string>(&values.out_dir),
+                     "where results go (default: the config's)")(
+      "trials", po::value<std::int64_t>(&values.trials), "run at most N trials")(
+      "resume", po::bool_switch(&options.resume),
+      "continue the sweep stored in out_dir (an error if there is none)")(
+      "force", po::bool_switch(&options.force), "run even if out_dir holds another config's store")(
+      "quiet,q", po::bool_switch(&options.quiet), "no progress output")(
+      "retry-failed", po::bool_switch(&options.retry_failed),
+      "run the trials that failed for good again (a new attempt each)")(
+      "store-retry", po::value<double>(&options.store_retry_s)->default_value(300),
+      "seconds to wait out a busy, locked or full store before the run ends (exit 4)")(
+      "heartbeat-timeout", po::value<double>(&options.heartbeat_timeout_s)->default_value(120),
+      "seconds a rank may stay silent (stopped, hung) before the job ends (exit 5); 0: never")(
+      "progress-interval", po::value<double>(&options.progress_interval_s)->default_value(10),
+      "seconds between progress lines when stderr is not a terminal")(
+      "array-task", po::value<int>(&options.task)->default_value(0),
+      "job arrays: this task's index (runs trials i with i % array-size == index)")(
+      "array-size", po::value<int>(&options.task_count)->default_value(0),
+      "job arrays: the number of tasks (0: no array)");
+}
+
+void apply_run_options(const po::variables_map& vm, const RunCliValues& values,
+                       RunOptions& options) {
+  if (vm.count("out-dir")) options.out_dir = values.out_dir;
+  if (vm.count("trials")) options.trials = values.trials;  // checked by check_run_options
+}
 
 int run_and_report(const RunOptions& options, const TrainFactory& make_train, const char* prog) {
   int initialized = 0;
@@ -73,28 +102,13 @@ int run(int argc, char** argv, const TrainFn& train) {
   RunOptions options;
   try {
     po::options_description desc("options");
-    std::string out_dir;
-    std::int64_t trials = 0;
+    RunCliValues values;
     desc.add_options()("help,h", "show this help")(
         "sweep", po::value<std::string>(&options.sweep_path)->required(),
-        "the sweep config (YAML)")("out-dir", po::value<std::string>(&out_dir),
-                                   "where results go (default: the config's)")(
-        "trials", po::value<std::int64_t>(&trials), "run at most N trials")(
-        "resume", po::bool_switch(&options.resume), "continue the sweep stored in out_dir")(
-        "force", po::bool_switch(&options.force), "run even if out_dir holds another config")(
-        "quiet,q", po::bool_switch(&options.quiet), "no progress output")(
-      "retry-failed", po::bool_switch(&options.retry_failed),
-      "run the trials that failed for good again (a new attempt each)")(
-        "store-retry", po::value<double>(&options.store_retry_s)->default_value(300),
-        "seconds to wait out a busy, locked or full store before the run ends (exit 4)")(
-        "heartbeat-timeout", po::value<double>(&options.heartbeat_timeout_s)->default_value(120),
-        "seconds a rank may stay silent (stopped, hung) before the job ends (exit 5); 0: never")(
-        "backend", po::value<std::string>(&options.backend)->default_value("auto"),
-        "collectives backend: auto | mpi | nccl")(
-        "array-task", po::value<int>(&options.task)->default_value(0),
-        "job arrays: this task's index (runs trials i with i % array-size == index)")(
-        "array-size", po::value<int>(&options.task_count)->default_value(0),
-        "job arrays: the number of tasks (0: no array)");
+        "the sweep config (YAML)")("backend",
+                                   po::value<std::string>(&options.backend)->default_value("auto"),
+                                   "collectives backend: auto | mpi | nccl");
+    add_run_options(desc, options, values);
     po::variables_map vm;
     po::store(po::command_line_parser(argc, argv).options(desc).run(), vm);
     if (vm.count("help")) {
@@ -106,8 +120,7 @@ int run(int argc, char** argv, const TrainFn& train) {
       return kExitOk;
     }
     po::notify(vm);
-    if (vm.count("out-dir")) options.out_dir = out_dir;
-    if (vm.count("trials")) options.trials = trials;  // checked by check_run_options
+    apply_run_options(vm, values, options);
   } catch (const po::error& e) {
     std::cerr << prog << ": " << e.what() << "; see --help\n";
     return kExitUsage;

@@ -11,13 +11,12 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
-import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "pylib"))
 from processes import marker_pids  # noqa: E402  (tests/pylib)
+from sweep_case import MPI, SweepCase  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 XPSCALE = os.environ["XPSCALE_BIN"]
@@ -25,26 +24,10 @@ TRAINER = os.environ["XPSCALE_TRAINER"]
 EXT_TRIAL = os.path.join(HERE, "ext_trial.py")
 PY_STOP_TRIAL = os.path.join(HERE, "py_stop_trial.py")
 PY_TRIAL = os.path.join(HERE, "py_trial.py")
-MPI = ["mpiexec", "--allow-run-as-root", "--oversubscribe"]
 
 
-class SweepTest(unittest.TestCase):
-    def setUp(self):
-        base = os.environ.get("XPSCALE_TEST_TMP") or None
-        self.tmp = tempfile.mkdtemp(prefix="sweep-", dir=base)
-        self.out = os.path.join(self.tmp, "out")
-        self.marker = uuid.uuid4().hex
-        self.env = dict(os.environ, XPSCALE_TEST_MARKER=self.marker,
-                        OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-                        OMPI_MCA_rmaps_base_oversubscribe="1")
-
-    def tearDown(self):
-        left = marker_pids(self.marker)
-        for pid in left:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+class SweepTest(SweepCase):
+    tmp_prefix = "sweep-"
 
     # -- helpers ---------------------------------------------------------
     def config(self, parameters, name="cfg.yaml", **keys):

@@ -95,6 +95,9 @@ class Coordinator {
   // "preempted" at their next report and come back as interrupted.
   void begin_preemption();
   void record_preempted(std::uint64_t id, int attempt, const nlohmann::json& result);
+  // Records the attempt interrupted (not the trial's failure) and queues the
+  // trial again, first in line.
+  void requeue_interrupted(std::uint64_t id, int attempt, const std::string& reason, double end);
   void release_parked();
   void maybe_commit(bool force);
   void progress(bool final);
