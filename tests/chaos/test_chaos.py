@@ -293,6 +293,22 @@ class ChaosTest(SweepCase):
             self.assertEqual([(x["status"], x["reason"]) for x in a],
                              [("interrupted", "interrupted by " + name)], a)
 
+    def test_a_second_sigint_ends_an_in_process_trainer_at_once(self):
+        cfg = os.path.join(self.tmp, "inproc.yaml")
+        with open(cfg, "w") as f:
+            json.dump({"method": "grid", "metric": {"name": "loss", "goal": "minimize"},
+                       "parameters": {"x": {"values": [1, 2]}, "ms": {"value": 20000}},
+                       "out_dir": self.out}, f)
+        p = self.start([TRAINER, "--sweep", cfg])
+        self.wait_for(lambda: self.started_attempts() > 0)
+        os.kill(p.pid, signal.SIGINT)
+        time.sleep(0.5)
+        self.assertIsNone(p.poll(), "the first SIGINT did not wait for the trial's report")
+        t0 = time.time()
+        os.kill(p.pid, signal.SIGINT)
+        self.finish(p, timeout=30, expect=-signal.SIGINT)
+        self.assertLess(time.time() - t0, 5)
+
     def test_sigterm_to_mpirun_leaves_no_trial_process(self):
         cfg = self.config([1, 2, 3], mode="orphans")
         p = self.start([XPSCALE, "run", cfg, "--kill-grace", "1"], ranks=2)

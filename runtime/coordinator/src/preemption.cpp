@@ -22,7 +22,13 @@ constexpr int kSignals[] = {SIGUSR1, SIGTERM, SIGINT, SIGHUP};
 void on_signal(int sig) {
   if (sig != SIGUSR1) {
     int none = 0;
-    g_termination.compare_exchange_strong(none, sig, std::memory_order_relaxed);
+    if (!g_termination.compare_exchange_strong(none, sig, std::memory_order_relaxed)) {
+      // A second SIGTERM/SIGINT/SIGHUP (Ctrl-C twice): end now, as by
+      // default. The trials' reapers still end their trees.
+      ::signal(sig, SIG_DFL);
+      ::raise(sig);
+      return;
+    }
   }
   g_requested.store(true, std::memory_order_relaxed);
 }

@@ -21,7 +21,8 @@
 // (SIGTERM, kill_grace, SIGKILL); the run's summary carries the signal and
 // the command exits with 128 + its number. The coordinator records every
 // running attempt interrupted as soon as it sees the signal, so a SIGKILL
-// that follows (Slurm's KillWait, mpirun's abort) loses nothing.
+// that follows (Slurm's KillWait, mpirun's abort) loses nothing. A second
+// such signal ends the process at once (Ctrl-C twice), as by default.
 #include <memory>
 #include <string>
 
