@@ -466,7 +466,6 @@ TrainFn external_trial(const SweepConfig& config, ExternalTrialOptions options) 
     throw UserError(config.path + ": program '" + config.program + "' does not exist (from " +
                     fs::current_path(ec).string() +
                     "); run xpscale from the directory the config's program is relative to");
-  become_subreaper();
   return [&config, options](Trial& trial) { Runner(config, options, trial).run(); };
 }
 

@@ -198,20 +198,26 @@ void for_each_child(F&& f) {
   }
   char buf[8192];
   if (const int fd = ::open(path, O_RDONLY | O_CLOEXEC); fd >= 0) {
-    const ssize_t n = ::read(fd, buf, sizeof buf - 1);
-    ::close(fd);
-    if (n >= 0) {
-      pid_t v = 0;
-      for (ssize_t i = 0; i <= n; ++i) {
-        if (i < n && buf[i] >= '0' && buf[i] <= '9') {
+    // Read to the end: a number cut by the buffer's end continues in the
+    // next read, and only a number followed by a separator is a pid.
+    pid_t v = 0;
+    bool ok = true;
+    for (;;) {
+      const ssize_t n = ::read(fd, buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) ok = false;
+      if (n <= 0) break;
+      for (ssize_t i = 0; i < n; ++i) {
+        if (buf[i] >= '0' && buf[i] <= '9') {
           v = v * 10 + (buf[i] - '0');
-        } else if (v > 0) {
-          f(v);
+        } else {
+          if (v > 0) f(v);
           v = 0;
         }
       }
-      return;
     }
+    ::close(fd);
+    if (ok) return;
   }
   const int dir = ::open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dir < 0) return;
@@ -245,21 +251,30 @@ void for_each_child(F&& f) {
   ::close(dir);
 }
 
-// Reaps every ended child; sends the trial's status when it is among them.
-// Returns false once no child is left.
+// Reaps every ended child but the trial, and sends the trial's status
+// once it has ended. The trial itself stays a zombie (waitid WNOWAIT) until
+// the reaper is done, so that its pid and process group cannot be reused
+// while the rank or the reaper may still signal them. Returns whether a
+// child other than the ended trial is left.
 bool reap_all(pid_t trial, int sock, bool& trial_reported) {
-  for (;;) {
-    int status = 0;
-    const pid_t r = ::waitpid(-1, &status, WNOHANG);
-    if (r > 0) {
-      if (r == trial && !trial_reported) {
-        ::send(sock, &status, sizeof status, MSG_NOSIGNAL);
-        trial_reported = true;
-      }
-      continue;
+  bool others = false;
+  for_each_child([&](pid_t c) {
+    if (c == trial) return;
+    if (::waitpid(c, nullptr, WNOHANG) == 0) others = true;
+  });
+  if (!trial_reported) {
+    siginfo_t info{};
+    if (::waitid(P_PID, static_cast<id_t>(trial), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+        info.si_pid == trial) {
+      // As a waitpid() status, for ExitStatus::from_wait_status().
+      const int status = info.si_code == CLD_EXITED
+                             ? (info.si_status & 0xff) << 8
+                             : (info.si_status & 0x7f) | (info.si_code == CLD_DUMPED ? 0x80 : 0);
+      ::send(sock, &status, sizeof status, MSG_NOSIGNAL);
+      trial_reported = true;
     }
-    return !(r < 0 && errno == ECHILD);
   }
+  return others || !trial_reported;
 }
 
 // Ends every descendant: SIGTERM (and SIGCONT) once to each, for grace_ms,
@@ -289,9 +304,12 @@ bool reap_all(pid_t trial, int sock, bool& trial_reported) {
   const long kill_deadline = now_ms() + 5000;
   while (reap_all(trial, sock, trial_reported) && now_ms() < kill_deadline) {
     ::kill(-trial, SIGKILL);
-    for_each_child([](pid_t c) { ::kill(c, SIGKILL); });
+    for_each_child([&](pid_t c) {
+      if (c != trial || !trial_reported) ::kill(c, SIGKILL);
+    });
     sleep_ms(2);
   }
+  ::waitpid(trial, nullptr, WNOHANG);  // the zombie kept so far
   ::_exit(0);
 }
 
@@ -316,7 +334,9 @@ bool reap_all(pid_t trial, int sock, bool& trial_reported) {
   for (int sig : {SIGCHLD, SIGTERM, SIGINT, SIGHUP}) sigaddset(&watched, sig);
   ChildPlan trial_plan = c;
   trial_plan.parent = ::getpid();
-  const pid_t trial = ::fork();
+  // _Fork, not fork: no pthread_atfork handlers (MPI's, CUDA's) in a
+  // process that is itself a fork of a threaded one.
+  const pid_t trial = ::_Fork();
   if (trial == 0) run_child(trial_plan);
   if (trial < 0) ::_exit(126);
   ::send(r.sock, &trial, sizeof trial, MSG_NOSIGNAL);
@@ -506,7 +526,10 @@ Process Process::spawn(const SpawnSpec& spec) {
   p.sock_ = rank_end.release();  // from here on, p's destructor releases the reaper
   pid_t pid = -1;
   std::size_t have = 0;
-  while (have < sizeof pid) {
+  pollfd ready{p.sock_, POLLIN, 0};
+  while (::poll(&ready, 1, 10000) < 0 && errno == EINTR) {
+  }
+  while (ready.revents != 0 && have < sizeof pid) {
     const ssize_t n = ::recv(p.sock_, reinterpret_cast<char*>(&pid) + have, sizeof pid - have, 0);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;

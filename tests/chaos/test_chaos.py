@@ -252,6 +252,33 @@ class ChaosTest(SweepCase):
             f.write(out)
         self.assertEqual(subprocess.run(["bash", "-n", script]).returncode, 0)
 
+    def test_a_disk_full_past_store_retry_ends_the_job_with_status_4(self):
+        mnt = os.path.join(self.tmp, "mnt")
+        os.makedirs(mnt)
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", mnt],
+                          capture_output=True).returncode != 0:
+            self.skipTest("cannot mount a small tmpfs here (needs root)")
+        self.addCleanup(subprocess.run, ["umount", "-l", mnt])
+        self.out = os.path.join(mnt, "out")
+        cfg = self.config(list(range(8)), ms=300, steps=4)
+        p = self.start([XPSCALE, "run", cfg, "--store-retry", "3"], ranks=2)
+        self.wait_for(lambda: self.started_attempts() > 0)
+        with open(os.path.join(mnt, "filler"), "wb") as f:
+            try:
+                while True:
+                    f.write(b"\0" * (1 << 20))
+                    f.flush()
+            except OSError:
+                pass
+        t0 = time.time()
+        _, err = self.finish(p, timeout=120, expect=4)
+        self.assertLess(time.time() - t0, 60)
+        self.assertIn("--store-retry", err)
+        os.unlink(os.path.join(mnt, "filler"))
+        self.wait_for(lambda: marker_pids(self.marker) == [], timeout=30)
+        self.run_cmd([XPSCALE, "run", cfg], ranks=2)
+        self.assertEqual(set(self.statuses().values()), {"completed"}, self.attempts())
+
     # -- signals and kill -9 ---------------------------------------------
     def trial_pids(self):
         """The trial processes: python trials and their sleeps, not xpscale."""
@@ -368,6 +395,19 @@ class ChaosTest(SweepCase):
             if b"OMPI_COMM_WORLD_RANK" in env:
                 ranks[int(env[b"OMPI_COMM_WORLD_RANK"])] = pid
         return ranks
+
+    def test_idle_ranks_and_finished_groups_are_not_lost(self):
+        # The group that reaches the target is told "done" at once and its
+        # rank stops its heartbeats while the others still run.
+        cfg = self.config([3, 10, 11], ms=500, steps=6,
+                          metric={"name": "loss", "goal": "minimize", "target": 0.5})
+        self.run_cmd([XPSCALE, "run", cfg, "--heartbeat-timeout", "1"], ranks=3)
+        # An idle rank (3 ranks, groups of 2) sends no heartbeat at all.
+        self.out = os.path.join(self.tmp, "out-idle")
+        cfg = self.config([1], ms=500, steps=4, name="idle.yaml",
+                          resources={"ranks_per_trial": 2})
+        _, err = self.run_cmd([XPSCALE, "run", cfg, "--heartbeat-timeout", "1"], ranks=3)
+        self.assertIn("stay idle", err)
 
     def test_a_stopped_rank_is_lost_the_job_ends_with_5_and_the_sweep_resumes(self):
         cfg = self.config(list(range(6)), ms=300, steps=8)

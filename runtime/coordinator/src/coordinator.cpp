@@ -4,11 +4,14 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <limits>
+#include <tuple>
 
 #include "xpscale/coordinator/preemption.h"
 #include "xpscale/coordinator/protocol.h"
@@ -49,22 +52,31 @@ void Coordinator::run() noexcept {
     // resume). First the request whose handling failed: its group waits.
     try {
       stopping_ = true;
-      if (in_flight_) {
-        const auto [source, kind] = *in_flight_;
-        if (kind == "report")
-          reply(source, {{"k", "decision"}, {"stop", true}, {"reason", "coordinator error"}});
-        else
-          reply(source, {{"k", "done"}}), ++done_sent_;
-      }
       auto parked = std::move(parked_);
       parked_.clear();
-      for (auto [source, group] : parked) reply(source, {{"k", "done"}}), ++done_sent_;
+      if (in_flight_) {
+        const auto& [source, kind, group] = *in_flight_;
+        const bool is_parked = std::any_of(parked.begin(), parked.end(),
+                                           [&](const auto& p) { return p.first == source; });
+        if (kind == "report")
+          reply(source, {{"k", "decision"}, {"stop", true}, {"reason", "coordinator error"}});
+        else if (!is_parked)
+          say_done(source, group);
+      }
+      for (auto [source, group] : parked) say_done(source, group);
+      Backoff backoff;
       while (done_sent_ < s_.groups) {
-        auto m = recv_json(ctrl_, MPI_ANY_SOURCE, kTagRequest);
-        if (m.body.value("k", "") == "report")
-          reply(m.source, {{"k", "decision"}, {"stop", true}, {"reason", "coordinator error"}});
+        check_liveness();  // a rank lost meanwhile must not hang rank 0 here
+        auto m = try_recv_json(ctrl_, MPI_ANY_SOURCE, kTagRequest);
+        if (!m) {
+          backoff.idle();
+          continue;
+        }
+        backoff.reset();
+        if (m->body.value("k", "") == "report")
+          reply(m->source, {{"k", "decision"}, {"stop", true}, {"reason", "coordinator error"}});
         else
-          reply(m.source, {{"k", "done"}}), ++done_sent_;
+          say_done(m->source, m->body.value("g", -1));
       }
     } catch (const std::exception& e2) {
       std::cerr << "xpscale: cannot release the groups: " << e2.what() << '\n';
@@ -112,7 +124,7 @@ void Coordinator::check_liveness() {
   last_liveness_check_ = now;
   if (s_.heartbeat_timeout_s > 0)
     for (std::size_t r = 1; r < heard_.size(); ++r)
-      if (now - heard_[r] > s_.heartbeat_timeout_s) {
+      if (s_.group_of_rank[r] >= 0 && now - heard_[r] > s_.heartbeat_timeout_s) {
         char buf[32];
         std::snprintf(buf, sizeof buf, "%.0f", now - heard_[r]);
         const int group = r < s_.group_of_rank.size() ? s_.group_of_rank[r] : -1;
@@ -121,7 +133,10 @@ void Coordinator::check_liveness() {
                         " sent no heartbeat for " + buf +
                         " s (stopped, stuck in the kernel or in MPI?)");
       }
-  if (const auto limit = s_.config->resources.time_limit_s)
+  // External trials only: the runtime ends those at their time limit by
+  // itself; an in-process trial is told at its next report(), which may
+  // legitimately be far off.
+  if (const auto limit = s_.config->resources.time_limit_s; limit && s_.config->is_external())
     for (const auto& [group, r] : running_)
       if (now - r.started > *limit + s_.attempt_margin_s) {
         char buf[96];
@@ -208,13 +223,14 @@ void Coordinator::serve() {
     }
     backoff.reset();
     const std::string kind = m->body.value("k", "");
-    in_flight_.emplace(m->source, kind);
+    in_flight_.emplace(m->source, kind, m->body.value("g", -1));
     if (kind == "next")
       handle_next(m->source, m->body);
     else if (kind == "report")
       handle_report(m->source, m->body);
     else
       throw Error("unknown control message '" + kind + "' from rank " + std::to_string(m->source));
+    in_flight_.reset();  // answered, or parked (then parked_ holds it)
   }
 }
 
@@ -309,8 +325,7 @@ void Coordinator::dispatch(int source, int group) {
     return;
   }
   if (stopping_ || running_.empty()) {
-    reply(source, {{"k", "done"}});
-    ++done_sent_;
+    say_done(source, group);
     return;
   }
   parked_.emplace_back(source, group);
@@ -374,7 +389,15 @@ void Coordinator::handle_report(int source, const nlohmann::json& body) {
 
 void Coordinator::reply(int source, const nlohmann::json& body) {
   send_json(ctrl_, source, kTagReply, body);
-  if (in_flight_ && in_flight_->first == source) in_flight_.reset();
+  if (in_flight_ && std::get<0>(*in_flight_) == source) in_flight_.reset();
+}
+
+void Coordinator::say_done(int source, int group) {
+  reply(source, {{"k", "done"}});
+  ++done_sent_;
+  // Its ranks leave their group loop and stop their heartbeats.
+  for (std::size_t r = 0; r < s_.group_of_rank.size() && r < heard_.size(); ++r)
+    if (s_.group_of_rank[r] == group) heard_[r] = std::numeric_limits<double>::infinity();
 }
 
 void Coordinator::stop_sweep(const std::string& reason) {

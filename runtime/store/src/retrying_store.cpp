@@ -86,7 +86,18 @@ void RetryingStore::waited_out() const {
 
 void RetryingStore::write(Op op) {
   if (!in_tx_) {
-    attempt([&] { op(*inner_); });
+    // In a transaction of its own, so that a retry never applies half of a
+    // write made of several statements twice.
+    attempt([&] {
+      inner_->begin();
+      try {
+        op(*inner_);
+        inner_->commit();
+      } catch (...) {
+        inner_->rollback();
+        throw;
+      }
+    });
     return;
   }
   ops_.push_back(std::move(op));

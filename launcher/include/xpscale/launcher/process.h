@@ -178,10 +178,9 @@ class Process {
 };
 
 // Makes this process the child subreaper of its descendants
-// (PR_SET_CHILD_SUBREAPER). Trial trees no longer need it (each has its
-// reaper); the runtime still calls it once per rank so that the orphans of
-// a reaper killed on its own are not lost to init. Idempotent. Throws Error
-// if prctl fails.
+// (PR_SET_CHILD_SUBREAPER). Trial trees do not need it (each has its
+// reaper); for a program that wants orphans of its own other children.
+// Idempotent. Throws Error if prctl fails.
 void become_subreaper();
 
 // The last max_bytes (at most) of a file, e.g. a failed trial's stderr tail:

@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -90,6 +91,8 @@ class Coordinator {
   // parks it, or says done.
   void dispatch(int source, int group);
   void reply(int source, const nlohmann::json& body);
+  // Tells group `group` (at `source`) that the sweep is over for it.
+  void say_done(int source, int group);
   void stop_sweep(const std::string& reason);
   // Preemption (preemption.h): no new trials; running ones are told Stop
   // "preempted" at their next report and come back as interrupted.
@@ -115,7 +118,7 @@ class Coordinator {
   ErrorCategory error_category_ = ErrorCategory::kInternal;
   // The request being handled (source, kind): answered even when its
   // handling throws, so its group never waits forever.
-  std::optional<std::pair<int, std::string>> in_flight_;
+  std::optional<std::tuple<int, std::string, int>> in_flight_;  // (source, kind, group)
   std::uint64_t finished_this_run_ = 0, failed_this_run_ = 0;
   double started_ = 0, last_commit_ = 0, last_progress_ = 0;
   bool tty_ = false;
