@@ -35,8 +35,9 @@
 //   engine) is lost: the coordinator records its group's attempt "lost",
 //   the other running attempts "interrupted", and aborts the job with
 //   kExitRankLost, so that a requeue or rerun resumes the sweep. A running
-//   attempt past resources.time_limit + kill_grace + a margin is lost the
-//   same way (its group stopped answering).
+//   external trial past resources.time_limit + kill_grace + a margin is
+//   lost the same way (its group stopped answering). Idle ranks and the
+//   ranks of a group told "done" are not watched (they stop sending).
 //
 // Leader <-> members of its group (gctl). Every message carries "seq", the
 // group's trial counter; a receiver drops messages of an older seq (a
