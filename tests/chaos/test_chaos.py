@@ -396,6 +396,16 @@ class ChaosTest(SweepCase):
                 ranks[int(env[b"OMPI_COMM_WORLD_RANK"])] = pid
         return ranks
 
+    def test_a_trial_that_exited_in_time_is_not_failed_when_its_rank_was_stopped(self):
+        cfg = self.config([1], ms=100, steps=5, resources={"time_limit": "2s"})
+        p = self.start([XPSCALE, "run", cfg])
+        self.wait_for(lambda: self.started_attempts() > 0)
+        os.kill(p.pid, signal.SIGSTOP)  # the trial (0.5 s) ends while its rank is stopped
+        time.sleep(3)
+        os.kill(p.pid, signal.SIGCONT)
+        self.finish(p)
+        self.assertEqual(self.statuses(), {0: "completed"}, self.attempts())
+
     def test_idle_ranks_and_finished_groups_are_not_lost(self):
         # The group that reaches the target is told "done" at once and its
         # rank stops its heartbeats while the others still run.

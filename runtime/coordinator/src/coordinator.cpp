@@ -373,8 +373,12 @@ void Coordinator::handle_report(int source, const nlohmann::json& body) {
     stop = true;
     reason = "max_steps";
   }
-  if (!stop && s_.config->resources.time_limit_s && it != running_.end() &&
-      now - it->second.started > *s_.config->resources.time_limit_s) {
+  // In-process trials hear their time limit here. External ones are ended
+  // at it by their runner, which knows whether the process was still
+  // running: a report read late (the rank was descheduled or stopped) from
+  // a process that had already exited must not fail it.
+  if (!stop && s_.config->resources.time_limit_s && !s_.config->is_external() &&
+      it != running_.end() && now - it->second.started > *s_.config->resources.time_limit_s) {
     stop = true;
     reason = "time_limit";
   }
