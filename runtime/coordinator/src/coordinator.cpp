@@ -55,7 +55,7 @@ void Coordinator::run() noexcept {
       auto parked = std::move(parked_);
       parked_.clear();
       if (in_flight_) {
-        const auto& [source, kind, group] = *in_flight_;
+        const auto [source, kind, group] = *in_flight_;  // a copy: reply() resets it
         const bool is_parked = std::any_of(parked.begin(), parked.end(),
                                            [&](const auto& p) { return p.first == source; });
         if (kind == "report")
