@@ -56,4 +56,21 @@ std::string quoted_list(const std::vector<std::string>& words) {
   return out;
 }
 
+std::string escaped(std::string_view text, std::size_t max_bytes, Escape which) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (const unsigned char c : text.substr(0, max_bytes)) {
+    const bool escape = c < 0x20 || c == 0x7f || (which == Escape::kNonAscii && c > 0x7f);
+    if (escape) {
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  if (text.size() > max_bytes) out += "...";
+  return out;
+}
+
 }  // namespace xpscale

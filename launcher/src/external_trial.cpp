@@ -15,6 +15,7 @@
 
 #include "xpscale/config/command.h"
 #include "xpscale/coordinator/preemption.h"
+#include "xpscale/core/text.h"
 #include "xpscale/launcher/gpu_binding.h"
 #include "xpscale/launcher/process.h"
 
@@ -92,25 +93,6 @@ bool nesting_within(std::string_view text, int max_depth) {
     }
   }
   return true;
-}
-
-// A trial's bytes as they may be shown in a log line: at most max_bytes,
-// control bytes written as \xNN (no terminal escapes reach the user's
-// terminal from a trial's metrics pipe).
-std::string printable(std::string_view text, std::size_t max_bytes) {
-  std::string out;
-  for (const char c : text.substr(0, max_bytes)) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u == 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", u);
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-  if (text.size() > max_bytes) out += "...";
-  return out;
 }
 
 class Runner {
@@ -267,7 +249,7 @@ class Runner {
     ++ignored_;
     const auto now = Clock::now();
     if (ignored_ <= 5) {
-      trial_.log("ignored a metrics line: " + why + ": " + printable(line, 200));
+      trial_.log("ignored a metrics line: " + why + ": " + escaped(line, 200, Escape::kControl));
       last_ignored_log_ = now;
       logged_ignored_ = ignored_;
     } else if (now - last_ignored_log_ >= std::chrono::seconds(10)) {

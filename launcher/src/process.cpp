@@ -183,7 +183,8 @@ void sleep_ms(long ms) {
 
 // Calls f(pid) for each child of this (single-threaded) process, from
 // /proc/self/task/<pid>/children, or a scan of /proc where the kernel lacks
-// that file. Async-signal-safe.
+// that file. Async-signal-safe, which is why it does not use
+// all_processes()/read_stat() (process_tree.h): those allocate.
 template <class F>
 void for_each_child(F&& f) {
   const pid_t self = ::getpid();

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "xpscale/core/text.h"
 #include "xpscale/sharding/error.h"
 
 namespace xpscale {
@@ -25,21 +26,7 @@ std::string_view field_text(const char* block, std::size_t off, std::size_t len)
 }
 
 // A name for error messages: printable ASCII, other bytes as \xNN, cut short.
-std::string printable(std::string_view name) {
-  std::string out;
-  for (unsigned char c : name.substr(0, 120)) {
-    if (c >= 0x20 && c < 0x7f) {
-      out += static_cast<char>(c);
-    } else {
-      static constexpr char kHex[] = "0123456789abcdef";
-      out += "\\x";
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  if (name.size() > 120) out += "...";
-  return out;
-}
+std::string printable(std::string_view name) { return escaped(name, 120, Escape::kNonAscii); }
 
 // An octal field (NUL/space padded) or, for sizes, GNU base-256 (high
 // bit of the first byte set). Returns false when it is neither.
@@ -191,8 +178,9 @@ void TarStreamParser::start_entry(const char* block) {
   const std::uint64_t computed = header_checksum(block);
   if (!parse_number(block + kChecksumOff, kChecksumLen, stored) || stored != computed) {
     if (offset == 0 && std::memcmp(block, "\x1f\x8b", 2) == 0)
-      fail("byte offset 0: gzip data in a shard whose name does not end in .gz or .tgz; "
-           "rename it, or write it uncompressed");
+      fail(
+          "byte offset 0: gzip data in a shard whose name does not end in .gz or .tgz; "
+          "rename it, or write it uncompressed");
     if (offset == 0 && std::memcmp(block + 257, "ustar", 5) != 0)
       fail("byte offset 0: not a tar file (its first 512 bytes are no tar header)");
     fail("entry '" + printable(raw_name) + "' (header at byte offset " + std::to_string(offset) +

@@ -218,7 +218,8 @@ class ChaosTest(SweepCase):
         _, err = self.finish(p, expect=1)
         self.assertIn("was deleted or replaced", err)
 
-    def test_a_full_disk_is_waited_out_and_fails_no_trial(self):
+    def small_disk(self):
+        """A 24 MiB tmpfs that out_dir moves to; skips the test without root."""
         mnt = os.path.join(self.tmp, "mnt")
         os.makedirs(mnt)
         if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", mnt],
@@ -226,17 +227,26 @@ class ChaosTest(SweepCase):
             self.skipTest("cannot mount a small tmpfs here (needs root)")
         self.addCleanup(subprocess.run, ["umount", "-l", mnt])
         self.out = os.path.join(mnt, "out")
-        cfg = self.config(list(range(6)), ms=300, steps=4)
-        p = self.start([XPSCALE, "run", cfg, "--store-retry", "120"])
-        self.wait_for(lambda: self.started_attempts() > 0)
+        return mnt
+
+    def fill_disk(self, mnt):
+        """Fills the disk, as a runaway checkpoint would; returns the file."""
         filler = os.path.join(mnt, "filler")
-        with open(filler, "wb") as f:  # fill the disk, as a runaway checkpoint would
+        with open(filler, "wb") as f:
             try:
                 while True:
                     f.write(b"\0" * (1 << 20))
                     f.flush()
             except OSError:
                 pass
+        return filler
+
+    def test_a_full_disk_is_waited_out_and_fails_no_trial(self):
+        mnt = self.small_disk()
+        cfg = self.config(list(range(6)), ms=300, steps=4)
+        p = self.start([XPSCALE, "run", cfg, "--store-retry", "120"])
+        self.wait_for(lambda: self.started_attempts() > 0)
+        filler = self.fill_disk(mnt)
         time.sleep(4)
         os.unlink(filler)
         _, err = self.finish(p)
@@ -253,33 +263,42 @@ class ChaosTest(SweepCase):
         self.assertEqual(subprocess.run(["bash", "-n", script]).returncode, 0)
 
     def test_a_disk_full_past_store_retry_ends_the_job_with_status_4(self):
-        mnt = os.path.join(self.tmp, "mnt")
-        os.makedirs(mnt)
-        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", mnt],
-                          capture_output=True).returncode != 0:
-            self.skipTest("cannot mount a small tmpfs here (needs root)")
-        self.addCleanup(subprocess.run, ["umount", "-l", mnt])
-        self.out = os.path.join(mnt, "out")
+        mnt = self.small_disk()
         cfg = self.config(list(range(8)), ms=300, steps=4)
         p = self.start([XPSCALE, "run", cfg, "--store-retry", "3"], ranks=2)
         self.wait_for(lambda: self.started_attempts() > 0)
-        with open(os.path.join(mnt, "filler"), "wb") as f:
-            try:
-                while True:
-                    f.write(b"\0" * (1 << 20))
-                    f.flush()
-            except OSError:
-                pass
+        filler = self.fill_disk(mnt)
         t0 = time.time()
         _, err = self.finish(p, timeout=120, expect=4)
         self.assertLess(time.time() - t0, 60)
         self.assertIn("--store-retry", err)
-        os.unlink(os.path.join(mnt, "filler"))
+        os.unlink(filler)
         self.wait_for(lambda: marker_pids(self.marker) == [], timeout=30)
         self.run_cmd([XPSCALE, "run", cfg], ranks=2)
         self.assertEqual(set(self.statuses().values()), {"completed"}, self.attempts())
 
     # -- signals and kill -9 ---------------------------------------------
+    def rank_pids(self):
+        """World rank -> pid of the xpscale ranks (not their reapers)."""
+        ranks = {}
+        for pid in marker_pids(self.marker):
+            try:
+                with open("/proc/%d/comm" % pid) as f:
+                    if f.read().strip() != "xpscale":
+                        continue
+                with open("/proc/%d/environ" % pid, "rb") as f:
+                    env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
+                with open("/proc/%d/stat" % pid) as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                with open("/proc/%d/comm" % ppid) as f:
+                    if f.read().strip() == "xpscale":
+                        continue  # a reaper
+            except OSError:
+                continue
+            if b"OMPI_COMM_WORLD_RANK" in env:
+                ranks[int(env[b"OMPI_COMM_WORLD_RANK"])] = pid
+        return ranks
+
     def trial_pids(self):
         """The trial processes: python trials and their sleeps, not xpscale."""
         out = []
@@ -350,22 +369,10 @@ class ChaosTest(SweepCase):
         cfg = self.config([1, 2, 3], mode="orphans")
         p = self.start([XPSCALE, "run", cfg, "--kill-grace", "1"], ranks=2)
         self.wait_for_orphans(8)
-        ranks = []
-        for pid in marker_pids(self.marker):
-            try:
-                with open("/proc/%d/comm" % pid) as f:
-                    comm = f.read().strip()
-                with open("/proc/%d/stat" % pid) as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-                with open("/proc/%d/comm" % ppid) as f:
-                    parent = f.read().strip()
-            except OSError:
-                continue
-            if comm == "xpscale" and parent != "xpscale":  # a rank, not a reaper
-                ranks.append(pid)
-        self.assertEqual(len(ranks), 2, ranks)
+        ranks = self.rank_pids()
+        self.assertEqual(sorted(ranks), [0, 1], ranks)
         t0 = time.time()
-        os.kill(max(ranks), signal.SIGKILL)
+        os.kill(ranks[1], signal.SIGKILL)
         self.assert_tree_gone_within(1 + 2, t0)
         self.finish(p, timeout=60, expect=None)
         self.wait_for(lambda: marker_pids(self.marker) == [], timeout=30)
@@ -375,27 +382,6 @@ class ChaosTest(SweepCase):
         self.assertEqual(set(self.statuses().values()), {"completed"})
 
     # -- hung ranks ------------------------------------------------------
-    def rank_pids(self):
-        """World rank -> pid of the xpscale ranks (not their reapers)."""
-        ranks = {}
-        for pid in marker_pids(self.marker):
-            try:
-                with open("/proc/%d/comm" % pid) as f:
-                    if f.read().strip() != "xpscale":
-                        continue
-                with open("/proc/%d/environ" % pid, "rb") as f:
-                    env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
-                with open("/proc/%d/stat" % pid) as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-                with open("/proc/%d/comm" % ppid) as f:
-                    if f.read().strip() == "xpscale":
-                        continue  # a reaper
-            except OSError:
-                continue
-            if b"OMPI_COMM_WORLD_RANK" in env:
-                ranks[int(env[b"OMPI_COMM_WORLD_RANK"])] = pid
-        return ranks
-
     def test_a_trial_that_exited_in_time_is_not_failed_when_its_rank_was_stopped(self):
         cfg = self.config([1], ms=100, steps=5, resources={"time_limit": "2s"})
         p = self.start([XPSCALE, "run", cfg])

@@ -116,12 +116,14 @@ void Coordinator::run() noexcept {
 }
 
 void Coordinator::check_liveness() {
+  // Every 0.25 s, not on each turn of the serve loop: a probe per turn
+  // would sit on the dispatch path, and heartbeats come seconds apart.
   const double now = unix_now();
+  if (now - last_liveness_check_ < 0.25) return;
+  last_liveness_check_ = now;
   while (auto m = try_recv_json(ctrl_, MPI_ANY_SOURCE, kTagHeartbeat))
     if (m->source >= 0 && static_cast<std::size_t>(m->source) < heard_.size())
       heard_[static_cast<std::size_t>(m->source)] = now;
-  if (now - last_liveness_check_ < 0.25) return;
-  last_liveness_check_ = now;
   if (s_.heartbeat_timeout_s > 0)
     for (std::size_t r = 1; r < heard_.size(); ++r)
       if (s_.group_of_rank[r] >= 0 && now - heard_[r] > s_.heartbeat_timeout_s) {

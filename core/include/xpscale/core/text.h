@@ -22,4 +22,14 @@ std::string typo_note(std::string_view word, const std::vector<std::string>& can
 // "'a', 'b' or 'c'"
 std::string quoted_list(const std::vector<std::string>& words);
 
+// Which bytes escaped() writes as \xNN.
+enum class Escape {
+  kControl,   // control bytes only: UTF-8 text stays readable
+  kNonAscii,  // every byte outside printable ASCII (names from binary headers)
+};
+// Untrusted bytes for a message: at most max_bytes of them, the escaped
+// ones as \xNN (so no terminal escape reaches the user's terminal), and
+// "..." when cut.
+std::string escaped(std::string_view text, std::size_t max_bytes, Escape which);
+
 }  // namespace xpscale
