@@ -3,10 +3,12 @@
 momentum on a badly conditioned quadratic, standard library only.
 
 It takes W&B-style arguments (--lr=0.01 --momentum=0.9 --optimizer=sgd
---steps=50, or the same without the hyphens) and prints one JSON line of
+--steps=50, or the same without the hyphens; a nested parameter as W&B
+passes it, --optimizer={'name': 'sgd', 'lr': 0.01}) and prints one JSON line of
 metrics per step: to the descriptor named by XPSCALE_METRICS_FD when xpscale
 runs it, else to stdout.
 """
+import ast
 import json
 import math
 import os
@@ -19,14 +21,19 @@ def parse_args(argv):
         key, sep, value = arg.lstrip("-").partition("=")
         if not sep:
             sys.exit(f"quadratic.py: expected name=value, got {arg!r}")
-        # Nested parameters arrive dotted: optimizer.name, optimizer.lr.
+        if value.startswith("{"):
+            # A nested parameter, as W&B's agent passes it: optimizer={'lr': 0.01, ...}
+            # (with `nested_args: dotted` it arrives as optimizer.lr=0.01 instead).
+            nested = ast.literal_eval(value)
+            for sub, v in nested.items():
+                params["optimizer" if sub == "name" else sub] = v
+            continue
         key = "optimizer" if key == "optimizer.name" else key.split(".")[-1]
-        if key in ("steps", "dim"):
-            params[key] = int(float(value))
-        elif key in ("lr", "momentum"):
-            params[key] = float(value)
-        else:
-            params[key] = value
+        params[key] = value
+    for key in ("steps", "dim"):
+        params[key] = int(float(params[key]))
+    for key in ("lr", "momentum"):
+        params[key] = float(params[key])
     return params
 
 

@@ -120,8 +120,21 @@ class Runner {
     fs::remove(polling_path(), ignored);
     stderr_path_ = spec.stderr_path;
     const fs::path params_file = info.trial_dir / "params.json";
-    write_file_atomic(params_file, info.params.dump() + "\n");
-    spec.argv = build_command(config_, info.params, params_file.string());
+    write_file_atomic(params_file, args_json(config_, info.params) + "\n");
+    CommandContext context;
+    context.args_json_file = params_file.string();
+    if (uses_interpreter(config_)) {
+      // W&B's agent runs `python`; a node with only python3 gets that.
+      const char* path = std::getenv("PATH");
+      auto interpreter = find_interpreter(path ? path : "");
+      if (!interpreter)
+        throw TrialFailed(
+            "${interpreter}: neither python nor python3 is on this node's PATH (" +
+                std::string(path ? path : "") + "); install Python or write its path in 'command'",
+            "");
+      context.interpreter = *interpreter;
+    }
+    spec.argv = build_command(config_, info.params, context);
     spec.env = environment(static_cast<int>(port));
     spec.orphan_grace = options_.kill_grace;
 
@@ -169,6 +182,7 @@ class Runner {
     set("XPSCALE_TRIAL_ID", std::to_string(info.id));
     set("XPSCALE_ATTEMPT", std::to_string(info.attempt));
     set("XPSCALE_PARAMS", info.params.dump());
+    set("XPSCALE_PARAMS_NESTED", nested_params(config_, info.params).dump());
     set("XPSCALE_TRIAL_DIR", info.trial_dir.string());
     set("XPSCALE_CHECKPOINT_DIR", info.checkpoint_dir.string());
     set("XPSCALE_CONTROL", control_path_.string());

@@ -26,6 +26,8 @@ const Subcommand kSubcommands[] = {
     {"launch", "start `xpscale run` on N ranks with mpirun", xpscale::cli::launch_command},
     {"plan", "list the trials a sweep config would run, without running them",
      xpscale::cli::plan_command},
+    {"stop", "ask the runs of a sweep to stop drawing trials (resumable)",
+     xpscale::cli::stop_command},
     {"report", "a sweep's leaderboard from its out_dir", xpscale::cli::report_command},
     {"export", "a sweep's store as JSON lines", xpscale::cli::export_command},
     {"slurm", "render, submit and follow a sweep as a Slurm batch job",

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <limits>
 #include <string>
@@ -20,11 +21,14 @@ namespace xpscale::cli {
 namespace {
 
 constexpr const char* kUsage =
-    "usage: xpscale plan SWEEP.yaml [--ranks N] [--trials N] [--format table|json]\n\n"
+    "usage: xpscale plan SWEEP.yaml [--ranks N] [--limit N] [--format table|json]\n\n"
     "Loads and checks a sweep config and lists the trials it would run: every\n"
     "point of a grid, or the first `trials` (or W&B `run_cap`) suggestions of a\n"
     "random or sobol search, with each trial's id, parameters and, for external\n"
     "trials, its command line. Nothing is run and nothing is written.\n\n"
+    "A random, sobol or bayes sweep without `trials` or `run_cap` draws trials\n"
+    "until it is stopped, as under W&B; plan lists its first 10 (--limit N).\n"
+    "Parameters of bayes trials depend on results: plan lists its first draws.\n\n"
     "With --ranks N it also says how the N ranks of a launch split into groups of\n"
     "resources.ranks_per_trial ranks, i.e. how many trials run at the same time.\n\n"
     "Config errors are printed as file:line:col: key.path: message; exit status 2.\n\n"
@@ -46,8 +50,14 @@ std::string join_quoted(const std::vector<std::string>& argv) {
   return out;
 }
 
-std::string args_json_file(const SweepConfig& config, std::uint64_t id) {
-  return config.out_dir + "/trials/" + std::to_string(id) + "/params.json";
+// What a trial's command would be; ${interpreter} as this host resolves it.
+std::vector<std::string> trial_command(const SweepConfig& config, const Params& params,
+                                       std::uint64_t id) {
+  CommandContext context;
+  context.args_json_file = config.out_dir + "/trials/" + std::to_string(id) + "/params.json";
+  const char* path = std::getenv("PATH");
+  context.interpreter = find_interpreter(path ? path : "").value_or("python");
+  return build_command(config, params, context);
 }
 
 void print_notes(const SweepConfig& config) {
@@ -99,7 +109,8 @@ int plan_command(const std::vector<std::string>& args) {
   std::string format = "table";
   options.add_options()("help,h", "show this help")("ranks,n", po::value<std::int64_t>(),
                                                     "ranks of the launch (e.g. mpirun -n N)")(
-      "trials", po::value<std::int64_t>(), "list this many trials (overrides trials/run_cap)")(
+      "limit", po::value<std::int64_t>(), "list at most this many trials")(
+      "trials", po::value<std::int64_t>(), "the same as --limit")(
       "format", po::value<std::string>(&format)->default_value("table"), "table or json");
   po::variables_map vm;
   const std::string config_path = parse_command_line(args, options, "config", vm);
@@ -112,9 +123,10 @@ int plan_command(const std::vector<std::string>& args) {
   if (format != "table" && format != "json")
     throw UserError("plan: --format must be 'table' or 'json', got '" + format + "'");
   std::optional<std::int64_t> limit;
-  if (vm.count("trials")) {
-    limit = vm["trials"].as<std::int64_t>();
-    check_count_option("plan: --trials", *limit, 0, kMaxTrials);
+  for (const char* flag : {"trials", "limit"}) {
+    if (!vm.count(flag)) continue;
+    limit = vm[flag].as<std::int64_t>();
+    check_count_option(std::string("plan: --") + flag, *limit, 0, kMaxTrials);
   }
   // MPI counts ranks in an int.
   if (vm.count("ranks"))
@@ -123,13 +135,19 @@ int plan_command(const std::vector<std::string>& args) {
 
   const SweepConfig config = load_sweep_config(config_path);
   auto searcher = make_searcher(config);
-  const std::uint64_t count = planned_trial_count(config, *searcher, limit);
+  constexpr std::int64_t kUnboundedShown = 10;
+  const std::optional<std::uint64_t> bounded = trial_limit(config, *searcher, limit);
+  const std::uint64_t count = bounded.value_or(kUnboundedShown);
   std::optional<Parallelism> par;
   if (vm.count("ranks")) par = parallelism(config, vm["ranks"].as<std::int64_t>());
   print_notes(config);
 
   if (format == "json") {
     if (par) std::cerr << describe_parallelism(*par, count) << '\n';
+    if (!bounded)
+      std::cerr << "xpscale: method " << search_method_name(config.method)
+                << " draws trials until the sweep is stopped; these are the first " << count
+                << " (--limit N for more)\n";
     for (std::uint64_t id = 0; id < count; ++id) {
       auto params = searcher->suggest(id);
       if (!params) break;
@@ -137,15 +155,20 @@ int plan_command(const std::vector<std::string>& args) {
       line["id"] = id;
       line["params"] = *params;
       if (config.is_external())
-        line["command"] = build_command(config, *params, args_json_file(config, id));
+        line["command"] = trial_command(config, *params, id);
       std::cout << line.dump() << '\n';
     }
     return kExitOk;
   }
 
   std::cout << "sweep " << (config.name.empty() ? config.path : config.name) << ": method "
-            << search_method_name(config.method) << ", " << count
-            << (count == 1 ? " trial" : " trials");
+            << search_method_name(config.method) << ", ";
+  if (bounded)
+    std::cout << count << (count == 1 ? " trial" : " trials");
+  else
+    std::cout << "unbounded: trials are drawn until the sweep is stopped (xpscale stop OUT_DIR, "
+                 "Ctrl-C, the time limit); the first "
+              << count << " are listed (--limit N for more)";
   if (config.method != SearchMethod::kGrid) std::cout << ", seed " << config.seed;
   if (auto size = searcher->size(); size && *size > count)
     std::cout << " (of a grid of " << *size << ")";
@@ -153,7 +176,7 @@ int plan_command(const std::vector<std::string>& args) {
   if (config.metric)
     std::cout << "metric: " << (config.metric->goal == Goal::kMaximize ? "maximize " : "minimize ")
               << config.metric->name << '\n';
-  if (par) std::cout << describe_parallelism(*par, count) << '\n';
+  if (par && bounded) std::cout << describe_parallelism(*par, count) << '\n';
   std::cout << "out_dir: " << config.out_dir << "\n\n";
 
   // Column widths from the first rows; later rows may be wider, which only
@@ -168,7 +191,7 @@ int plan_command(const std::vector<std::string>& args) {
     // would scan them, P^2 per row.
     for (const auto& value : params) row.push_back(cell(value));
     if (config.is_external())
-      row.push_back(join_quoted(build_command(config, params, args_json_file(config, id))));
+      row.push_back(join_quoted(trial_command(config, params, id)));
     return row;
   };
   constexpr std::uint64_t kWidthRows = 256;

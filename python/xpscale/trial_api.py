@@ -11,6 +11,7 @@ reports printed to stderr, checkpoints in ./checkpoint.
 The checkpoint marker is read and written by the C++ code of the C++ API
 (xpscale._native), so both kinds of trial leave the same files.
 """
+import ast
 import json
 import os
 import sys
@@ -35,7 +36,14 @@ def _parse_value(text: str) -> Any:
     try:
         value = json.loads(stripped)
     except ValueError:
-        return text
+        if not stripped.startswith(("[", "{")):
+            return text
+        # A list or dict as W&B's agent writes it: Python's str(), e.g.
+        # {'lr': 0.1, 'name': 'adam'} for a nested parameter.
+        try:
+            value = ast.literal_eval(stripped)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            return text
     return value if isinstance(value, (int, float, list, dict)) else text
 
 
@@ -63,7 +71,11 @@ def _parse_argv(argv: Sequence[str]) -> Dict[str, Any]:
                                  "or name=value")
         if not name:
             raise ValueError(f"argument {word!r}: no parameter name")
-        flat[name] = _parse_value(value)
+        parsed = _parse_value(value)
+        if isinstance(parsed, dict):  # a nested parameter: --optimizer={'lr': 0.1}
+            flat.update(_flatten(parsed, name + "."))
+        else:
+            flat[name] = parsed
         i += 1
     return flat
 

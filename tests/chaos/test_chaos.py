@@ -305,7 +305,7 @@ class ChaosTest(SweepCase):
         for pid in marker_pids(self.marker):
             try:
                 with open("/proc/%d/comm" % pid) as f:
-                    if f.read().strip() in ("python3", "sleep"):
+                    if f.read().strip() in ("python", "python3", "sleep"):
                         out.append(pid)
             except OSError:
                 pass

@@ -13,12 +13,15 @@ bool check_config_text(const std::string& text) {
     for (const auto& d : config.unbuilt) (void)d.where;
     auto searcher = make_searcher(config);
     // Plan a bounded number of trials whatever the config says.
-    const std::uint64_t n = planned_trial_count(config, *searcher, 8);
+    const std::uint64_t n = trial_limit(config, *searcher, 8).value_or(8);
     for (std::uint64_t i = 0; i < n; ++i) {
       auto params = searcher->suggest(i);
       if (!params) break;
       (void)params->dump();
-      if (config.is_external()) (void)build_command(config, *params, "params.json");
+      if (config.is_external()) {
+        (void)build_command(config, *params, {"params.json", "python"});
+        (void)nested_params(config, *params);
+      }
     }
     return true;
   } catch (const UserError&) {

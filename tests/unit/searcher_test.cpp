@@ -88,15 +88,22 @@ TEST(RandomSearcher, PinnedValuesGuardReproducibilityAcrossBuilds) {
   EXPECT_EQ(t[0].params["fixed"], 3);
 }
 
-TEST(RandomSearcher, UnboundedWithoutTrialsIsAnError) {
+// As under W&B, random, sobol and bayes without run_cap/trials draw until
+// the sweep is stopped: the limit is unbounded, and plan_trials needs one.
+TEST(RandomSearcher, WithoutTrialsItIsUnbounded) {
   const auto c = config("method: random\nparameters:\n  a: {min: 0.0, max: 1.0}\n");
+  auto searcher = make_searcher(c);
+  EXPECT_EQ(trial_limit(c, *searcher), std::nullopt);
+  EXPECT_EQ(trial_limit(c, *searcher, 7), 7u);
   try {
     plan_trials(c);
     FAIL();
   } catch (const ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find("add 'trials: N'"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("until the sweep is stopped"), std::string::npos);
   }
   EXPECT_EQ(plan_trials(c, 5).size(), 5u);
+  const auto grid = config("method: grid\nparameters:\n  a: {values: [1, 2, 3]}\n");
+  EXPECT_EQ(trial_limit(grid, *make_searcher(grid)), 3u);
 }
 
 TEST(SobolSearcher, SpreadsTrialsEvenlyAndReproducibly) {

@@ -68,13 +68,13 @@ class ParameterParser {
   explicit ParameterParser(yaml::Reader& reader) : reader_(reader) {}
 
   std::vector<ParameterSpec> parse(const YAML::Node& node) {
-    parse_parameters(node, "parameters", "", 0);
+    parse_parameters(node, "parameters", "", {}, 0);
     return std::move(parameters_);
   }
 
  private:
   void parse_parameters(const YAML::Node& node, const std::string& path, const std::string& prefix,
-                        int depth) {
+                        const std::vector<std::string>& parent_keys, int depth) {
     if (depth > kMaxNesting) {
       reader_.error(node, path,
                     "parameters nested deeper than " + std::to_string(kMaxNesting) + " levels");
@@ -83,6 +83,8 @@ class ParameterParser {
     for (auto& e : reader_.entries(node, path, {})) {
       const std::string p = join_path(path, e.key);
       const std::string name = join_path(prefix, e.key);
+      std::vector<std::string> key_path = parent_keys;
+      key_path.push_back(e.key);
       if (e.key.empty()) {
         reader_.error(e.key_node, p, "parameter names may not be empty");
         continue;
@@ -107,7 +109,7 @@ class ParameterParser {
         if (nested.IsMap() && nested.size() == 0)
           reader_.error(nested, join_path(p, "parameters"),
                         "expected at least one nested parameter");
-        parse_parameters(nested, join_path(p, "parameters"), name, depth + 1);
+        parse_parameters(nested, join_path(p, "parameters"), name, key_path, depth + 1);
         continue;
       }
       if (!names_.insert(name).second) {
@@ -115,7 +117,10 @@ class ParameterParser {
                       "a nested parameter's dotted name equals another parameter's name");
         continue;
       }
-      if (auto spec = parse_parameter(e, p, name)) parameters_.push_back(std::move(*spec));
+      if (auto spec = parse_parameter(e, p, name)) {
+        spec->path = std::move(key_path);
+        parameters_.push_back(std::move(*spec));
+      }
     }
   }
 

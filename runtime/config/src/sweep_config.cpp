@@ -35,7 +35,7 @@ const std::vector<std::string> kTopKeys = {
     "description", "project", "entity",
     // xpscale keys
     "trials", "seed", "resources", "data", "scheduler", "out_dir", "retries", "max_failures",
-    "max_steps", "tpe",
+    "max_steps", "tpe", "nested_args",
     // W&B keys that configure W&B's own service (rejected with a reason below)
     "controller", "job", "image_uri", "imageuri", "launch"};
 const std::set<std::string> kWandbServiceKeys = {"controller", "job", "image_uri", "imageuri",
@@ -158,6 +158,9 @@ class Parser {
         reader_.error(root_, "parameters", "missing required key 'parameters'");
     }
     if (auto e = find(top, "command")) parse_command(*e);
+    if (auto e = find(top, "nested_args"))
+      if (auto s = one_of(e->value, "nested_args", {"dict", "dotted"}))
+        config_.nested_args = *s == "dotted" ? NestedArgs::kDotted : NestedArgs::kDict;
     if (auto e = find(top, "run_cap")) config_.run_cap = count(*e, 1, "", kMaxTrials);
     if (auto e = find(top, "trials")) config_.trials = count(*e, 1, "", kMaxTrials);
     if (auto e = find(top, "retries")) config_.retries = count(*e, 0).value_or(0);
@@ -290,6 +293,9 @@ class Parser {
 
   void check_command_macros() {
     const auto& macros = command_macros();
+    static const std::set<std::string> kWordMacros = {
+        "args",           "args_no_hyphens",   "args_no_boolean_flags",
+        "args_no_equals", "args_append_hydra", "args_override_hydra"};
     for (std::size_t i = 0; i < config_.command.size(); ++i) {
       const std::string& word = config_.command[i];
       const std::string p = "command[" + std::to_string(i) + "]";
@@ -302,7 +308,22 @@ class Parser {
           break;
         }
         const std::string name = word.substr(pos + 2, end - pos - 2);
-        if (std::find(macros.begin(), macros.end(), name) == macros.end()) {
+        if (name.rfind("envvar:", 0) == 0) {
+          // W&B substitutes ${envvar:NAME} for NAME of A-Z, 0-9 and _ only.
+          const std::string var = name.substr(7);
+          const bool ok = !var.empty() && std::all_of(var.begin(), var.end(), [](char c) {
+            return (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+          });
+          if (!ok)
+            reader_.error(command_where_[i], p,
+                          "'${" + name + "}': W&B's agent substitutes ${envvar:NAME} only for a "
+                          "NAME of capital letters, digits and '_'",
+                          "W&B would pass the text unchanged; write the variable's name in "
+                          "capitals");
+          continue;
+        }
+        if (std::find(macros.begin(), macros.end(), name) == macros.end() ||
+            name == "envvar:NAME") {
           std::string note;
           if (auto near = nearest(name, macros))
             note = "did you mean '${" + *near + "}'?";
@@ -315,9 +336,10 @@ class Parser {
           reader_.error(command_where_[i], p, "unknown macro '${" + name + "}'", note);
           continue;
         }
-        if ((name == "args" || name == "args_no_hyphens") && word != "${" + name + "}")
+        if (kWordMacros.count(name) && word != "${" + name + "}")
           reader_.error(command_where_[i], p,
-                        "'${" + name + "}' expands to several words and must be a word of its own");
+                        "'${" + name + "}' expands to several words and must be a word of its own",
+                        "W&B's agent leaves it unexpanded inside a longer word");
         if (name == "program" && config_.program.empty())
           reader_.error(command_where_[i], p, "'${program}' is used but no 'program' is set");
       }

@@ -14,6 +14,7 @@
 #include <tuple>
 
 #include "xpscale/coordinator/preemption.h"
+#include "xpscale/coordinator/stop_request.h"
 #include "xpscale/coordinator/protocol.h"
 
 namespace xpscale::detail {
@@ -95,6 +96,7 @@ void Coordinator::run() noexcept {
     s_.store->begin();
     s_.store->end_run(s_.run,
                       internal_error_   ? "error"
+                      : r.cancelled     ? "stopped"
                       : r.preempted     ? "preempted"
                       : r.stopped_early ? "stopped"
                       : r.queued == 0   ? "finished"
@@ -214,6 +216,7 @@ void Coordinator::serve() {
   while (done_sent_ < s_.groups) {
     auto m = try_recv_json(ctrl_, MPI_ANY_SOURCE, kTagRequest);
     check_liveness();
+    check_stop_request();
     if (!s_.summary.preempted && (preemption_requested() || termination_signal()))
       begin_preemption();
     if (!m) {
@@ -312,7 +315,10 @@ void Coordinator::dispatch(int source, int group) {
   }
   if (!stopping_ && s_.queue.empty()) {
     s_.store->begin();
-    if (auto t = s_.algorithms->propose(*s_.store)) s_.queue.push_back({t->first, t->second, 1});
+    if (auto t = s_.algorithms->propose(*s_.store)) {
+      if (s_.summary.unbounded) ++s_.summary.planned;
+      s_.queue.push_back({t->first, t->second, 1});
+    }
   }
   if (!stopping_ && !s_.queue.empty()) {
     QueuedTrial t = std::move(s_.queue.front());
@@ -416,15 +422,35 @@ void Coordinator::stop_sweep(const std::string& reason) {
               << "; no new trials start, running ones finish\n";
 }
 
-void Coordinator::begin_preemption() {
+void Coordinator::check_stop_request() {
+  const double now = unix_now();
+  if (now - last_stop_check_ < 1.0 || s_.summary.preempted) return;
+  last_stop_check_ = now;
+  const auto request = read_stop_request(s_.config->out_dir);
+  // The request there when this run started was meant for an earlier run.
+  // (Compared as written, not with this node's clock: nodes' clocks differ.)
+  if (!request || (s_.old_stop_request && request->at == *s_.old_stop_request)) return;
+  const std::string by = request->by.empty() ? "" : " (" + request->by + ")";
+  if (request->cancel) {
+    s_.summary.cancelled = true;
+    s_.summary.stopped_early = true;
+    s_.summary.stop_reason = "cancelled by `xpscale stop --cancel`" + by;
+    begin_preemption("cancelled by xpscale stop --cancel");
+  } else if (!stopping_) {
+    stop_sweep("stopped by `xpscale stop`" + by);
+  }
+}
+
+void Coordinator::begin_preemption(const std::string& reason) {
   if (s_.summary.preempted) return;
   request_preemption();  // this rank's external trials forward the signal too
   s_.summary.preempted = true;
   s_.summary.signal = termination_signal();
   stopping_ = true;
-  const std::string why = s_.summary.signal
-                              ? std::string("interrupted by SIG") + sigabbrev_np(s_.summary.signal)
-                              : "preempted";
+  const std::string why = !reason.empty()     ? reason
+                          : s_.summary.signal ? std::string("interrupted by SIG") +
+                                                    sigabbrev_np(s_.summary.signal)
+                                              : "preempted";
   // Recorded now, not when the groups answer: a SIGKILL may follow (Slurm's
   // KillWait, mpirun's abort), and then the attempts are not left running.
   s_.store->begin();
@@ -433,7 +459,8 @@ void Coordinator::begin_preemption() {
   maybe_commit(true);
   if (!s_.quiet)
     std::cerr << (tty_ ? "\r\033[K" : "") << "xpscale: " << why
-              << (s_.summary.signal ? "" : " (SIGUSR1)") << ": no new trials start, "
+              << (s_.summary.signal || !reason.empty() ? "" : " (SIGUSR1)")
+              << ": no new trials start, "
               << running_.size()
               << (s_.summary.signal ? " running ones are ended and recorded interrupted\n"
                                     : " running ones checkpoint and stop\n");
@@ -490,8 +517,9 @@ void Coordinator::progress(bool final) {
   const double elapsed = now - started_;
   const std::uint64_t done = s_.summary.completed + s_.summary.failed;
   const std::uint64_t queued = s_.queue.size();
-  std::string line =
-      "xpscale: " + std::to_string(done) + "/" + std::to_string(s_.summary.planned) + " done";
+  std::string line = "xpscale: " + std::to_string(done) +
+                     (s_.summary.unbounded ? " done (drawing until stopped)"
+                                           : "/" + std::to_string(s_.summary.planned) + " done");
   if (s_.summary.failed) line += " (" + std::to_string(s_.summary.failed) + " failed)";
   line +=
       ", " + std::to_string(running_.size()) + " running, " + std::to_string(queued) + " queued";
@@ -503,7 +531,7 @@ void Coordinator::progress(bool final) {
   }
   line += ", " + clock_text(elapsed) + " elapsed";
   const std::uint64_t left = queued + running_.size();
-  if (!final && finished_this_run_ > 0 && left > 0)
+  if (!final && !s_.summary.unbounded && finished_this_run_ > 0 && left > 0)
     line += ", ETA " + clock_text(elapsed / static_cast<double>(finished_this_run_) *
                                   static_cast<double>(left));
   if (tty_)

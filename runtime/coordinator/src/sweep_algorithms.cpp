@@ -2,6 +2,8 @@
 
 #include "xpscale/coordinator/checkpoint_dir.h"
 
+#include <algorithm>
+
 namespace xpscale::detail {
 namespace {
 
@@ -12,12 +14,13 @@ constexpr const char* kSchedulerState = "scheduler";
 
 SweepAlgorithms::SweepAlgorithms(const SweepConfig& config, std::unique_ptr<Searcher> searcher,
                                  std::unique_ptr<Scheduler> scheduler, std::uint64_t next_trial,
-                                 std::uint64_t planned)
+                                 std::optional<std::uint64_t> planned, std::uint64_t stride)
     : config_(config),
       searcher_(std::move(searcher)),
       scheduler_(std::move(scheduler)),
       next_trial_(next_trial),
       planned_(planned),
+      stride_(std::max<std::uint64_t>(stride, 1)),
       maximize_(config.metric && config.metric->goal == Goal::kMaximize) {}
 
 void SweepAlgorithms::restore(const Store& store) {
@@ -32,15 +35,17 @@ void SweepAlgorithms::save(Store& store) {
 }
 
 std::optional<std::pair<std::uint64_t, Params>> SweepAlgorithms::propose(Store& store) {
-  if (!searcher_->adaptive() || next_trial_ >= planned_) return std::nullopt;
+  if (planned_ && (!searcher_->adaptive() || next_trial_ >= *planned_)) return std::nullopt;
+  if (exhausted_) return std::nullopt;
   auto params = searcher_->suggest(next_trial_);
   if (!params) {
-    next_trial_ = planned_;
+    exhausted_ = true;
     return std::nullopt;
   }
-  const std::uint64_t id = next_trial_++;
+  const std::uint64_t id = next_trial_;
+  next_trial_ += stride_;
   store.put_queued_trial(id, *params);
-  searcher_dirty_ = true;
+  if (searcher_->adaptive()) searcher_dirty_ = true;
   return std::pair{id, std::move(*params)};
 }
 

@@ -116,22 +116,24 @@ std::unique_ptr<Searcher> make_searcher(const SweepConfig& config) {
   throw Error("make_searcher: unknown search method");
 }
 
-std::uint64_t planned_trial_count(const SweepConfig& config, const Searcher& searcher,
-                                  std::optional<std::int64_t> limit) {
+std::optional<std::uint64_t> trial_limit(const SweepConfig& config, const Searcher& searcher,
+                                         std::optional<std::int64_t> limit) {
   const std::optional<std::int64_t> budget = limit ? limit : config.trial_budget();
   if (auto size = searcher.size())
     return budget ? std::min<std::uint64_t>(*size, static_cast<std::uint64_t>(*budget)) : *size;
   if (budget) return static_cast<std::uint64_t>(*budget);
-  throw ConfigError({{config.method_where, "trials",
-                      "method '" + std::string(search_method_name(config.method)) +
-                          "' draws trials without end; set how many",
-                      "add 'trials: N' (or W&B's 'run_cap: N') to the config"}});
+  return std::nullopt;
 }
 
 std::vector<PlannedTrial> plan_trials(const SweepConfig& config,
                                       std::optional<std::int64_t> limit) {
   auto searcher = make_searcher(config);
-  const std::uint64_t n = planned_trial_count(config, *searcher, limit);
+  const auto bounded = trial_limit(config, *searcher, limit);
+  if (!bounded)
+    throw ConfigError({{config.method_where, "trials",
+                        "method '" + std::string(search_method_name(config.method)) +
+                            "' draws trials until the sweep is stopped; give a limit"}});
+  const std::uint64_t n = *bounded;
   std::vector<PlannedTrial> out;
   for (std::uint64_t i = 0; i < n; ++i) {
     auto params = searcher->suggest(i);

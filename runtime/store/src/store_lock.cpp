@@ -74,6 +74,22 @@ StoreLock::StoreLock(const std::filesystem::path& store) : path_(lock_path(store
   [[maybe_unused]] const ssize_t written = ::pwrite(fd_, text.data(), text.size(), 0);
 }
 
+std::optional<std::string> lock_holder(const std::filesystem::path& store) {
+  const auto path = lock_path(store);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return std::nullopt;  // never locked
+  int rc;
+  do rc = ::flock(fd, LOCK_SH | LOCK_NB);
+  while (rc != 0 && errno == EINTR);
+  std::optional<std::string> holder;
+  if (rc != 0 && errno == EWOULDBLOCK) {
+    holder = read_all(fd);
+    if (holder->empty()) holder = "holder unknown";
+  }
+  ::close(fd);  // releases the shared lock we may have taken
+  return holder;
+}
+
 StoreLock::~StoreLock() {
   if (fd_ >= 0) ::close(fd_);  // releases the lock; the file stays for the next run
 }

@@ -21,6 +21,7 @@
 #include "xpscale/coordinator/groups.h"
 #include "xpscale/coordinator/preemption.h"
 #include "xpscale/coordinator/protocol.h"
+#include "xpscale/coordinator/stop_request.h"
 #include "xpscale/schedule/scheduler.h"
 #include "xpscale/search/searcher.h"
 #include "xpscale/store/retrying_store.h"
@@ -121,8 +122,10 @@ CoordinatorSetup prepare(const SweepConfig& config, const RunOptions& options, i
   s.hosts = hosts;
   s.summary.out_dir = config.out_dir;
 
-  // A config the scheduler cannot run fails before anything is written.
+  // A config the scheduler or searcher cannot run fails before anything is
+  // written: a refused config leaves no out_dir and no store behind.
   auto scheduler = make_scheduler(config);
+  auto searcher = make_searcher(config);
   // Array tasks keep separate stores and never see each other's results, so a
   // searcher that learns from results would propose the same trials in each.
   if (options.task_count > 0 && config.method == SearchMethod::kBayes)
@@ -144,6 +147,9 @@ CoordinatorSetup prepare(const SweepConfig& config, const RunOptions& options, i
   // Before the store is touched: a second run must not mark the first's
   // running attempts interrupted.
   s.lock = std::make_unique<StoreLock>(db);
+  // `xpscale stop` acts only on runs holding the lock: a request there now
+  // was for an earlier run.
+  if (auto request = read_stop_request(out_dir)) s.old_stop_request = request->at;
   s.store = std::make_unique<RetryingStore>(
       open_store(db),
       std::chrono::milliseconds(static_cast<std::int64_t>(options.store_retry_s * 1000)),
@@ -162,8 +168,9 @@ CoordinatorSetup prepare(const SweepConfig& config, const RunOptions& options, i
                     "; use --force to run this config there (finished trials whose parameters "
                     "are unchanged are kept) or choose another out_dir");
 
-  auto searcher = make_searcher(config);
-  const auto planned = planned_trial_count(config, *searcher, options.trials);
+  // nullopt: unbounded, trials are drawn until the sweep is stopped.
+  const std::optional<std::uint64_t> limit = trial_limit(config, *searcher, options.trials);
+  s.summary.unbounded = !limit;
   // TPE proposes trials as results come in, and PBT changes a trial's
   // params as it runs: trials already in the store keep theirs.
   const bool adaptive = searcher->adaptive();
@@ -186,6 +193,10 @@ CoordinatorSetup prepare(const SweepConfig& config, const RunOptions& options, i
       ++crashed[a.trial];
   }
 
+  // An unbounded sweep goes over the trials it has so far here; the
+  // coordinator draws the next ones as groups free up (SweepAlgorithms).
+  std::uint64_t planned = limit.value_or(0);
+  if (!limit && !existing.empty()) planned = existing.rbegin()->first + 1;
   std::deque<QueuedTrial> restarted, fresh;
   for (std::uint64_t i = 0; i < planned; ++i) {
     auto it = existing.find(i);
@@ -246,8 +257,16 @@ CoordinatorSetup prepare(const SweepConfig& config, const RunOptions& options, i
   // Trials that a killed run left half done go first: they hold checkpoints.
   s.queue = std::move(restarted);
   for (auto& t : fresh) s.queue.push_back(std::move(t));
+  std::uint64_t stride = 1;
+  if (!limit && !adaptive) {  // fresh trials from the first id of this task past the known ones
+    next_proposal = planned;
+    if (options.task_count > 0) {
+      stride = static_cast<std::uint64_t>(options.task_count);
+      while (!in_array_task(next_proposal, options)) ++next_proposal;
+    }
+  }
   s.algorithms = std::make_unique<detail::SweepAlgorithms>(
-      config, std::move(searcher), std::move(scheduler), next_proposal, planned);
+      config, std::move(searcher), std::move(scheduler), next_proposal, limit, stride);
   if (same_config) s.algorithms->restore(store);
 
   SweepRow row;
@@ -267,8 +286,13 @@ CoordinatorSetup prepare(const SweepConfig& config, const RunOptions& options, i
 
   if (!options.quiet) {
     std::cerr << "xpscale: " << (previous ? "resuming " : "starting ") << "sweep "
-              << (config.name.empty() ? config.path : config.name) << ": " << s.summary.planned
-              << " trials";
+              << (config.name.empty() ? config.path : config.name) << ": ";
+    if (s.summary.unbounded)
+      std::cerr << "method " << search_method_name(config.method)
+                << " draws trials until the sweep is stopped (xpscale stop " << out_dir.string()
+                << ", Ctrl-C, the time limit)";
+    else
+      std::cerr << s.summary.planned << " trials";
     if (s.summary.skipped) std::cerr << ", " << s.summary.skipped << " already finished";
     if (interrupted) std::cerr << ", " << interrupted << " interrupted ones restart";
     std::cerr << "; " << s.groups << " group" << (s.groups == 1 ? "" : "s") << " of "

@@ -71,7 +71,7 @@ int run_and_report(const RunOptions& options, const TrainFactory& make_train, co
         (summary.stopped_early && summary.stop_reason.rfind("more than max_failures", 0) == 0);
     status = too_many_failures   ? kExitFailure
              : summary.signal    ? 128 + summary.signal
-             : summary.preempted ? kExitPreempted
+             : summary.preempted && !summary.cancelled ? kExitPreempted
                                  : kExitOk;
   } catch (const ConfigError& e) {
     if (rank == 0) std::cerr << e.what() << '\n';

@@ -57,6 +57,9 @@ const std::vector<std::string>& distribution_names();
 
 struct ParameterSpec {
   std::string name;  // dotted for nested parameters: "optimizer.lr"
+  // The keys from `parameters:` down to this one ({"optimizer", "lr"}): a
+  // key may hold a dot itself. Empty means {name}.
+  std::vector<std::string> path;
   Distribution distribution = Distribution::kConstant;
   std::vector<nlohmann::json> values;  // constant: one value; categorical: all
   std::vector<double> probabilities;   // categorical only; empty = uniform

@@ -27,6 +27,11 @@ enum class SearchMethod { kGrid, kRandom, kBayes, kSobol };
 std::string_view search_method_name(SearchMethod m);
 
 enum class Goal { kMinimize, kMaximize };
+
+// How ${args} and its kin pass nested parameters (command.h): as W&B does,
+// one argument holding a dict (--optimizer={'lr': 0.1}), or one dotted
+// argument per leaf (--optimizer.lr=0.1).
+enum class NestedArgs { kDict, kDotted };
 // "minimize" or "maximize", as the config writes it.
 std::string_view goal_name(Goal g);
 
@@ -111,6 +116,7 @@ struct SweepConfig {
   std::vector<ParameterSpec> parameters;  // nested ones flattened, in file order
   std::string program;
   std::vector<std::string> command;  // W&B macros unexpanded; empty = default
+  NestedArgs nested_args = NestedArgs::kDict;  // xpscale key `nested_args: dict|dotted`
   std::optional<EarlyTerminateSpec> early_terminate;
   std::optional<std::int64_t> run_cap;  // W&B
   std::optional<std::int64_t> trials;   // xpscale; defaults to run_cap

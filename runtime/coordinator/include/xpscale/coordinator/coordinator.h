@@ -52,6 +52,9 @@ struct CoordinatorSetup {
   double attempt_margin_s = 70;
   std::vector<int> group_of_rank;  // by world rank; -1: idle
   std::vector<std::string> hosts;  // by world rank
+  // When the stop request in out_dir was made, if there was one when this
+  // run took the store: that one was for an earlier run (stop_request.h).
+  std::optional<double> old_stop_request;
   // Searcher and scheduler: proposes adaptive trials, decides on reports.
   std::unique_ptr<SweepAlgorithms> algorithms;
 };
@@ -95,8 +98,11 @@ class Coordinator {
   void say_done(int source, int group);
   void stop_sweep(const std::string& reason);
   // Preemption (preemption.h): no new trials; running ones are told Stop
-  // "preempted" at their next report and come back as interrupted.
-  void begin_preemption();
+  // "preempted" at their next report and come back as interrupted. `why`
+  // replaces the default reason (the signal, or "preempted").
+  void begin_preemption(const std::string& why = "");
+  // `xpscale stop` (stop_request.h), looked for about once a second.
+  void check_stop_request();
   void record_preempted(std::uint64_t id, int attempt, const nlohmann::json& result);
   // Records the attempt interrupted (not the trial's failure) and queues the
   // trial again, first in line.
@@ -127,6 +133,7 @@ class Coordinator {
   double disk_checked_ = 0;
   std::optional<double> disk_full_since_;
   double last_liveness_check_ = 0;
+  double last_stop_check_ = 0;
 };
 
 }  // namespace xpscale::detail

@@ -25,11 +25,14 @@ namespace xpscale::detail {
 class SweepAlgorithms {
  public:
   // next_trial: the first trial id that the searcher has not proposed yet;
-  // planned: how many trials the sweep runs. Only an adaptive searcher
-  // proposes trials here (others were all queued by prepare()).
+  // planned: how many trials the sweep runs, nullopt: unbounded (drawn
+  // until the sweep stops). Trials are proposed here by an adaptive
+  // searcher, and by any searcher of an unbounded sweep, every `stride`-th
+  // id from next_trial (a job-array task's share); the trials of a bounded
+  // sweep with a searcher that is not adaptive were all queued by prepare().
   SweepAlgorithms(const SweepConfig& config, std::unique_ptr<Searcher> searcher,
                   std::unique_ptr<Scheduler> scheduler, std::uint64_t next_trial,
-                  std::uint64_t planned);
+                  std::optional<std::uint64_t> planned, std::uint64_t stride = 1);
 
   // The states a previous run saved, if any. Throws Error for a state that
   // does not fit this config.
@@ -37,8 +40,9 @@ class SweepAlgorithms {
   // Writes the states that changed since the last save.
   void save(Store& store);
 
-  // The next trial of an adaptive searcher, put into the store as queued;
-  // nullopt when the searcher is not adaptive or all planned trials exist.
+  // The next trial to propose (see the constructor), put into the store as
+  // queued; nullopt when there is none (all planned trials exist, or the
+  // searcher is exhausted).
   std::optional<std::pair<std::uint64_t, Params>> propose(Store& store);
   void on_start(std::uint64_t trial, const Params& params);
   // The scheduler's decision on one report (Continue without a scheduler
@@ -60,8 +64,11 @@ class SweepAlgorithms {
   const SweepConfig& config_;
   std::unique_ptr<Searcher> searcher_;
   std::unique_ptr<Scheduler> scheduler_;
-  std::uint64_t next_trial_, planned_;
+  std::uint64_t next_trial_;
+  std::optional<std::uint64_t> planned_;
+  std::uint64_t stride_;
   bool maximize_ = false;
+  bool exhausted_ = false;  // the searcher has no more trials
   bool searcher_dirty_ = false, scheduler_dirty_ = false;
   std::unordered_map<std::uint64_t, Last> last_;  // latest scored report per trial
   std::set<std::uint64_t> stopped_early_;         // stopped by the scheduler, not complete

@@ -45,14 +45,16 @@ struct RunOptions {
 
 struct RunSummary {
   std::string out_dir;
-  std::uint64_t planned = 0;    // trials in the sweep
+  std::uint64_t planned = 0;    // trials in the sweep (drawn so far, when unbounded)
+  bool unbounded = false;       // trials are drawn until the sweep is stopped
   std::uint64_t completed = 0;  // finished this run or earlier (incl. stopped)
   std::uint64_t failed = 0;     // failed for good (after retries)
   std::uint64_t skipped = 0;    // finished before this run (resume)
   std::uint64_t queued = 0;     // never started (sweep stopped early)
-  bool stopped_early = false;   // target reached or max_failures passed
+  bool stopped_early = false;   // target reached, max_failures passed or `xpscale stop`
   bool preempted = false;       // SIGUSR1 ended the run early (preemption.h)
   int signal = 0;               // SIGTERM, SIGINT or SIGHUP ended it (then preempted too)
+  bool cancelled = false;       // `xpscale stop --cancel`: preempted too, but not an error
   std::string stop_reason;
   double wall_s = 0;
 };

@@ -64,10 +64,11 @@ struct PlannedTrial {
 };
 
 // How many trials the sweep runs: the grid's size capped by the budget, or
-// the budget (limit if given, else trials/run_cap). Throws ConfigError when
-// that is unbounded.
-std::uint64_t planned_trial_count(const SweepConfig& config, const Searcher& searcher,
-                                  std::optional<std::int64_t> limit = std::nullopt);
+// the budget (limit if given, else trials/run_cap); nullopt when that is
+// unbounded (random, sobol or bayes without a budget: as under W&B, trials
+// are drawn until the sweep is stopped).
+std::optional<std::uint64_t> trial_limit(const SweepConfig& config, const Searcher& searcher,
+                                         std::optional<std::int64_t> limit = std::nullopt);
 
 // The trials a sweep would run, in memory (for tests and small sweeps): the grid (capped by the
 // trial budget), or the first `limit` (default: the trial budget) random/sobol suggestions. Throws

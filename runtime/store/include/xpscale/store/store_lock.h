@@ -10,6 +10,7 @@
 // a dead holder's text is overwritten by the next run. Many jobs on one
 // sweep is the PostgreSQL store's job, not this.
 #include <filesystem>
+#include <optional>
 #include <string>
 
 namespace xpscale {
@@ -30,6 +31,10 @@ class StoreLock {
   std::filesystem::path path_;
   int fd_ = -1;
 };
+
+// Who holds the lock of the store at `store` now (the holder's text, host,
+// pid, ...), or nullopt when no live process does. Takes nothing.
+std::optional<std::string> lock_holder(const std::filesystem::path& store);
 
 // The lock file of the store at `store`: "<store>.lock".
 std::filesystem::path lock_path(const std::filesystem::path& store);
