@@ -100,7 +100,8 @@ int plan_command(const std::vector<std::string>& args) {
   options.add_options()("help,h", "show this help")("ranks,n", po::value<std::int64_t>(),
                                                     "ranks of the launch (e.g. mpirun -n N)")(
       "trials", po::value<std::int64_t>(), "list this many trials (overrides trials/run_cap)")(
-      "format", po::value<std::string>(&format)->default_value("table"), "table or json");
+      "format", po::value<std::string>(&format)->default_value("table"), "table or json")(
+      "strict", po::bool_switch(), "treat the config's warnings as errors");
   po::variables_map vm;
   const std::string config_path = parse_command_line(args, options, "config", vm);
   if (vm.count("help")) {
@@ -121,7 +122,9 @@ int plan_command(const std::vector<std::string>& args) {
     check_count_option("plan: --ranks", vm["ranks"].as<std::int64_t>(), 1,
                        std::numeric_limits<int>::max());
 
-  const SweepConfig config = load_sweep_config(config_path);
+  const SweepConfig config =
+      load_sweep_config(config_path, {.strict = vm.count("strict") && vm["strict"].as<bool>()});
+  print_config_warnings(config, std::cerr);
   auto searcher = make_searcher(config);
   const std::uint64_t count = planned_trial_count(config, *searcher, limit);
   std::optional<Parallelism> par;
