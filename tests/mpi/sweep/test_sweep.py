@@ -234,6 +234,9 @@ class SweepTest(SweepCase):
         self.assertEqual(p.stderr.count("warning: controller: xpscale is the sweep's controller"),
                          1, p.stderr)
         self.assertEqual(sorted(self.trials()), [0, 1])
+        p = self.run_cmd([TRAINER, "--sweep", cfg, "--quiet", "--strict"], ranks=2, expect=2)
+        self.assertEqual(p.stderr.count("controller: xpscale is the sweep's controller"), 1,
+                         p.stderr)
         p = self.run_cmd([XPSCALE, "plan", cfg, "--strict"], expect=2)
         self.assertIn("controller: xpscale is the sweep's controller", p.stderr)
         self.assertIn("strict mode", p.stderr)
