@@ -62,6 +62,7 @@ void print_notes(const SweepConfig& config) {
 
 struct Parallelism {
   std::int64_t ranks = 0, per_trial = 1, groups = 0, idle = 0;
+  std::int64_t at_once = 0;  // groups, or max_concurrent_trials if fewer
 };
 
 Parallelism parallelism(const SweepConfig& config, std::int64_t ranks) {
@@ -74,16 +75,18 @@ Parallelism parallelism(const SweepConfig& config, std::int64_t ranks) {
                     ") of " + config.path);
   p.groups = ranks / p.per_trial;
   p.idle = ranks % p.per_trial;
+  p.at_once = std::min(p.groups, config.max_concurrent_trials.value_or(p.groups));
   return p;
 }
 
 std::string describe_parallelism(const Parallelism& p, std::uint64_t trials) {
   std::string s = std::to_string(p.ranks) + " ranks: " + std::to_string(p.groups) +
                   (p.groups == 1 ? " group" : " groups") + " of " + std::to_string(p.per_trial) +
-                  (p.per_trial == 1 ? " rank" : " ranks") + ", so " + std::to_string(p.groups) +
+                  (p.per_trial == 1 ? " rank" : " ranks") + ", so " + std::to_string(p.at_once) +
                   " trials run at a time";
+  if (p.at_once < p.groups) s += " (max_concurrent_trials)";
   const auto waves =
-      (trials + static_cast<std::uint64_t>(p.groups) - 1) / static_cast<std::uint64_t>(p.groups);
+      (trials + static_cast<std::uint64_t>(p.at_once) - 1) / static_cast<std::uint64_t>(p.at_once);
   s += " (" + std::to_string(waves) + (waves == 1 ? " round" : " rounds") +
        " if trials take equal time)";
   if (p.idle > 0)

@@ -214,6 +214,8 @@ class SweepTest(SweepCase):
     def test_max_concurrent_trials_caps_the_trials_running_at_once(self):
         cfg = self.config({"x": {"values": list(range(8))}, "ms": {"value": 100}},
                           max_concurrent_trials=2)
+        plan = self.run_cmd([XPSCALE, "plan", cfg, "-n", "4"])
+        self.assertIn("so 2 trials run at a time (max_concurrent_trials)", plan.stdout)
         self.run_cmd([TRAINER, "--sweep", cfg, "--quiet"], ranks=4)
         t = self.trials()
         self.assertEqual([t[i]["status"] for i in range(8)], ["completed"] * 8)
