@@ -27,7 +27,9 @@ constexpr const char* kUsage =
     "trials, its command line. Nothing is run and nothing is written.\n\n"
     "With --ranks N it also says how the N ranks of a launch split into groups of\n"
     "resources.ranks_per_trial ranks, i.e. how many trials run at the same time.\n\n"
-    "Config errors are printed as file:line:col: key.path: message; exit status 2.\n\n"
+    "Config errors are printed as file:line:col: key.path: message; exit status 2.\n"
+    "Warnings (what W&B accepts but xpscale reads otherwise) as file:line:col:\n"
+    "warning: key.path: message; --strict makes them errors.\n\n"
     "options";
 
 // A value for the table: short doubles, strings unquoted.
