@@ -490,7 +490,7 @@ TEST(SweepConfig, EarlyTerminateIsCheckedLikeWandb) {
 }
 
 TEST(SweepConfig, EarlyTerminateDefaultsAreWandbs) {
-  // wandb/sweeps schema.json: eta 3, strict true (since sweeps 0.2.x).
+  // wandb/sweeps schema.json: eta 3, strict true (since wandb/sweeps#108, 2024).
   const auto c = parse_sweep_config(
       "method: grid\nearly_terminate: {type: hyperband, min_iter: 2}\nparameters:\n  a: {value: "
       "1}\n",
