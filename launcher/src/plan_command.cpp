@@ -31,7 +31,9 @@ constexpr const char* kUsage =
     "Parameters of bayes trials depend on results: plan lists its first draws.\n\n"
     "With --ranks N it also says how the N ranks of a launch split into groups of\n"
     "resources.ranks_per_trial ranks, i.e. how many trials run at the same time.\n\n"
-    "Config errors are printed as file:line:col: key.path: message; exit status 2.\n\n"
+    "Config errors are printed as file:line:col: key.path: message; exit status 2.\n"
+    "Warnings (what W&B accepts but xpscale reads otherwise) as file:line:col:\n"
+    "warning: key.path: message; --strict makes them errors.\n\n"
     "options";
 
 // A value for the table: short doubles, strings unquoted.
@@ -72,6 +74,7 @@ void print_notes(const SweepConfig& config) {
 
 struct Parallelism {
   std::int64_t ranks = 0, per_trial = 1, groups = 0, idle = 0;
+  std::int64_t at_once = 0;  // groups, or max_concurrent_trials if fewer
 };
 
 Parallelism parallelism(const SweepConfig& config, std::int64_t ranks) {
@@ -84,16 +87,18 @@ Parallelism parallelism(const SweepConfig& config, std::int64_t ranks) {
                     ") of " + config.path);
   p.groups = ranks / p.per_trial;
   p.idle = ranks % p.per_trial;
+  p.at_once = std::min(p.groups, config.max_concurrent_trials.value_or(p.groups));
   return p;
 }
 
 std::string describe_parallelism(const Parallelism& p, std::uint64_t trials) {
   std::string s = std::to_string(p.ranks) + " ranks: " + std::to_string(p.groups) +
                   (p.groups == 1 ? " group" : " groups") + " of " + std::to_string(p.per_trial) +
-                  (p.per_trial == 1 ? " rank" : " ranks") + ", so " + std::to_string(p.groups) +
+                  (p.per_trial == 1 ? " rank" : " ranks") + ", so " + std::to_string(p.at_once) +
                   " trials run at a time";
+  if (p.at_once < p.groups) s += " (max_concurrent_trials)";
   const auto waves =
-      (trials + static_cast<std::uint64_t>(p.groups) - 1) / static_cast<std::uint64_t>(p.groups);
+      (trials + static_cast<std::uint64_t>(p.at_once) - 1) / static_cast<std::uint64_t>(p.at_once);
   s += " (" + std::to_string(waves) + (waves == 1 ? " round" : " rounds") +
        " if trials take equal time)";
   if (p.idle > 0)
@@ -111,7 +116,8 @@ int plan_command(const std::vector<std::string>& args) {
                                                     "ranks of the launch (e.g. mpirun -n N)")(
       "limit", po::value<std::int64_t>(), "list at most this many trials")(
       "trials", po::value<std::int64_t>(), "the same as --limit")(
-      "format", po::value<std::string>(&format)->default_value("table"), "table or json");
+      "format", po::value<std::string>(&format)->default_value("table"), "table or json")(
+      "strict", po::bool_switch(), "treat the config's warnings as errors");
   po::variables_map vm;
   const std::string config_path = parse_command_line(args, options, "config", vm);
   if (vm.count("help")) {
@@ -133,7 +139,9 @@ int plan_command(const std::vector<std::string>& args) {
     check_count_option("plan: --ranks", vm["ranks"].as<std::int64_t>(), 1,
                        std::numeric_limits<int>::max());
 
-  const SweepConfig config = load_sweep_config(config_path);
+  const SweepConfig config =
+      load_sweep_config(config_path, {.strict = vm.count("strict") && vm["strict"].as<bool>()});
+  print_config_warnings(config, std::cerr);
   auto searcher = make_searcher(config);
   constexpr std::int64_t kUnboundedShown = 10;
   const std::optional<std::uint64_t> bounded = trial_limit(config, *searcher, limit);

@@ -155,6 +155,7 @@ std::optional<JobRequest> parse_job(const std::vector<std::string>& args_in, con
     throw UserError(std::string("slurm ") + verb + ": missing SWEEP.yaml; see --help");
 
   const SweepConfig config = load_sweep_config(r.sweep_path);
+  print_config_warnings(config, std::cerr);  // before submitting, not only in the job's log
   if (trainer.empty() && !config.is_external())
     throw UserError(r.sweep_path +
                     " has no 'program' or 'command' for `xpscale run`; pass --trainer PROGRAM "

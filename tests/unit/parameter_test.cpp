@@ -161,9 +161,25 @@ TEST(Parameter, GridValues) {
   auto q = make(Distribution::kQUniform, 0, 1);
   q.q = 0.25;
   q.q_is_integer = false;
-  EXPECT_EQ(nlohmann::json(q.grid_values()).dump(), "[0.0,0.25,0.5,0.75,1.0]");
+  // W&B's grid_search.py: np.arange(min, max, q), so max is not a point.
+  EXPECT_EQ(nlohmann::json(q.grid_values()).dump(), "[0.0,0.25,0.5,0.75]");
+  EXPECT_EQ(q.grid_size(), 4);
   EXPECT_FALSE(make(Distribution::kUniform, 0, 1).is_discrete());
   EXPECT_THROW(make(Distribution::kUniform, 0, 1).grid_values(), Error);
+}
+
+TEST(Parameter, AQUniformGridStartsAtMinInStepsOfQAsNumpyArange) {
+  auto q = make(Distribution::kQUniform, 0.05, 0.5);
+  q.q = 0.1;
+  q.q_is_integer = false;
+  EXPECT_EQ(nlohmann::json(q.grid_values()).dump(), "[0.05,0.15,0.25,0.35,0.45]");
+  auto ints = make(Distribution::kQUniform, 1, 10);
+  ints.q = 3;
+  ints.q_is_integer = true;
+  ints.bounds_integer = true;  // np.arange of ints: ints
+  EXPECT_EQ(nlohmann::json(ints.grid_values()).dump(), "[1,4,7]");
+  ints.q_is_integer = false;  // q 1.0 or 3.0: floats
+  EXPECT_EQ(nlohmann::json(ints.grid_values()).dump(), "[1.0,4.0,7.0]");
 }
 
 TEST(Parameter, NamesRoundTrip) {

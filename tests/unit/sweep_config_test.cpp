@@ -71,8 +71,61 @@ parameters:
   EXPECT_EQ(param(c, "c").distribution, Distribution::kIntUniform);
   EXPECT_EQ(param(c, "d").distribution, Distribution::kUniform);
   EXPECT_EQ(param(c, "e").q, 1);
-  EXPECT_TRUE(param(c, "e").q_is_integer);
+  EXPECT_FALSE(param(c, "e").q_is_integer);  // W&B's default q is 1.0, a float
   EXPECT_EQ(c.out_dir, "runs/s");
+}
+
+TEST(SweepConfig, QuantizedWithoutQGivesFloatsAsWandbsDefaultQIsAFloat) {
+  // wandb/sweeps schema.json: q defaults to 1.0; params.py returns ints only
+  // for an int q.
+  const auto c = parse_sweep_config(R"(method: random
+parameters:
+  a: {distribution: q_uniform, min: 0, max: 10}
+  b: {distribution: q_uniform, min: 0, max: 10, q: 2}
+  c: {distribution: q_log_uniform_values, min: 1, max: 100, q: 1}
+)",
+                                    "s.yaml");
+  EXPECT_TRUE(param(c, "a").from_unit(0.42).is_number_float());
+  EXPECT_EQ(param(c, "a").from_unit(0.42).dump(), "4.0");
+  EXPECT_TRUE(param(c, "b").from_unit(0.42).is_number_integer());
+  EXPECT_TRUE(param(c, "c").from_unit(0.42).is_number_integer());
+}
+
+TEST(SweepConfig, AGridOverQUniformIsWandbsArangeWithoutMax) {
+  const auto c = parse_sweep_config(R"(method: grid
+parameters:
+  a: {distribution: q_uniform, min: 0, max: 4, q: 1}
+  b: {distribution: q_uniform, min: 0, max: 2}
+  c: {distribution: q_uniform, min: 0.5, max: 1.5, q: 0.5}
+)",
+                                    "s.yaml");
+  EXPECT_EQ(nlohmann::json(param(c, "a").grid_values()).dump(), "[0,1,2,3]");
+  EXPECT_EQ(nlohmann::json(param(c, "b").grid_values()).dump(), "[0.0,1.0]");
+  EXPECT_EQ(nlohmann::json(param(c, "c").grid_values()).dump(), "[0.5,1.0]");
+}
+
+TEST(SweepConfig, IntUniformBoundsAreInclusiveAsWandbs) {
+  const auto c = parse_sweep_config("method: grid\nparameters:\n  n: {min: 2, max: 4}\n", "s.yaml");
+  EXPECT_EQ(nlohmann::json(param(c, "n").grid_values()).dump(), "[2,3,4]");
+  EXPECT_EQ(param(c, "n").from_unit(0.999), 4);
+  EXPECT_EQ(param(c, "n").from_unit(0.001), 2);
+}
+
+TEST(SweepConfig, WandbsCategoricalWithProbabilitiesNameIsAccepted) {
+  const auto c = parse_sweep_config(
+      "method: random\nparameters:\n  a: {distribution: categorical_w_probabilities, values: [x, "
+      "y], probabilities: [0.9, 0.1]}\n",
+      "s.yaml");
+  EXPECT_EQ(param(c, "a").distribution, Distribution::kCategorical);
+  EXPECT_EQ(param(c, "a").probabilities, (std::vector<double>{0.9, 0.1}));
+  EXPECT_NE(single_error("method: random\nparameters:\n  a: {distribution: "
+                         "categorical_w_probabilities, values: [x, y]}\n")
+                .find("missing 'probabilities'"),
+            std::string::npos);
+  EXPECT_NE(single_error("method: grid\nparameters:\n  a: {values: [x, y], probabilities: [0.5, "
+                         "0.5]}\n")
+                .find("'probabilities' has no meaning in a grid"),
+            std::string::npos);  // W&B's grid refuses them too
 }
 
 TEST(SweepConfig, QuotedNumbersAreStrings) {
@@ -152,9 +205,6 @@ TEST(SweepConfig, InconsistentValuesAreErrors) {
           "method: random\nparameters:\n  a: {distribution: log_uniform, min: 1, max: 1000}\n")
           .find("did you mean 'log_uniform_values'"),
       std::string::npos);
-  EXPECT_NE(
-      single_error("method: random\nparameters:\n  a: {values: [1, 1]}\n").find("listed twice"),
-      std::string::npos);
   EXPECT_NE(single_error(
                 "method: random\nparameters:\n  a: {distribution: int_uniform, min: 1.5, max: 4}\n")
                 .find("parameters.a.min: expected an integer, got 1.5"),
@@ -218,9 +268,83 @@ TEST(SweepConfig, YamlSyntaxErrorHasALine) {
   EXPECT_NE(e.find("YAML syntax error"), std::string::npos);
 }
 
-TEST(SweepConfig, DuplicateKeysAreErrors) {
-  const auto e = single_error("method: grid\nmethod: random\nparameters:\n  a: {value: 1}\n");
-  EXPECT_EQ(e, "sweep.yaml:2:1: method: duplicate key 'method'");
+TEST(SweepConfig, AKeyGivenTwiceKeepsTheLastValueWithAWarningNamingBothPlaces) {
+  const auto c = parse_sweep_config("method: grid\nmethod: random\nparameters:\n  a: {value: 1}\n",
+                                    "sweep.yaml");
+  EXPECT_EQ(c.method, SearchMethod::kRandom);  // PyYAML's safe_load keeps the last
+  ASSERT_EQ(c.warnings.size(), 1u);
+  EXPECT_EQ(c.warnings[0].format_warning(),
+            "sweep.yaml:2:1: warning: method: key 'method' is given twice (first at "
+            "sweep.yaml:1:1); the last one is used, as W&B does");
+}
+
+TEST(SweepConfig, StrictModeMakesEveryWarningAnError) {
+  const std::string text = "method: grid\nmethod: random\nparameters:\n  a: {value: 1}\n";
+  try {
+    (void)parse_sweep_config(text, "sweep.yaml", {.strict = true});
+    FAIL() << "expected ConfigError";
+  } catch (const ConfigError& e) {
+    ASSERT_EQ(e.diagnostics().size(), 1u);
+    EXPECT_EQ(e.diagnostics()[0].format(),
+              "sweep.yaml:2:1: method: key 'method' is given twice (first at sweep.yaml:1:1); the "
+              "last one is used, as W&B does\n  note: a warning, made an error by strict mode "
+              "(--strict)");
+  }
+  EXPECT_TRUE(
+      parse_sweep_config("method: grid\nparameters:\n  a: {value: 1}\n", "s.yaml", {.strict = true})
+          .warnings.empty());
+}
+
+TEST(SweepConfig, KeysGivenTwiceInsideParametersKeepTheLastToo) {
+  const auto c = parse_sweep_config(R"(method: random
+parameters:
+  lr: {values: [1, 2]}
+  lr: {min: 0.5, max: 1.5}
+  opt:
+    parameters:
+      m: {value: 1}
+    parameters:
+      m: {value: 2}
+  k: {value: {x: 1, x: 3}}
+)",
+                                    "sweep.yaml");
+  EXPECT_EQ(param(c, "lr").distribution, Distribution::kUniform);
+  EXPECT_EQ(param(c, "opt.m").values.at(0), 2);
+  EXPECT_EQ(param(c, "k").values.at(0).dump(), R"({"x":3})");
+  ASSERT_EQ(c.warnings.size(), 3u);
+  EXPECT_EQ(c.warnings[0].path, "parameters.lr");
+  EXPECT_EQ(c.warnings[0].where.line, 4);
+  EXPECT_NE(c.warnings[0].message.find("(first at sweep.yaml:3:3)"), std::string::npos);
+  EXPECT_EQ(c.warnings[1].path, "parameters.opt.parameters");
+  EXPECT_EQ(c.warnings[2].path, "parameters.k.value.x");
+}
+
+TEST(SweepConfig, RepeatedValuesRunOnceInAGridAsWandbDoes) {
+  const auto c = parse_sweep_config("method: grid\nparameters:\n  a: {values: [1, 2, 1.0, 2, 3]}\n",
+                                    "sweep.yaml");
+  EXPECT_EQ(nlohmann::json(param(c, "a").grid_values()).dump(), "[1,2,3]");
+  ASSERT_EQ(c.warnings.size(), 1u);
+  EXPECT_EQ(c.warnings[0].format_warning(),
+            "sweep.yaml:3:22: warning: parameters.a.values[2]: value 1.0 is listed twice (first "
+            "at [0]), and 1 more repeated value; the grid runs each value once, as W&B's grid "
+            "does");
+}
+
+TEST(SweepConfig, RepeatedValuesWeighRandomDrawsAsWandbDoes) {
+  const auto c =
+      parse_sweep_config("method: random\nparameters:\n  a: {values: [x, y, x]}\n", "sweep.yaml");
+  const auto& a = param(c, "a");
+  EXPECT_EQ(a.values.size(), 3u);  // kept: x is drawn with probability 2/3
+  EXPECT_EQ(a.from_unit(0.1), "x");
+  EXPECT_EQ(a.from_unit(0.5), "y");
+  EXPECT_EQ(a.from_unit(0.9), "x");
+  ASSERT_EQ(c.warnings.size(), 1u);
+  EXPECT_EQ(c.warnings[0].path, "parameters.a.values[2]");
+  EXPECT_NE(c.warnings[0].message.find("drawn more often"), std::string::npos)
+      << c.warnings[0].message;
+  EXPECT_THROW(parse_sweep_config("method: random\nparameters:\n  a: {values: [x, y, x]}\n",
+                                  "s.yaml", {.strict = true}),
+               ConfigError);
 }
 
 TEST(SweepConfig, WholeFileProblems) {
@@ -244,9 +368,102 @@ TEST(SweepConfig, MissingFileIsAUserError) {
   }
 }
 
-TEST(SweepConfig, WandbServiceKeysAreRejectedWithAReason) {
-  EXPECT_NE(single_error("method: grid\ncontroller: {type: local}\nparameters:\n  a: {value: 1}\n")
-                .find("'controller' configures W&B's hosted service"),
+constexpr const char* kParams = "parameters:\n  a: {value: 1}\n";
+
+TEST(SweepConfig, ALocalControllerIsAcceptedSilently) {
+  const auto c = parse_sweep_config(
+      std::string("method: grid\ncontroller: {type: local}\n") + kParams, "s.yaml");
+  EXPECT_TRUE(c.warnings.empty());
+}
+
+TEST(SweepConfig, ACloudControllerIsAcceptedWithAOneLineWarning) {
+  const auto c = parse_sweep_config(
+      std::string("method: grid\ncontroller: {type: cloud}\n") + kParams, "s.yaml");
+  ASSERT_EQ(c.warnings.size(), 1u);
+  EXPECT_EQ(c.warnings[0].format_warning(),
+            "s.yaml:2:1: warning: controller: xpscale is the sweep's controller; 'controller: "
+            "{type: cloud}' has no effect");
+}
+
+TEST(SweepConfig, AnyOtherControllerIsAnErrorNamingTheShape) {
+  EXPECT_EQ(single_error(std::string("method: grid\ncontroller: cloud\n") + kParams),
+            "sweep.yaml:2:13: controller: expected 'controller: {type: local}' or 'controller: "
+            "{type: cloud}', got \"cloud\"");
+  EXPECT_NE(single_error(std::string("method: grid\ncontroller: {type: remote}\n") + kParams)
+                .find("controller.type: expected 'local' or 'cloud', got \"remote\""),
+            std::string::npos);
+  EXPECT_NE(single_error(std::string("method: grid\ncontroller: {}\n") + kParams)
+                .find("controller.type: missing required key 'type'"),
+            std::string::npos);
+  EXPECT_NE(single_error(std::string("method: grid\ncontroller: {typ: local}\n") + kParams)
+                .find("did you mean 'type'?"),
+            std::string::npos);
+}
+
+TEST(SweepConfig, LaunchKeysAreNamedInOneWarning) {
+  const auto c = parse_sweep_config(std::string("method: grid\njob: me/proj/train:v1\n"
+                                                "launch: {queue: gpus}\n") +
+                                        kParams,
+                                    "s.yaml");
+  ASSERT_EQ(c.warnings.size(), 1u);
+  EXPECT_EQ(c.warnings[0].where.line, 2);
+  EXPECT_NE(c.warnings[0].message.find("W&B Launch keys 'job', 'launch' have no meaning here"),
+            std::string::npos)
+      << c.warnings[0].message;
+  EXPECT_FALSE(c.max_concurrent_trials);
+}
+
+TEST(SweepConfig, LaunchRefusesJobAndImageUriTogether) {
+  EXPECT_NE(single_error(std::string("method: grid\njob: a\nimage_uri: b\n") + kParams)
+                .find("'job' and 'image_uri' are both given"),
+            std::string::npos);
+}
+
+TEST(SweepConfig, ImageuriIsNotAWandbKey) {
+  EXPECT_NE(single_error(std::string("method: grid\nimageuri: b\n") + kParams)
+                .find("did you mean 'image_uri'?"),
+            std::string::npos);
+}
+
+TEST(SweepConfig, ALaunchSchedulerIsKnownByItsKeysAndItsWorkersCapTheTrialsAtOnce) {
+  const auto c = parse_sweep_config(
+      std::string("method: grid\nimage_uri: registry/train:1\nscheduler:\n  job: "
+                  "wandb/sweep-jobs/job-wandb-sweep-scheduler:latest\n  resource: local-container\n"
+                  "  num_workers: 4\n") +
+          kParams,
+      "s.yaml");
+  EXPECT_FALSE(c.scheduler);
+  EXPECT_EQ(c.max_concurrent_trials, 4);
+  ASSERT_EQ(c.warnings.size(), 1u);
+  EXPECT_NE(c.warnings[0].message.find("'image_uri', 'scheduler' have no meaning"),
+            std::string::npos)
+      << c.warnings[0].message;
+}
+
+TEST(SweepConfig, ASchedulerMixingBothKindsOfKeysIsAnError) {
+  const auto e = single_error(
+      std::string("method: grid\nscheduler: {type: asha, resource: epoch, num_workers: 2, "
+                  "min_resource: 1}\n") +
+      kParams);
+  EXPECT_NE(e.find("scheduler: mixes xpscale's scheduler keys ('type' or 'min_resource') with W&B "
+                   "Launch's ('num_workers')"),
+            std::string::npos)
+      << e;
+  EXPECT_NE(e.find("pick one"), std::string::npos);
+}
+
+TEST(SweepConfig, MaxConcurrentTrialsIsAnXpscaleKey) {
+  EXPECT_EQ(parse_sweep_config(std::string("method: grid\nmax_concurrent_trials: 2\n") + kParams,
+                               "s.yaml")
+                .max_concurrent_trials,
+            2);
+  EXPECT_NE(single_error(std::string("method: grid\nmax_concurrent_trials: 0\n") + kParams)
+                .find("max_concurrent_trials: expected an integer >= 1, got 0"),
+            std::string::npos);
+  EXPECT_NE(single_error(std::string("method: grid\nmax_concurrent_trials: 2\nscheduler: "
+                                     "{num_workers: 3}\n") +
+                         kParams)
+                .find("keep one"),
             std::string::npos);
 }
 
@@ -265,11 +482,22 @@ TEST(SweepConfig, EarlyTerminateIsCheckedLikeWandb) {
             std::string::npos);
   const auto c = parse_sweep_config(
       "method: grid\nearly_terminate: {type: hyperband, max_iter: 27, s: 2, strict: "
-      "true}\nparameters:\n  a: {value: 1}\n",
+      "false}\nparameters:\n  a: {value: 1}\n",
       "s.yaml");
   EXPECT_EQ(c.early_terminate->max_iter, 27);
   EXPECT_EQ(c.early_terminate->s, 2);
+  EXPECT_FALSE(c.early_terminate->strict);
+}
+
+TEST(SweepConfig, EarlyTerminateDefaultsAreWandbs) {
+  // wandb/sweeps schema.json: eta 3, strict true (since wandb/sweeps#108, 2024).
+  const auto c = parse_sweep_config(
+      "method: grid\nearly_terminate: {type: hyperband, min_iter: 2}\nparameters:\n  a: {value: "
+      "1}\n",
+      "s.yaml");
+  EXPECT_EQ(c.early_terminate->eta, 3);
   EXPECT_TRUE(c.early_terminate->strict);
+  EXPECT_EQ(c.early_terminate->s, 0);  // W&B has no default; only max_iter needs it
 }
 
 TEST(SweepConfig, BayesAshaAndDataTogetherAreRunnable) {

@@ -2,7 +2,9 @@
 
 namespace xpscale {
 
-std::string Diagnostic::format() const {
+namespace {
+std::string format_with(const Diagnostic& d, const char* severity) {
+  const SourceLocation& where = d.where;
   std::string out;
   if (!where.file.empty()) {
     out += where.file;
@@ -12,11 +14,17 @@ std::string Diagnostic::format() const {
     }
     out += ": ";
   }
-  if (!path.empty()) out += path + ": ";
-  out += message;
-  if (!note.empty()) out += "\n  note: " + note;
+  out += severity;
+  if (!d.path.empty()) out += d.path + ": ";
+  out += d.message;
+  if (!d.note.empty()) out += "\n  note: " + d.note;
   return out;
 }
+}  // namespace
+
+std::string Diagnostic::format() const { return format_with(*this, ""); }
+
+std::string Diagnostic::format_warning() const { return format_with(*this, "warning: "); }
 
 namespace {
 std::string join(const std::vector<Diagnostic>& diagnostics) {

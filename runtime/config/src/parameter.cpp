@@ -101,12 +101,24 @@ bool ParameterSpec::is_discrete() const {
   }
 }
 
-// The multiples of q within [min, max], as random q_uniform draws them:
-// k from first to last, k * q. The epsilon keeps bounds that are multiples of
-// q (up to rounding) inside.
-std::pair<double, double> q_grid_range(const ParameterSpec& p) {
-  constexpr double eps = 1e-9;
-  return {std::ceil(p.min / p.q - eps), std::floor(p.max / p.q + eps)};
+// A q_uniform grid as W&B builds it (grid_search.py: np.arange(min, max,
+// q)): ceil((max - min) / q) points min + k q, so max is not one of them.
+double q_grid_count(const ParameterSpec& p) {
+  return std::max(0.0, std::ceil((p.max - p.min) / p.q));
+}
+
+nlohmann::json q_grid_point(double k, const ParameterSpec& p) {
+  const double x = p.min + k * p.q + 0.0;  // + 0.0 turns -0 into 0
+  if (p.q_is_integer && p.bounds_integer && std::abs(x) < 9.0e18)
+    return static_cast<std::int64_t>(std::llround(x));
+  // Printed as short as q and min allow: 0.15, not 0.15000000000000002.
+  const int dq = decimals_of(p.q), dm = decimals_of(p.min);
+  if (dq >= 0 && dm >= 0) {
+    const double scale = std::pow(10.0, std::max(dq, dm));
+    const double cleaned = std::round(x * scale) / scale;
+    if (std::isfinite(cleaned)) return cleaned;
+  }
+  return x;
 }
 
 double ParameterSpec::grid_size() const {
@@ -116,10 +128,8 @@ double ParameterSpec::grid_size() const {
       return static_cast<double>(values.size());
     case Distribution::kIntUniform:
       return max - min + 1;
-    case Distribution::kQUniform: {
-      const auto [first, last] = q_grid_range(*this);
-      return std::max(0.0, last - first + 1);
-    }
+    case Distribution::kQUniform:
+      return q_grid_count(*this);
     default:
       throw Error(name + ": distribution '" + std::string(distribution_name(distribution)) +
                   "' is continuous and has no grid");
@@ -139,9 +149,9 @@ std::vector<nlohmann::json> ParameterSpec::grid_values() const {
       return out;
     }
     case Distribution::kQUniform: {
-      const auto [first, last] = q_grid_range(*this);
+      const double n = q_grid_count(*this);
       std::vector<nlohmann::json> out;
-      for (double k = first; k <= last; k += 1) out.push_back(multiple_of_q(k, *this));
+      for (double k = 0; k < n; k += 1) out.push_back(q_grid_point(k, *this));
       return out;
     }
     default:

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <set>
 
 #include "xpscale/core/text.h"
@@ -65,7 +66,7 @@ bool is_log_space(Distribution d) {
 
 class ParameterParser {
  public:
-  explicit ParameterParser(yaml::Reader& reader) : reader_(reader) {}
+  ParameterParser(yaml::Reader& reader, bool grid) : reader_(reader), grid_(grid) {}
 
   std::vector<ParameterSpec> parse(const YAML::Node& node) {
     parse_parameters(node, "parameters", "", {}, 0);
@@ -99,13 +100,13 @@ class ParameterParser {
         continue;
       }
       const YAML::Node& spec_node = e.value;  // const: operator[] must not insert
-      if (spec_node["parameters"]) {
+      // The last `parameters:` if it is given twice, as W&B reads it.
+      if (const YAML::Node nested = yaml::last_value(spec_node, "parameters"); nested.IsDefined()) {
         auto keys = reader_.entry_map(e.value, p, kParameterKeys);
         for (const auto& [key, entry] : keys)
           if (key != "parameters")
             reader_.error(entry.key_node, join_path(p, key),
                           "'" + key + "' cannot stand beside nested 'parameters'");
-        const YAML::Node nested = spec_node["parameters"];
         if (nested.IsMap() && nested.size() == 0)
           reader_.error(nested, join_path(p, "parameters"),
                         "expected at least one nested parameter");
@@ -133,10 +134,14 @@ class ParameterParser {
     const std::size_t errors_before = reader_.diagnostics().size();
 
     // The distribution: given, or inferred the way W&B infers it.
+    bool needs_probabilities = false;
     if (auto d = find(m, "distribution")) {
       auto s = reader_.string(d->value, join_path(p, "distribution"));
       if (!s) return std::nullopt;
-      auto dist = distribution_from_name(*s);
+      // W&B's own name for categorical with probabilities (schema.json:
+      // param_categorical_w_probabilities), which requires them.
+      needs_probabilities = *s == "categorical_w_probabilities";
+      auto dist = needs_probabilities ? Distribution::kCategorical : distribution_from_name(*s);
       if (!dist) {
         reader_.error(d->value, join_path(p, "distribution"),
                       "unknown distribution " + yaml::Reader::describe(d->value),
@@ -185,7 +190,7 @@ class ParameterParser {
         break;
       case Distribution::kCategorical:
         if (auto v = required("values")) parse_values(*v, join_path(p, "values"), spec);
-        if (auto pr = find(m, "probabilities"))
+        if (auto pr = needs_probabilities ? required("probabilities") : find(m, "probabilities"))
           parse_probabilities(*pr, join_path(p, "probabilities"), spec);
         break;
       default:
@@ -210,21 +215,44 @@ class ParameterParser {
       reader_.error(v.value, path, "expected at least one value, got an empty list");
       return;
     }
-    // An ordered set, not a scan of spec.values: a generated list of
+    // An ordered map, not a scan of spec.values: a generated list of
     // 500,000 values must not take n^2 comparisons. json's < orders numbers
-    // by value across types, as its == compares them (1 and 1.0 are twins).
-    std::set<nlohmann::json> seen;
-    std::size_t i = 0;
+    // by value across types, as its == compares them (1 and 1.0 are twins,
+    // as they are to W&B's grid, which hashes 1.0 as 1).
+    std::map<nlohmann::json, std::size_t> first_index;
+    std::size_t i = 0, repeats = 0;
+    SourceLocation first_repeat;
+    std::string first_repeat_text;
+    std::size_t first_repeat_at = 0, first_repeat_of = 0;
     for (const auto& item : v.value) {
-      const std::string p = path + "[" + std::to_string(i++) + "]";
-      auto j = reader_.json(item, p);
+      const std::size_t index = i++;
+      auto j = reader_.json(item, path + "[" + std::to_string(index) + "]");
       if (!j) continue;
-      if (!seen.insert(*j).second) {
-        reader_.error(item, p, "value " + j->dump() + " is listed twice");
-        continue;
+      if (auto [it, fresh] = first_index.emplace(*j, index); !fresh) {
+        if (repeats++ == 0) {
+          first_repeat = reader_.location(item);
+          first_repeat_text = j->dump();
+          first_repeat_at = index;
+          first_repeat_of = it->second;
+        }
+        // A grid runs each distinct point once (W&B's grid_search skips a
+        // combination it has already suggested); draws keep the repeats,
+        // which weigh the value (W&B's random picks an index uniformly).
+        if (grid_) continue;
       }
       spec.values.push_back(std::move(*j));
     }
+    if (repeats == 0) return;
+    const std::string where = path + "[" + std::to_string(first_repeat_at) + "]";
+    std::string message = "value " + first_repeat_text + " is listed twice (first at [" +
+                          std::to_string(first_repeat_of) + "])";
+    if (repeats > 1)
+      message += ", and " + std::to_string(repeats - 1) + " more repeated value" +
+                 (repeats > 2 ? "s" : "");
+    message += grid_ ? "; the grid runs each value once, as W&B's grid does"
+                     : "; draws pick each listed entry alike, so a repeated value is drawn "
+                       "more often, as W&B's do";
+    reader_.warn(first_repeat, where, message);
   }
 
   void parse_probabilities(const Entry& pr, const std::string& path, ParameterSpec& spec) {
@@ -282,6 +310,8 @@ class ParameterParser {
     } else {
       min = reader_.number(lo->value, join_path(p, "min"));
       max = reader_.number(hi->value, join_path(p, "max"));
+      spec.bounds_integer =
+          yaml::Reader::is_integer_scalar(lo->value) && yaml::Reader::is_integer_scalar(hi->value);
     }
     if (!min || !max) return;
     spec.min = *min;
@@ -335,7 +365,12 @@ class ParameterParser {
 
   void parse_q(const yaml::EntryMap& m, const std::string& p, ParameterSpec& spec) {
     auto qe = find(m, "q");
-    if (!qe) return;  // W&B's default: q = 1, an integer
+    if (!qe) {
+      // W&B's default q is 1.0 (schema.json), a float: its values are floats.
+      spec.q = 1;
+      spec.q_is_integer = false;
+      return;
+    }
     auto q = reader_.number(qe->value, join_path(p, "q"));
     if (!q) return;
     if (*q <= 0) {
@@ -347,14 +382,16 @@ class ParameterParser {
   }
 
   yaml::Reader& reader_;
+  bool grid_ = false;
   std::vector<ParameterSpec> parameters_;
   std::set<std::string> names_;
 };
 
 }  // namespace
 
-std::vector<ParameterSpec> parse_parameters(yaml::Reader& reader, const YAML::Node& node) {
-  return ParameterParser(reader).parse(node);
+std::vector<ParameterSpec> parse_parameters(yaml::Reader& reader, const YAML::Node& node,
+                                            bool grid) {
+  return ParameterParser(reader, grid).parse(node);
 }
 
 void check_grid(yaml::Reader& reader, const std::vector<ParameterSpec>& parameters,

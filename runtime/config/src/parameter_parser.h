@@ -12,7 +12,11 @@ namespace xpscale {
 
 // Parses the mapping under `parameters:`; nested groups are flattened to
 // dotted names in file order. Problems go to the reader's diagnostics.
-std::vector<ParameterSpec> parse_parameters(yaml::Reader& reader, const YAML::Node& node);
+// A value listed twice in `values:` is a warning; for a grid (`grid`) the
+// repeat is dropped (W&B's grid runs each point once), for draws it stays
+// and weighs the value (W&B's random picks an index uniformly).
+std::vector<ParameterSpec> parse_parameters(yaml::Reader& reader, const YAML::Node& node,
+                                            bool grid);
 
 // Reports parameters a grid cannot enumerate (continuous ones, probabilities,
 // axes or products too large to count).

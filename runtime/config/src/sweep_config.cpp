@@ -35,11 +35,24 @@ const std::vector<std::string> kTopKeys = {
     "description", "project", "entity",
     // xpscale keys
     "trials", "seed", "resources", "data", "scheduler", "out_dir", "retries", "max_failures",
-    "max_steps", "tpe", "nested_args",
-    // W&B keys that configure W&B's own service (rejected with a reason below)
-    "controller", "job", "image_uri", "imageuri", "launch"};
-const std::set<std::string> kWandbServiceKeys = {"controller", "job", "image_uri", "imageuri",
-                                                 "launch"};
+    "max_steps", "tpe", "max_concurrent_trials", "nested_args",
+    // W&B keys for W&B's own service: `controller` (local or cloud) and the
+    // W&B Launch keys (job, image_uri in wandb/sweeps schema.json; `launch`
+    // is read by `wandb launch-sweep`). Accepted with a warning below.
+    "controller", "job", "image_uri", "launch"};
+// Top-level W&B Launch keys, which name where W&B Launch runs the trials.
+const std::vector<std::string> kLaunchTopKeys = {"job", "image_uri", "launch"};
+
+// xpscale's scheduler keys, and W&B Launch's (`wandb launch-sweep` in
+// wandb/cli/cli.py reads job, resource, resource_args, docker_image and
+// settings; the scheduler job reads num_workers and polling_sleep).
+// `resource` is in both.
+const std::vector<std::string> kSchedulerKeys = {
+    "type",     "resource", "min_resource",        "max_resource",
+    "eta",      "brackets", "grace_period",        "min_samples",
+    "interval", "quantile", "resample_probability"};
+const std::vector<std::string> kLaunchSchedulerKeys = {
+    "job", "resource", "resource_args", "docker_image", "settings", "num_workers", "polling_sleep"};
 
 const std::vector<std::string> kMethods = {"grid", "random", "bayes", "sobol"};
 const std::vector<std::string> kSchedulerTypes = {"asha", "hyperband", "median", "pbt"};
@@ -111,7 +124,8 @@ std::string read_config_file(const std::string& path) {
 
 class Parser {
  public:
-  Parser(const std::string& text, const std::string& path) : reader_(path) {
+  Parser(const std::string& text, const std::string& path, const ConfigOptions& options)
+      : reader_(path, options.strict) {
     config_.path = path;
     config_.text = text;
   }
@@ -128,11 +142,18 @@ class Parser {
     yaml::EntryMap top;
     for (auto& e : reader_.entries(root_, "", kTopKeys)) top.emplace(e.key, e);
 
-    for (const auto& key : kWandbServiceKeys)
-      if (auto it = top.find(key); it != top.end())
-        reader_.error(it->second.key_node, key,
-                      "'" + key + "' configures W&B's hosted service and has no meaning in xpscale",
-                      "remove it; xpscale runs the sweep itself");
+    if (auto e = find(top, "controller")) parse_controller(*e);
+    for (const auto& key : kLaunchTopKeys)
+      if (auto e = find(top, key)) launch_keys_.push_back({key, e->key_node});
+    for (const char* key : {"job", "image_uri"})
+      if (auto e = find(top, key)) (void)reader_.string(e->value, key);  // W&B: a string
+    if (find(top, "job") && find(top, "image_uri"))
+      reader_.error(top.at("image_uri").key_node, "image_uri",
+                    "'job' and 'image_uri' are both given; W&B Launch takes one of them");
+    if (auto e = find(top, "launch"); e && !e->value.IsMap())
+      reader_.error(
+          e->value, "launch",
+          "expected a mapping (W&B Launch's settings), got " + yaml::Reader::describe(e->value));
 
     if (auto e = find(top, "name")) set_string(*e, config_.name);
     if (auto e = find(top, "description")) set_string(*e, config_.description);
@@ -150,7 +171,8 @@ class Parser {
     }
     if (auto e = find(top, "metric")) parse_metric(*e);
     if (auto e = find(top, "parameters")) {
-      config_.parameters = parse_parameters(reader_, e->value);
+      config_.parameters =
+          parse_parameters(reader_, e->value, config_.method == SearchMethod::kGrid);
       if (e->value.IsMap() && e->value.size() == 0)
         reader_.error(e->value, "parameters", "expected at least one parameter, got none");
     } else {
@@ -166,6 +188,7 @@ class Parser {
     if (auto e = find(top, "retries")) config_.retries = count(*e, 0).value_or(0);
     if (auto e = find(top, "max_failures")) config_.max_failures = count(*e, 0);
     if (auto e = find(top, "max_steps")) config_.max_steps = count(*e, 1);
+    if (auto e = find(top, "max_concurrent_trials")) config_.max_concurrent_trials = count(*e, 1);
     if (auto e = find(top, "seed")) {
       if (auto v = reader_.integer(e->value, "seed")) {
         if (*v < 0)
@@ -180,6 +203,7 @@ class Parser {
     if (auto e = find(top, "tpe")) parse_tpe(*e);
     if (auto e = find(top, "data")) parse_data(*e);
 
+    warn_launch_keys();
     if (config_.scheduler && config_.early_terminate)
       reader_.error(top.at("scheduler").key_node, "scheduler",
                     "'scheduler' and 'early_terminate' both choose early stopping; keep one");
@@ -194,6 +218,7 @@ class Parser {
       config_.out_dir = "runs/" + stem;
     }
     if (!reader_.ok()) throw ConfigError(sorted(std::move(reader_.diagnostics())));
+    config_.warnings = sorted(std::move(reader_.warnings()));
     return std::move(config_);
   }
 
@@ -411,18 +436,78 @@ class Parser {
     config_.early_terminate = et;
   }
 
+  // W&B's controller: {type: local | cloud}. xpscale is the controller
+  // either way.
+  void parse_controller(const Entry& e) {
+    const std::string shape = "expected 'controller: {type: local}' or 'controller: {type: cloud}'";
+    if (!e.value.IsMap()) {
+      reader_.error(e.value, "controller", shape + ", got " + yaml::Reader::describe(e.value));
+      return;
+    }
+    auto m = reader_.entry_map(e.value, "controller", {"type"});
+    auto t = find(m, "type");
+    if (!t) {
+      if (m.size() == e.value.size())  // not already reported as unknown keys
+        reader_.error(e.value, "controller.type", "missing required key 'type'", shape);
+      return;
+    }
+    auto type = one_of(t->value, "controller.type", {"local", "cloud"});
+    if (type == "cloud")
+      reader_.warn(e.key_node, "controller",
+                   "xpscale is the sweep's controller; 'controller: {type: cloud}' has no effect");
+  }
+
+  // One warning naming every W&B Launch key of the config.
+  void warn_launch_keys() {
+    if (launch_keys_.empty()) return;
+    std::string names;
+    for (const auto& [name, node] : launch_keys_)
+      names += (names.empty() ? "'" : ", '") + name + "'";
+    reader_.warn(launch_keys_.front().second, launch_keys_.front().first,
+                 "W&B Launch key" + std::string(launch_keys_.size() > 1 ? "s " : " ") + names +
+                     (launch_keys_.size() > 1 ? " have" : " has") +
+                     " no meaning here: xpscale runs the trials itself",
+                 "trials run 'program'/'command' on the job's ranks; scheduler.num_workers, if "
+                 "given, is read as max_concurrent_trials");
+  }
+
+  // `scheduler:` is xpscale's ({type: asha|hyperband|median|pbt, ...}) or
+  // W&B Launch's ({job, resource, num_workers, ...}); the keys tell which.
   void parse_scheduler(const Entry& e) {
+    if (e.value.IsMap()) {
+      std::vector<std::string> ours, launch;
+      for (auto it = e.value.begin(); it != e.value.end(); ++it) {
+        if (!it->first.IsScalar()) continue;
+        const std::string& k = it->first.Scalar();
+        const bool is_ours =
+            std::find(kSchedulerKeys.begin(), kSchedulerKeys.end(), k) != kSchedulerKeys.end();
+        const bool is_launch = std::find(kLaunchSchedulerKeys.begin(), kLaunchSchedulerKeys.end(),
+                                         k) != kLaunchSchedulerKeys.end();
+        if (is_ours && !is_launch && std::find(ours.begin(), ours.end(), k) == ours.end())
+          ours.push_back(k);
+        if (is_launch && !is_ours && std::find(launch.begin(), launch.end(), k) == launch.end())
+          launch.push_back(k);
+      }
+      if (!launch.empty() && !ours.empty()) {
+        reader_.error(e.key_node, "scheduler",
+                      "mixes xpscale's scheduler keys (" + quoted_list(ours) +
+                          ") with W&B Launch's (" + quoted_list(launch) + ")",
+                      "pick one: xpscale's early stopping is {type: asha|hyperband|median|pbt, "
+                      "...}; W&B Launch's scheduler is {job, resource, num_workers, ...}");
+        return;
+      }
+      if (!launch.empty()) {
+        parse_launch_scheduler(e);
+        return;
+      }
+    }
     static const std::map<std::string, std::vector<std::string>> kKeys = {
         {"asha", {"type", "resource", "min_resource", "max_resource", "eta"}},
         {"hyperband", {"type", "resource", "min_resource", "max_resource", "eta", "brackets"}},
         {"median", {"type", "resource", "grace_period", "min_samples"}},
         {"pbt", {"type", "resource", "interval", "quantile", "resample_probability"}},
     };
-    const std::vector<std::string> all = {
-        "type",     "resource", "min_resource",        "max_resource",
-        "eta",      "brackets", "grace_period",        "min_samples",
-        "interval", "quantile", "resample_probability"};
-    auto m = reader_.entry_map(e.value, "scheduler", all);
+    auto m = reader_.entry_map(e.value, "scheduler", kSchedulerKeys);
     if (!e.value.IsMap()) return;
     SchedulerSpec s;
     s.where = reader_.location(e.key_node);
@@ -488,6 +573,24 @@ class Parser {
             "expected a probability in [0, 1], got " + format_number(*s.resample_probability));
     }
     config_.scheduler = s;
+  }
+
+  // W&B Launch's scheduler: only num_workers means something here (the
+  // most trials at once); the rest is named by warn_launch_keys().
+  void parse_launch_scheduler(const Entry& e) {
+    auto m = reader_.entry_map(e.value, "scheduler", kLaunchSchedulerKeys);
+    launch_keys_.push_back({"scheduler", e.key_node});
+    auto n = find(m, "num_workers");
+    if (!n) return;
+    auto workers = count(*n, 1, "scheduler.num_workers");
+    if (!workers) return;
+    if (config_.max_concurrent_trials) {
+      reader_.error(n->key_node, "scheduler.num_workers",
+                    "'max_concurrent_trials' and 'scheduler.num_workers' both cap the trials "
+                    "running at once; keep one");
+      return;
+    }
+    config_.max_concurrent_trials = workers;
   }
 
   void parse_tpe(const Entry& e) {
@@ -623,6 +726,7 @@ class Parser {
   SweepConfig config_;
   YAML::Node root_;
   std::vector<SourceLocation> command_where_;
+  std::vector<std::pair<std::string, YAML::Node>> launch_keys_;  // in the order seen
 };
 
 }  // namespace
@@ -648,9 +752,10 @@ std::optional<std::int64_t> SweepConfig::trial_budget() const {
   return run_cap;
 }
 
-SweepConfig parse_sweep_config(const std::string& text, const std::string& path) {
+SweepConfig parse_sweep_config(const std::string& text, const std::string& path,
+                               const ConfigOptions& options) {
   try {
-    return Parser(text, path).parse();
+    return Parser(text, path, options).parse();
   } catch (const ConfigError&) {
     throw;
   } catch (const YAML::Exception& e) {
@@ -662,8 +767,12 @@ SweepConfig parse_sweep_config(const std::string& text, const std::string& path)
   }
 }
 
-SweepConfig load_sweep_config(const std::string& path) {
-  return parse_sweep_config(read_config_file(path), path);
+SweepConfig load_sweep_config(const std::string& path, const ConfigOptions& options) {
+  return parse_sweep_config(read_config_file(path), path, options);
+}
+
+void print_config_warnings(const SweepConfig& config, std::ostream& out) {
+  for (const auto& w : config.warnings) out << w.format_warning() << '\n';
 }
 
 nlohmann::json dataset_spec_json(const DatasetSpec& spec) {

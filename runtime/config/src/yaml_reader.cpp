@@ -308,9 +308,8 @@ nlohmann::json canonical_at(const YAML::Node& node, const std::string& file, std
       for (auto it = node.begin(); it != node.end(); ++it) {
         if (!it->first.IsScalar())
           throw fail(it->first, "expected a key name, got " + Reader::describe(it->first));
-        const std::string& key = it->first.Scalar();
-        if (obj.contains(key)) throw fail(it->first, "duplicate key '" + key + "'");
-        obj[key] = canonical_at(it->second, file, nodes, max_nodes);
+        // A key given twice: the last value, as the loader keeps it.
+        obj[it->first.Scalar()] = canonical_at(it->second, file, nodes, max_nodes);
       }
       return obj;
     }
@@ -324,6 +323,15 @@ nlohmann::json canonical_json(const YAML::Node& node, const std::string& file,
                               std::size_t max_nodes) {
   std::size_t nodes = 0;
   return canonical_at(node, file, nodes, max_nodes);
+}
+
+YAML::Node last_value(const YAML::Node& map, const std::string& key) {
+  // Copies, not assignments: YAML::Node's operator= writes into the node.
+  std::optional<YAML::Node> out;
+  if (map.IsMap())
+    for (auto it = map.begin(); it != map.end(); ++it)
+      if (it->first.IsScalar() && it->first.Scalar() == key) out.emplace(it->second);
+  return out ? *out : YAML::Node(YAML::NodeType::Undefined);
 }
 
 const Entry* find(const EntryMap& entries, const std::string& key) {
@@ -369,6 +377,21 @@ void Reader::error(SourceLocation where, const std::string& path, std::string me
   diagnostics_.push_back({std::move(where), path, std::move(message), std::move(note)});
 }
 
+void Reader::warn(const YAML::Node& at, const std::string& path, std::string message,
+                  std::string note) {
+  warn(location(at), path, std::move(message), std::move(note));
+}
+
+void Reader::warn(SourceLocation where, const std::string& path, std::string message,
+                  std::string note) {
+  if (strict_) {
+    if (note.empty()) note = "a warning, made an error by strict mode (--strict)";
+    diagnostics_.push_back({std::move(where), path, std::move(message), std::move(note)});
+    return;
+  }
+  warnings_.push_back({std::move(where), path, std::move(message), std::move(note)});
+}
+
 std::string Reader::describe(const YAML::Node& node) {
   switch (node.Type()) {
     case YAML::NodeType::Map:
@@ -398,7 +421,14 @@ std::vector<Entry> Reader::entries(const YAML::Node& map, const std::string& pat
     error(map, path, "expected a mapping, got " + describe(map));
     return out;
   }
-  std::set<std::string> seen;
+  struct Seen {
+    SourceLocation first;
+    std::size_t index;  // in slots; npos for an unknown key
+  };
+  std::map<std::string, Seen> seen;
+  // Entries are replaced by destroying and constructing them: assigning a
+  // YAML::Node writes into the node it refers to, here the document's.
+  std::vector<std::optional<Entry>> slots;
   for (auto it = map.begin(); it != map.end(); ++it) {
     const YAML::Node key = it->first;
     if (!key.IsScalar()) {
@@ -407,16 +437,28 @@ std::vector<Entry> Reader::entries(const YAML::Node& map, const std::string& pat
     }
     const std::string& name = key.Scalar();
     const std::string key_path = path.empty() ? name : path + "." + name;
-    if (!seen.insert(name).second) {
-      error(key, key_path, "duplicate key '" + name + "'");
+    if (auto s = seen.find(name); s != seen.end()) {
+      const SourceLocation& f = s->second.first;
+      warn(key, key_path,
+           "key '" + name + "' is given twice (first at " + f.file + ":" + std::to_string(f.line) +
+               ":" + std::to_string(f.column) + "); the last one is used, as W&B does");
+      if (s->second.index != std::string::npos) {
+        auto& slot = slots[s->second.index];
+        slot.reset();
+        slot.emplace(Entry{name, key, it->second});
+      }
       continue;
     }
     if (!known.empty() && std::find(known.begin(), known.end(), name) == known.end()) {
+      seen.emplace(name, Seen{location(key), std::string::npos});
       error(key, key_path, "unknown key '" + name + "'", typo_note(name, known, "known keys here"));
       continue;
     }
-    out.push_back({name, key, it->second});
+    seen.emplace(name, Seen{location(key), slots.size()});
+    slots.emplace_back(Entry{name, key, it->second});
   }
+  out.reserve(slots.size());
+  for (auto& slot : slots) out.push_back(std::move(*slot));
   return out;
 }
 
@@ -521,10 +563,9 @@ std::optional<nlohmann::json> Reader::json_at(const YAML::Node& node, const std:
           return std::nullopt;
         }
         const std::string& key = it->first.Scalar();
-        if (obj.contains(key)) {
-          error(it->first, path + "." + key, "duplicate key '" + key + "'");
-          return std::nullopt;
-        }
+        if (obj.contains(key))
+          warn(it->first, path + "." + key,
+               "key '" + key + "' is given twice in this value; the last one is used, as W&B does");
         auto v = json_at(it->second, path + "." + key, depth + 1);
         if (!v) return std::nullopt;
         obj[key] = std::move(*v);

@@ -31,8 +31,9 @@ std::string too_large_message(std::optional<std::size_t> bytes);
 // `node` as JSON for comparing configs (canonical_config.h): mappings as
 // nlohmann::json objects (keys sorted), aliases expanded, scalars typed as
 // Reader types them, non-finite floats as the strings ".inf", "-.inf" and
-// ".nan". Throws ConfigError naming `file` for a key that is not a scalar,
-// a duplicate key, or more than `max_nodes` nodes.
+// ".nan". A key given twice keeps its last value, as W&B's loader (PyYAML)
+// does. Throws ConfigError naming `file` for a key that is not a scalar or
+// more than `max_nodes` nodes.
 nlohmann::json canonical_json(const YAML::Node& node, const std::string& file,
                               std::size_t max_nodes);
 
@@ -44,6 +45,11 @@ struct Entry {
 
 using EntryMap = std::map<std::string, Entry>;
 
+// The value of the last entry named `key` in mapping `map` (PyYAML's
+// choice for a key given twice), or an undefined node. yaml-cpp's
+// operator[] would return the first.
+YAML::Node last_value(const YAML::Node& map, const std::string& key);
+
 // The entry for `key`, or nullptr.
 const Entry* find(const EntryMap& entries, const std::string& key);
 // "a.b" from "a" and "b"; "b" when path is empty.
@@ -53,19 +59,31 @@ std::string format_number(double v);
 
 class Reader {
  public:
-  explicit Reader(std::string file) : file_(std::move(file)) {}
+  // strict: every warning is reported as an error instead.
+  explicit Reader(std::string file, bool strict = false)
+      : file_(std::move(file)), strict_(strict) {}
 
   SourceLocation location(const YAML::Node& node) const;
   void error(const YAML::Node& at, const std::string& path, std::string message,
              std::string note = "");
   void error(SourceLocation where, const std::string& path, std::string message,
              std::string note = "");
+  // Something W&B accepts whose meaning here the user should know; an
+  // error in strict mode.
+  void warn(const YAML::Node& at, const std::string& path, std::string message,
+            std::string note = "");
+  void warn(SourceLocation where, const std::string& path, std::string message,
+            std::string note = "");
   bool ok() const { return diagnostics_.empty(); }
+  bool strict() const { return strict_; }
   std::vector<Diagnostic>& diagnostics() { return diagnostics_; }
+  std::vector<Diagnostic>& warnings() { return warnings_; }
 
   // The entries of a mapping, in file order. Reports a node that is not a
-  // mapping, non-scalar or duplicate keys, and keys not in `known` (with the
-  // nearest known key as a note). Unknown entries are not returned.
+  // mapping, non-scalar keys, and keys not in `known` (with the nearest
+  // known key as a note). Unknown entries are not returned. A key given
+  // twice is a warning naming both places; its last value is returned (at
+  // the first one's place in the order), as W&B's loader keeps the last.
   std::vector<Entry> entries(const YAML::Node& map, const std::string& path,
                              const std::vector<std::string>& known);
 
@@ -89,7 +107,9 @@ class Reader {
  private:
   std::optional<nlohmann::json> json_at(const YAML::Node& node, const std::string& path, int depth);
   std::string file_;
+  bool strict_ = false;
   std::vector<Diagnostic> diagnostics_;
+  std::vector<Diagnostic> warnings_;
   std::size_t json_nodes_ = 0;  // bounds the work aliases can multiply
 };
 

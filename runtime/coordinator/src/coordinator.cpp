@@ -313,6 +313,13 @@ void Coordinator::dispatch(int source, int group) {
     parked_.emplace_back(source, group);
     return;
   }
+  // max_concurrent_trials: a trial is running (the cap is >= 1), and
+  // record_result() releases the parked group when one ends.
+  if (!stopping_ && s_.config->max_concurrent_trials &&
+      static_cast<std::int64_t>(running_.size()) >= *s_.config->max_concurrent_trials) {
+    parked_.emplace_back(source, group);
+    return;
+  }
   if (!stopping_ && s_.queue.empty()) {
     s_.store->begin();
     if (auto t = s_.algorithms->propose(*s_.store)) {

@@ -351,7 +351,8 @@ RunSummary run_sweep(const RunOptions& options, const TrainFactory& make_train) 
   std::string text;
   on_rank0_for_all([&] { text = load_sweep_config(options.sweep_path).text; });
   bcast_string(text);
-  SweepConfig config = parse_sweep_config(text, options.sweep_path);
+  SweepConfig config = parse_sweep_config(text, options.sweep_path, {.strict = options.strict});
+  if (rank == 0) print_config_warnings(config, std::cerr);  // every rank parses; one prints
   if (options.out_dir) config.out_dir = *options.out_dir;
   // Absolute, so that the trial directories handed to trials stay right for
   // a trainer that changes directory (as Hydra does).

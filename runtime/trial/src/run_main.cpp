@@ -21,6 +21,8 @@ void add_run_options(po::options_description& desc, RunOptions& options, RunCliV
       "continue the sweep stored in out_dir (an error if there is none)")(
       "force", po::bool_switch(&options.force), "run even if out_dir holds another config's store")(
       "quiet,q", po::bool_switch(&options.quiet), "no progress output")(
+      "strict", po::bool_switch(&options.strict),
+      "treat the config's warnings (what W&B accepts but xpscale reads otherwise) as errors")(
       "retry-failed", po::bool_switch(&options.retry_failed),
       "run the trials that failed for good again (a new attempt each)")(
       "store-retry", po::value<double>(&options.store_retry_s)->default_value(300),

@@ -211,6 +211,40 @@ class SweepTest(SweepCase):
         self.assertEqual(t[2]["reason"], "target")
         self.assertEqual([t[i]["status"] for i in (3, 4)], ["queued", "queued"])
 
+    def test_max_concurrent_trials_caps_the_trials_running_at_once(self):
+        cfg = self.config({"x": {"values": list(range(8))}, "ms": {"value": 100}},
+                          max_concurrent_trials=2)
+        plan = self.run_cmd([XPSCALE, "plan", cfg, "-n", "4"])
+        self.assertIn("so 2 trials run at a time (max_concurrent_trials)", plan.stdout)
+        self.run_cmd([TRAINER, "--sweep", cfg, "--quiet"], ranks=4)
+        t = self.trials()
+        self.assertEqual([t[i]["status"] for i in range(8)], ["completed"] * 8)
+        attempts = self.attempts()
+        # At each start, the attempts that started before it and had not
+        # finished yet: at most one other (two running at once).
+        for a in attempts:
+            overlapping = [b for b in attempts if b is not a and
+                           b["started_at"] <= a["started_at"] < b["finished_at"]]
+            self.assertLessEqual(len(overlapping), 1, (a, overlapping))
+        # A cap of two still runs two at once (parked groups are woken).
+        self.assertTrue(any(b is not a and b["started_at"] <= a["started_at"] < b["finished_at"]
+                            for a in attempts for b in attempts))
+
+    def test_config_warnings_print_once_and_strict_makes_them_errors(self):
+        cfg = self.config({"x": {"values": [1, 2]}}, controller={"type": "cloud"})
+        p = self.run_cmd([TRAINER, "--sweep", cfg, "--quiet"], ranks=2)
+        self.assertEqual(p.stderr.count("warning: controller: xpscale is the sweep's controller"),
+                         1, p.stderr)
+        self.assertEqual(sorted(self.trials()), [0, 1])
+        p = self.run_cmd([TRAINER, "--sweep", cfg, "--quiet", "--strict"], ranks=2, expect=2)
+        self.assertEqual(p.stderr.count("controller: xpscale is the sweep's controller"), 1,
+                         p.stderr)
+        p = self.run_cmd([XPSCALE, "plan", cfg, "--strict"], expect=2)
+        self.assertIn("controller: xpscale is the sweep's controller", p.stderr)
+        self.assertIn("strict mode", p.stderr)
+        p = self.run_cmd([XPSCALE, "plan", cfg])
+        self.assertIn("warning: controller:", p.stderr)
+
     def test_another_config_needs_force(self):
         cfg = self.config({"x": {"values": [1, 2]}})
         self.run_cmd([TRAINER, "--sweep", cfg, "--quiet"])

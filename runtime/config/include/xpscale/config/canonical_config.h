@@ -14,8 +14,9 @@ namespace xpscale {
 // integer, 1.0 a float, "1" a string; .inf, -.inf and .nan become those
 // strings). Comments, quoting and layout are gone. Throws ConfigError
 // (naming `path`) for text that is not one YAML document, a mapping key
-// that is not a scalar, a duplicate key, or a document that aliases expand
-// past kMaxSweepConfigBytes nodes.
+// that is not a scalar, or a document that aliases expand past
+// kMaxSweepConfigBytes nodes. A key given twice keeps its last value, as
+// the config reader (and W&B) reads it.
 nlohmann::json canonical_config(const std::string& text, const std::string& path);
 
 // sha256 (hex) of canonical_config(text, path) written as compact JSON.

@@ -33,6 +33,9 @@ struct Diagnostic {
   // "sweep.yaml:12:7: parameters.lr.min: expected a number, got \"fast\""
   // followed by "  note: ..." when there is a note.
   std::string format() const;
+  // The same with "warning: " after the place:
+  // "sweep.yaml:3:1: warning: lr: key 'lr' is given twice ...".
+  std::string format_warning() const;
 };
 
 class ConfigError : public UserError {

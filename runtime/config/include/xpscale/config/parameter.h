@@ -14,8 +14,11 @@
 //   *_values variants                     bounds of the value itself (> 0)
 //   normal, q_normal                      value ~ N(mu, sigma)
 //   log_normal, q_log_normal              ln(value) ~ N(mu, sigma)
-// q_* variants round to the nearest multiple of q; when q is an integer
-// the value is an integer.
+// q_* variants round to the nearest multiple of q; when q is written as an
+// integer the value is an integer. Without q, q is W&B's default 1.0, a
+// float: values are whole numbers as floats (3.0), as W&B gives them.
+// A grid over q_uniform is W&B's np.arange(min, max, q): min, min + q, ...
+// below max (max itself is not a point); integers when min, max and q are.
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -65,7 +68,8 @@ struct ParameterSpec {
   std::vector<double> probabilities;   // categorical only; empty = uniform
   double min = 0, max = 0;
   double q = 1;
-  bool q_is_integer = true;  // integer q => integer values (W&B)
+  bool q_is_integer = true;     // integer q => integer values (W&B)
+  bool bounds_integer = false;  // min and max written as integers (q_uniform grids)
   double mu = 0, sigma = 1;
   SourceLocation where;
 

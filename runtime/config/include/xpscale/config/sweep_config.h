@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -42,13 +43,15 @@ struct MetricSpec {
 };
 
 // W&B's early_terminate: {type: hyperband, min_iter | max_iter, s, eta, strict}.
+// Defaults are W&B's (wandb/sweeps schema.json): eta 3, strict true; `s`
+// has none there, so max_iter needs it.
 struct EarlyTerminateSpec {
   std::string type = "hyperband";
   std::optional<std::int64_t> min_iter;
   std::optional<std::int64_t> max_iter;
   std::int64_t s = 0;
   double eta = 3;
-  bool strict = false;
+  bool strict = true;
   SourceLocation where;
 };
 
@@ -128,12 +131,21 @@ struct SweepConfig {
   std::optional<std::int64_t> max_failures;
   // report(step, ...) with step >= max_steps answers Stop (xpscale key).
   std::optional<std::int64_t> max_steps;
+  // At most this many trials run at once; a free group waits for a trial
+  // to end (xpscale key max_concurrent_trials, or W&B Launch's
+  // scheduler.num_workers). Unset: one trial per free group.
+  std::optional<std::int64_t> max_concurrent_trials;
   ResourcesSpec resources;
   std::optional<DatasetSpec> train_data, val_data;
   std::optional<SchedulerSpec> scheduler;
   std::optional<TpeSpec> tpe;
   std::string out_dir;  // default: "runs/<name or file stem>"
   std::vector<UnbuiltFeature> unbuilt;
+  // What W&B accepts but means something else here, or nothing (a key
+  // given twice, a value listed twice, W&B Launch keys), in file order.
+  // Printed as "file:line:col: warning: path: message" by the commands;
+  // errors with ConfigOptions::strict.
+  std::vector<Diagnostic> warnings;
   SourceLocation method_where;  // where `method:` is written, for errors about it
 
   // Whether trials run an external program (program/command) rather than
@@ -157,10 +169,21 @@ inline constexpr std::int64_t kMaxTrials = 10'000'000;
 // /dev/stdin) or device is refused without blocking on it. Throws
 // ConfigError (a UserError) naming the file for an unreadable, irregular
 // or too large file, or any problem in it.
-SweepConfig load_sweep_config(const std::string& path);
+// How a config is loaded.
+struct ConfigOptions {
+  // Every warning (SweepConfig::warnings) is an error instead (--strict).
+  bool strict = false;
+};
+
+SweepConfig load_sweep_config(const std::string& path, const ConfigOptions& options = {});
 
 // Parses YAML text; `path` only names the source in diagnostics.
-SweepConfig parse_sweep_config(const std::string& text, const std::string& path);
+SweepConfig parse_sweep_config(const std::string& text, const std::string& path,
+                               const ConfigOptions& options = {});
+
+// Writes each of config.warnings to `out` as "file:line:col: warning: path:
+// message" (and its note), one per line. Call on one rank only.
+void print_config_warnings(const SweepConfig& config, std::ostream& out);
 
 // One split of the data: section as JSON, the form external trials get it
 // in (XPSCALE_DATA, read by xpscale.data.ShardedDataset.from_config): the

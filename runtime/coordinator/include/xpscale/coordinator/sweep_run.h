@@ -22,6 +22,8 @@ struct RunOptions {
   // fresh retries), e.g. after fixing what made them fail.
   bool retry_failed = false;
   bool quiet = false;
+  // The config's warnings are errors (ConfigOptions::strict).
+  bool strict = false;
   // Progress: a live status line when stderr is a terminal, else a log
   // line every `progress_interval_s`.
   double progress_interval_s = 10;

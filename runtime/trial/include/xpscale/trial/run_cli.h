@@ -16,7 +16,7 @@ struct RunCliValues {
   std::int64_t trials = 0;
 };
 
-// Adds --out-dir, --trials, --resume, --force, --quiet, --retry-failed,
+// Adds --out-dir, --trials, --resume, --force, --quiet, --strict, --retry-failed,
 // --store-retry, --heartbeat-timeout, --progress-interval, --array-task
 // and --array-size, bound to `options` and `values`.
 void add_run_options(boost::program_options::options_description& desc, RunOptions& options,
