@@ -35,7 +35,7 @@ const std::vector<std::string> kTopKeys = {
     "description", "project", "entity",
     // xpscale keys
     "trials", "seed", "resources", "data", "scheduler", "out_dir", "retries", "max_failures",
-    "max_steps", "tpe",
+    "max_steps", "tpe", "wandb",
     // W&B keys that configure W&B's own service (rejected with a reason below)
     "controller", "job", "image_uri", "imageuri", "launch"};
 const std::set<std::string> kWandbServiceKeys = {"controller", "job", "image_uri", "imageuri",
@@ -140,6 +140,12 @@ class Parser {
     if (auto e = find(top, "entity")) set_string(*e, config_.entity);
     if (auto e = find(top, "program")) set_string(*e, config_.program);
     if (auto e = find(top, "out_dir")) set_string(*e, config_.out_dir);
+    if (auto e = find(top, "wandb")) {
+      const std::vector<std::string> modes = {"auto", "shim", "passthrough", "off"};  // enum order
+      if (auto m = one_of(e->value, "wandb", modes))
+        config_.wandb = static_cast<WandbMode>(std::find(modes.begin(), modes.end(), *m) -
+                                               modes.begin());
+    }
 
     if (auto e = find(top, "method")) {
       parse_method(*e);
