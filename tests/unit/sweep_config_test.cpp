@@ -439,6 +439,9 @@ TEST(SweepConfig, InvalidUtf8IsAnErrorWithItsPlace) {
 }  // namespace
 }  // namespace xpscale
 
+namespace xpscale {
+namespace {
+
 TEST(SweepConfig, WandbModeIsAutoByDefaultAndChecked) {
   const std::string base = "method: grid\nparameters:\n  a: {value: 1}\n";
   EXPECT_EQ(parse_sweep_config(base, "s.yaml").wandb, WandbMode::kAuto);
@@ -455,3 +458,6 @@ TEST(SweepConfig, WandbModeIsAutoByDefaultAndChecked) {
       << e;
   EXPECT_NE(e.find("did you mean 'shim'?"), std::string::npos) << e;
 }
+
+}  // namespace
+}  // namespace xpscale
