@@ -258,11 +258,12 @@ void Coordinator::record_result(int group, const nlohmann::json& r) {
   running_.erase(group);
   // A trial that ends without ever reporting the sweep's metric (a typo in
   // metric.name, a script that logs another key) has no result: a failure
-  // with that reason, retried like any other, rather than a blank row.
+  // with that reason, retried like any other, rather than a blank row. One
+  // stopped before it reported anything (the sweep ended) is not.
   if ((status == TrialStatus::kCompleted || status == TrialStatus::kStopped) &&
       s_.config->metric) {
     const auto row = s_.store->trial(id);
-    if (row && !row->best_value) {
+    if (row && !row->best_value && (status == TrialStatus::kCompleted || row->last_step)) {
       status = TrialStatus::kFailed;
       reason = "metric '" + s_.config->metric->name + "' never reported";
     }
