@@ -162,9 +162,9 @@ class Runner {
       std::string_view kv(*e);
       if (starts_with_any(kv, {"OMPI_", "PMIX_", "PMI_", "OPAL_", "ORTE_",
                                "XPSCALE_METRICS_FD=", "RANK=", "WORLD_SIZE=", "LOCAL_RANK=",
-                               "LOCAL_WORLD_SIZE=", "MASTER_ADDR=", "MASTER_PORT=",
-                               "PYTHONPATH=", "XPSCALE_WANDB="}))
+                               "LOCAL_WORLD_SIZE=", "MASTER_ADDR=", "MASTER_PORT="}))
         continue;
+      if (starts_with_any(kv, {"PYTHONPATH=", "XPSCALE_WANDB="})) continue;  // wandb_environment()
       if (config_.resources.gpus_per_rank > 0 && kv.substr(0, 21) == "CUDA_VISIBLE_DEVICES=")
         continue;
       env.emplace_back(kv);

@@ -143,8 +143,8 @@ class Parser {
     if (auto e = find(top, "wandb")) {
       const std::vector<std::string> modes = {"auto", "shim", "passthrough", "off"};  // enum order
       if (auto m = one_of(e->value, "wandb", modes))
-        config_.wandb = static_cast<WandbMode>(std::find(modes.begin(), modes.end(), *m) -
-                                               modes.begin());
+        config_.wandb =
+            static_cast<WandbMode>(std::find(modes.begin(), modes.end(), *m) - modes.begin());
     }
 
     if (auto e = find(top, "method")) {

@@ -14,8 +14,8 @@
 #include <tuple>
 
 #include "xpscale/coordinator/preemption.h"
-#include "xpscale/core/text.h"
 #include "xpscale/coordinator/protocol.h"
+#include "xpscale/core/text.h"
 
 namespace xpscale::detail {
 namespace {
@@ -260,8 +260,7 @@ void Coordinator::record_result(int group, const nlohmann::json& r) {
   // metric.name, a script that logs another key) has no result: a failure
   // with that reason, retried like any other, rather than a blank row. One
   // stopped before it reported anything (the sweep ended) is not.
-  if ((status == TrialStatus::kCompleted || status == TrialStatus::kStopped) &&
-      s_.config->metric) {
+  if ((status == TrialStatus::kCompleted || status == TrialStatus::kStopped) && s_.config->metric) {
     const auto row = s_.store->trial(id);
     if (row && !row->best_value && (status == TrialStatus::kCompleted || row->last_step)) {
       status = TrialStatus::kFailed;
@@ -489,9 +488,9 @@ void Coordinator::warn_missing_metric(std::uint64_t id, const nlohmann::json& me
     for (const auto& [name, v] : metrics.items()) has += (has.empty() ? "" : ", ") + name;
   const auto& name = s_.config->metric->name;
   const bool there = metrics.is_object() && metrics.contains(name);
-  std::cerr << (tty_ ? "\r\033[K" : "") << "xpscale: warning: trial " << id << ": metric '"
-            << name << (there ? "' is not a number in the first report (it has: "
-                              : "' not in the first report (it has: ")
+  std::cerr << (tty_ ? "\r\033[K" : "") << "xpscale: warning: trial " << id << ": metric '" << name
+            << (there ? "' is not a number in the first report (it has: "
+                      : "' not in the first report (it has: ")
             << (has.empty() ? "nothing" : escaped(has, 200, Escape::kControl)) << ")\n";
 }
 

@@ -110,10 +110,14 @@ enum class WandbMode { kAuto, kShim, kPassthrough, kOff };
 // "auto", "shim", "passthrough" or "off", as written in the config.
 inline const char* wandb_mode_name(WandbMode m) {
   switch (m) {
-    case WandbMode::kShim: return "shim";
-    case WandbMode::kPassthrough: return "passthrough";
-    case WandbMode::kOff: return "off";
-    case WandbMode::kAuto: break;
+    case WandbMode::kShim:
+      return "shim";
+    case WandbMode::kPassthrough:
+      return "passthrough";
+    case WandbMode::kOff:
+      return "off";
+    case WandbMode::kAuto:
+      break;
   }
   return "auto";
 }
