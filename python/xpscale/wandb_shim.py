@@ -122,6 +122,8 @@ class Config(MutableMapping):
         return key in self._items
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("_items", "_locked"):
+            raise AttributeError(name)  # copy/pickle probe before __init__ has run
         try:
             return self._items[name]
         except KeyError:
@@ -591,7 +593,7 @@ def write_sweep_params(directory: str, run_id: str, nested: Mapping[str, Any]) -
     for key, value in nested.items():
         lines.append(f"{json.dumps(str(key))}:")
         lines.append(f"  value: {json.dumps(value)}")
-    tmp = path + ".tmp"
+    tmp = f"{path}.{os.getpid()}.tmp"  # every rank of the trial writes it
     with open(tmp, "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
     os.replace(tmp, path)

@@ -147,6 +147,14 @@ class WandbShimTest(unittest.TestCase):
         self.assertEqual(p.stdout.split(), ["0.1", "1", "32"])
         self.assertIn("'lr' was locked by the sweep", p.stderr)
 
+    def test_config_survives_copy_and_pickle(self):
+        _, p = self.trial("""
+            import copy, pickle, wandb
+            wandb.init(config={"opt": {"lr": 1}})
+            print(copy.deepcopy(wandb.config).opt["lr"], pickle.loads(pickle.dumps(wandb.config)).opt)
+            """)
+        self.assertEqual(p.stdout.strip(), "1 {'lr': 1}")
+
     # --- log ------------------------------------------------------------
 
     def test_each_log_is_a_report_at_wandbs_step(self):
