@@ -16,7 +16,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "pylib"))
-from sweep_case import SweepCase  # noqa: E402  (tests/pylib)
+from sweep_case import MPI, SweepCase  # noqa: E402  (tests/pylib)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPTS = os.path.join(HERE, "wandb")
@@ -36,7 +36,7 @@ class WandbSweepTest(SweepCase):
         for script in ("train.py", "agent_train.py"):
             shutil.copy(os.path.join(SCRIPTS, script), self.tmp)
 
-    def sweep(self, program, parameters, expect=0, **keys):
+    def sweep(self, program, parameters, expect=0, ranks=None, **keys):
         cfg = {"program": program, "method": "grid",
                "metric": {"name": "val_loss", "goal": "minimize"},
                "parameters": parameters, "out_dir": self.out}
@@ -44,7 +44,8 @@ class WandbSweepTest(SweepCase):
         path = os.path.join(self.tmp, "sweep.yaml")
         with open(path, "w") as f:
             json.dump(cfg, f, indent=1)
-        p = subprocess.run([XPSCALE, "run", "--quiet", path], cwd=self.tmp, env=self.env,
+        p = subprocess.run((MPI + ["-n", str(ranks)] if ranks else []) +
+                           [XPSCALE, "run", "--quiet", path], cwd=self.tmp, env=self.env,
                            capture_output=True, text=True, timeout=240)
         self.assertEqual(p.returncode, expect, p.stderr[-4000:])
         report = subprocess.run([XPSCALE, "report", self.out, "--format", "json"],
@@ -72,6 +73,16 @@ class WandbSweepTest(SweepCase):
             self.assertEqual(t["best_step"], 2)
         self.assertEqual(trials[0]["params"]["optimizer.lr"], 0.3)  # the best first
         self.assertEqual(self.steps(), {t["id"]: [0, 1, 2] for t in trials})
+
+    def test_two_ranks_per_trial_record_the_leaders_logs(self):
+        # Every rank of the group runs the script and logs; rank 0's reports
+        # are the trial's.
+        trials, _ = self.sweep("train.py", {
+            "optimizer": {"parameters": {"lr": {"values": [0.1, 0.3]}}},
+            "epochs": {"value": 2}}, ranks=2, resources={"ranks_per_trial": 2})
+        self.assertEqual([t["status"] for t in trials], ["completed", "completed"])
+        self.assertEqual(self.steps(), {t["id"]: [0, 1] for t in trials})
+        self.assertAlmostEqual(trials[0]["best_value"], 0.05, places=12)
 
     def test_random_sweep_with_run_cap_through_wandb_agent(self):
         trials, _ = self.sweep("agent_train.py", {
