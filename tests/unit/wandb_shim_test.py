@@ -151,7 +151,8 @@ class WandbShimTest(unittest.TestCase):
         _, p = self.trial("""
             import copy, pickle, wandb
             wandb.init(config={"opt": {"lr": 1}})
-            print(copy.deepcopy(wandb.config).opt["lr"], pickle.loads(pickle.dumps(wandb.config)).opt)
+            c = wandb.config
+            print(copy.deepcopy(c).opt["lr"], pickle.loads(pickle.dumps(c)).opt)
             """)
         self.assertEqual(p.stdout.strip(), "1 {'lr': 1}")
 
