@@ -95,6 +95,25 @@ bool nesting_within(std::string_view text, int max_depth) {
   return true;
 }
 
+// The directory of xpscale's wandb shim (python/xpscale/_wandb: a `wandb`
+// package alone in it), or empty: installed beside the command
+// (<prefix>/bin/xpscale -> <prefix>/XPSCALE_WANDB_SHIM_INSTALL_DIR), else
+// the build tree's (python/CMakeLists.txt copies it there).
+fs::path wandb_shim_dir() {
+  std::vector<fs::path> candidates;
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+#ifdef XPSCALE_WANDB_SHIM_INSTALL_DIR
+  if (!ec) candidates.push_back(exe.parent_path().parent_path() / XPSCALE_WANDB_SHIM_INSTALL_DIR);
+#endif
+#ifdef XPSCALE_WANDB_SHIM_BUILD_DIR
+  candidates.emplace_back(XPSCALE_WANDB_SHIM_BUILD_DIR);
+#endif
+  for (const auto& dir : candidates)
+    if (fs::exists(dir / "wandb" / "__init__.py", ec)) return dir;
+  return {};
+}
+
 class Runner {
  public:
   Runner(const SweepConfig& config, ExternalTrialOptions options, Trial& trial)
@@ -158,6 +177,7 @@ class Runner {
                                "XPSCALE_METRICS_FD=", "RANK=", "WORLD_SIZE=", "LOCAL_RANK=",
                                "LOCAL_WORLD_SIZE=", "MASTER_ADDR=", "MASTER_PORT="}))
         continue;
+      if (starts_with_any(kv, {"PYTHONPATH=", "XPSCALE_WANDB="})) continue;  // wandb_environment()
       if (config_.resources.gpus_per_rank > 0 && kv.substr(0, 21) == "CUDA_VISIBLE_DEVICES=")
         continue;
       env.emplace_back(kv);
@@ -186,6 +206,7 @@ class Runner {
     set("XPSCALE_TRIAL_DIR", info.trial_dir.string());
     set("XPSCALE_CHECKPOINT_DIR", info.checkpoint_dir.string());
     set("XPSCALE_CONTROL", control_path_.string());
+    wandb_environment(set);
     if (!info.data.empty()) {  // the data: section, for xpscale.data.ShardedDataset.from_config
       nlohmann::json data = nlohmann::json::object();
       for (const auto& [split, spec] : info.data) data[split] = dataset_spec_json(spec);
@@ -198,6 +219,28 @@ class Runner {
       set("XPSCALE_DATA", text);
     }
     return env;
+  }
+
+  // PYTHONPATH with the wandb shim first (the user's after it), and
+  // XPSCALE_WANDB, the mode the shim's loader reads. Without the shim the
+  // mode is off, said once per process.
+  template <class Set>
+  void wandb_environment(const Set& set) const {
+    const char* user_path = std::getenv("PYTHONPATH");
+    std::string mode = wandb_mode_name(config_.wandb);
+    static const fs::path shim = wandb_shim_dir();
+    if (config_.wandb != WandbMode::kOff && shim.empty()) {
+      static bool noted = false;
+      if (!noted && trial_.is_leader())
+        trial_.log(std::string("note: xpscale's wandb shim is not installed or built; `wandb: ") +
+                   mode + "` runs as `wandb: off`");
+      noted = true;
+      mode = "off";
+    }
+    std::string path = mode == "off" ? "" : shim.string();
+    if (user_path && *user_path) path += (path.empty() ? "" : ":") + std::string(user_path);
+    if (!path.empty()) set("PYTHONPATH", path);
+    set("XPSCALE_WANDB", mode);
   }
 
   // The trial process's GPUs (gpu_binding.h), from this rank's own

@@ -666,3 +666,26 @@ TEST(SweepConfig, InvalidUtf8IsAnErrorWithItsPlace) {
 
 }  // namespace
 }  // namespace xpscale
+
+namespace xpscale {
+namespace {
+
+TEST(SweepConfig, WandbModeIsAutoByDefaultAndChecked) {
+  const std::string base = "method: grid\nparameters:\n  a: {value: 1}\n";
+  EXPECT_EQ(parse_sweep_config(base, "s.yaml").wandb, WandbMode::kAuto);
+  for (auto [text, mode] :
+       {std::pair{"shim", WandbMode::kShim}, std::pair{"passthrough", WandbMode::kPassthrough},
+        std::pair{"off", WandbMode::kOff}}) {
+    const auto c = parse_sweep_config(base + "wandb: " + text + "\n", "s.yaml");
+    EXPECT_EQ(c.wandb, mode) << text;
+    EXPECT_STREQ(wandb_mode_name(c.wandb), text);
+  }
+  const auto e = single_error(base + "wandb: shimm\n");
+  EXPECT_NE(e.find("wandb: expected 'auto', 'shim', 'passthrough' or 'off', got \"shimm\""),
+            std::string::npos)
+      << e;
+  EXPECT_NE(e.find("did you mean 'shim'?"), std::string::npos) << e;
+}
+
+}  // namespace
+}  // namespace xpscale

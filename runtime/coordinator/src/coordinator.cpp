@@ -16,6 +16,7 @@
 #include "xpscale/coordinator/preemption.h"
 #include "xpscale/coordinator/stop_request.h"
 #include "xpscale/coordinator/protocol.h"
+#include "xpscale/core/text.h"
 
 namespace xpscale::detail {
 namespace {
@@ -256,8 +257,19 @@ void Coordinator::record_result(int group, const nlohmann::json& r) {
     return;
   }
   auto status = parse_trial_status(r.at("status").get<std::string>());
-  const std::string reason = r.value("reason", "");
+  std::string reason = r.value("reason", "");
   running_.erase(group);
+  // A trial that ends without ever reporting the sweep's metric (a typo in
+  // metric.name, a script that logs another key) has no result: a failure
+  // with that reason, retried like any other, rather than a blank row. One
+  // stopped before it reported anything (the sweep ended) is not.
+  if ((status == TrialStatus::kCompleted || status == TrialStatus::kStopped) && s_.config->metric) {
+    const auto row = s_.store->trial(id);
+    if (row && !row->best_value && (status == TrialStatus::kCompleted || row->last_step)) {
+      status = TrialStatus::kFailed;
+      reason = "metric '" + s_.config->metric->name + "' never reported";
+    }
+  }
   bool final = true;
   if (status == TrialStatus::kFailed && disk_full()) {
     // It could not write: not the trial's failure.
@@ -371,6 +383,8 @@ void Coordinator::handle_report(int source, const nlohmann::json& body) {
   bool stop = false;
   std::string reason;
   auto it = running_.find(group);
+  if (it != running_.end() && it->second.reports++ == 0 && !value && s_.config->metric)
+    warn_missing_metric(id, metrics);
   if (body.value("pre", false)) begin_preemption();
   if (s_.summary.preempted) {
     stop = true;
@@ -500,6 +514,18 @@ void Coordinator::maybe_commit(bool force) {
     s_.store->commit();
     last_commit_ = now;
   }
+}
+
+void Coordinator::warn_missing_metric(std::uint64_t id, const nlohmann::json& metrics) const {
+  std::string has;
+  if (metrics.is_object())
+    for (const auto& [name, v] : metrics.items()) has += (has.empty() ? "" : ", ") + name;
+  const auto& name = s_.config->metric->name;
+  const bool there = metrics.is_object() && metrics.contains(name);
+  std::cerr << (tty_ ? "\r\033[K" : "") << "xpscale: warning: trial " << id << ": metric '" << name
+            << (there ? "' is not a number in the first report (it has: "
+                      : "' not in the first report (it has: ")
+            << (has.empty() ? "nothing" : escaped(has, 200, Escape::kControl)) << ")\n";
 }
 
 std::optional<double> Coordinator::metric_value(const nlohmann::json& metrics) const {

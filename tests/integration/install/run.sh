@@ -23,6 +23,19 @@ if [ -e "$tmp/prefix/include/yaml_reader.h" ] || find "$tmp/prefix/include" -nam
   echo "install: a private header was installed"; exit 1
 fi
 
+# The wandb shim, where the installed command looks for it (a build with
+# the Python package): importable from there alone (-S: no .pth to the build).
+if [ -d "$build/python/xpscale/_wandb" ]; then
+  shim="$tmp/prefix/share/xpscale/python/xpscale/_wandb"
+  [ -e "$shim/wandb/__init__.py" ] || { echo "install: the wandb shim is missing"; exit 1; }
+  PYTHONPATH="$shim" XPSCALE_WANDB=shim /usr/bin/python3 -S -c '
+import sys, wandb
+wandb.init(config={"a": 1}); wandb.log({"x": wandb.config.a}); wandb.finish()
+assert sys.modules["xpscale"].__file__.startswith(sys.argv[1]), sys.modules["xpscale"].__file__
+' "$tmp/prefix/" 2>"$tmp/shim.err" || { cat "$tmp/shim.err"; exit 1; }
+  grep -q '"x":1' "$tmp/shim.err" || { echo "install: the shim did not report"; exit 1; }
+fi
+
 cmake -S "$here/consumer" -B "$tmp/consumer" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_PREFIX_PATH="$tmp/prefix" >"$tmp/configure.log" || { cat "$tmp/configure.log"; exit 1; }
 cmake --build "$tmp/consumer" >"$tmp/build.log" || { cat "$tmp/build.log"; exit 1; }

@@ -109,6 +109,27 @@ struct UnbuiltFeature {
   SourceLocation where;
 };
 
+// `wandb:` (xpscale key): how an external trial's `import wandb` is served.
+// auto: the real wandb when the trial's Python has it, else xpscale's shim;
+// shim: always the shim; passthrough: the real wandb, its log also reporting
+// to xpscale; off: the trial's own PYTHONPATH, untouched (docs/python.md).
+enum class WandbMode { kAuto, kShim, kPassthrough, kOff };
+
+// "auto", "shim", "passthrough" or "off", as written in the config.
+inline const char* wandb_mode_name(WandbMode m) {
+  switch (m) {
+    case WandbMode::kShim:
+      return "shim";
+    case WandbMode::kPassthrough:
+      return "passthrough";
+    case WandbMode::kOff:
+      return "off";
+    case WandbMode::kAuto:
+      break;
+  }
+  return "auto";
+}
+
 struct SweepConfig {
   std::string path;  // as given to load_sweep_config
   std::string text;  // the file's bytes, for the store's hash
@@ -140,6 +161,7 @@ struct SweepConfig {
   std::optional<SchedulerSpec> scheduler;
   std::optional<TpeSpec> tpe;
   std::string out_dir;  // default: "runs/<name or file stem>"
+  WandbMode wandb = WandbMode::kAuto;
   std::vector<UnbuiltFeature> unbuilt;
   // What W&B accepts but means something else here, or nothing (a key
   // given twice, a value listed twice, W&B Launch keys), in file order.

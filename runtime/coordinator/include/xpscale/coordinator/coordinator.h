@@ -76,6 +76,7 @@ class Coordinator {
     std::uint64_t id = 0;
     int attempt = 0;
     double started = 0;
+    std::int64_t reports = 0;  // of this attempt, for the missing-metric warning
   };
 
   void serve();
@@ -111,6 +112,8 @@ class Coordinator {
   void maybe_commit(bool force);
   void progress(bool final);
   std::optional<double> metric_value(const nlohmann::json& metrics) const;
+  // The one-line warning for a first report without the sweep's metric.
+  void warn_missing_metric(std::uint64_t id, const nlohmann::json& metrics) const;
   bool better(double a, double b) const;
 
   CoordinatorSetup s_;
