@@ -188,8 +188,8 @@ TEST(Parameter, NamesRoundTrip) {
     ASSERT_TRUE(d) << name;
     EXPECT_EQ(distribution_name(*d), name);
   }
-  EXPECT_EQ(distribution_names().size(), 15u);
-  EXPECT_FALSE(distribution_from_name("beta"));
+  EXPECT_EQ(distribution_names().size(), 17u);  // W&B's, beta and q_beta included
+  EXPECT_FALSE(distribution_from_name("gamma"));
 }
 
 }  // namespace

@@ -689,3 +689,62 @@ TEST(SweepConfig, WandbModeIsAutoByDefaultAndChecked) {
 
 }  // namespace
 }  // namespace xpscale
+
+namespace xpscale {
+namespace {
+
+// W&B's beta and q_beta (a, b default 1): values in [0, 1], quantized by q.
+TEST(SweepConfig, BetaAndQBetaAreWandbs) {
+  const auto c = parse_sweep_config(
+      "method: random\nparameters:\n  p: {distribution: beta, a: 2, b: 5}\n"
+      "  u: {distribution: beta}\n  q: {distribution: q_beta, a: 0.5, b: 0.5, q: 0.25}\n",
+      "s.yaml");
+  ASSERT_EQ(c.parameters.size(), 3u);
+  const auto& p = c.parameters[0];
+  EXPECT_EQ(p.distribution, Distribution::kBeta);
+  EXPECT_DOUBLE_EQ(p.a, 2);
+  EXPECT_DOUBLE_EQ(p.b, 5);
+  // Beta(2, 5): mean 2/7, median about 0.2644.
+  EXPECT_NEAR(p.from_unit(0.5).get<double>(), 0.2644, 1e-3);
+  EXPECT_NEAR(c.parameters[1].from_unit(0.3).get<double>(), 0.3, 1e-12);  // Beta(1, 1) is U(0, 1)
+  for (double u : {0.01, 0.3, 0.7, 0.99}) {
+    const double q = c.parameters[2].from_unit(u).get<double>();
+    EXPECT_TRUE(q == 0 || q == 0.25 || q == 0.5 || q == 0.75 || q == 1) << q;
+  }
+  std::string e;
+  for (const auto& d : errors_of("method: random\nparameters:\n  p: {distribution: beta, a: 0, c: 1}\n"))
+    e += d.format() + "\n";
+  EXPECT_NE(e.find("parameters.p.a: expected a finite number > 0, got 0"), std::string::npos) << e;
+  EXPECT_NE(e.find("parameters.p.c: unknown key 'c'"), std::string::npos) << e;
+}
+
+TEST(SweepConfig, ApiVersionAndKindAreAccepted) {
+  const auto c = parse_sweep_config(
+      "apiVersion: v1\nkind: sweep\nmethod: grid\nparameters:\n  a: {values: [1]}\n", "s.yaml");
+  EXPECT_TRUE(c.warnings.empty());
+  const std::string e =
+      single_error("kind: job\nmethod: grid\nparameters:\n  a: {values: [1]}\n");
+  EXPECT_NE(e.find("kind: expected 'sweep'"), std::string::npos) << e;
+}
+
+TEST(SweepConfig, MetricImputeIsAWarningThatLinksTheTable) {
+  const auto c = parse_sweep_config(
+      "method: bayes\nmetric: {name: loss, impute: worst, impute_while_running: 'false'}\n"
+      "parameters:\n  a: {min: 0.0, max: 1.0}\n",
+      "s.yaml");
+  ASSERT_EQ(c.warnings.size(), 1u);
+  EXPECT_EQ(c.warnings[0].path, "metric.impute");
+  EXPECT_NE(c.warnings[0].note.find("docs/wandb.md#metric"), std::string::npos);
+  const std::string e = single_error(
+      "method: bayes\nmetric: {name: loss, impute: mean}\nparameters:\n  a: {min: 0.0, max: 1.0}\n");
+  EXPECT_NE(e.find("metric.impute: expected"), std::string::npos) << e;
+}
+
+TEST(SweepConfig, MethodCustomIsRefusedWithALinkToTheTable) {
+  const std::string e = single_error("method: custom\nparameters:\n  a: {values: [1]}\n");
+  EXPECT_NE(e.find("sweep.yaml:1:9: method: method 'custom'"), std::string::npos) << e;
+  EXPECT_NE(e.find("docs/wandb.md#top-level-keys"), std::string::npos) << e;
+}
+
+}  // namespace
+}  // namespace xpscale

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 
+#include <boost/math/distributions/beta.hpp>
 #include <boost/math/distributions/normal.hpp>
 
 namespace xpscale {
@@ -15,7 +16,7 @@ struct NamedDistribution {
   std::string_view name;
 };
 
-constexpr std::array<NamedDistribution, 15> kDistributions{{
+constexpr std::array<NamedDistribution, 17> kDistributions{{
     {Distribution::kConstant, "constant"},
     {Distribution::kCategorical, "categorical"},
     {Distribution::kIntUniform, "int_uniform"},
@@ -31,6 +32,8 @@ constexpr std::array<NamedDistribution, 15> kDistributions{{
     {Distribution::kQNormal, "q_normal"},
     {Distribution::kLogNormal, "log_normal"},
     {Distribution::kQLogNormal, "q_log_normal"},
+    {Distribution::kBeta, "beta"},
+    {Distribution::kQBeta, "q_beta"},
 }};
 
 // Decimal places of q's shortest decimal form (0.05 -> 2), or -1 if it has
@@ -208,6 +211,11 @@ nlohmann::json ParameterSpec::from_unit(double u) const {
       return std::exp(mu + sigma * standard_normal_quantile(u));
     case Distribution::kQLogNormal:
       return quantize(std::exp(mu + sigma * standard_normal_quantile(u)), *this);
+    case Distribution::kBeta:
+      return boost::math::quantile(boost::math::beta_distribution<double>(a, b), u);
+    case Distribution::kQBeta:
+      return quantize(boost::math::quantile(boost::math::beta_distribution<double>(a, b), u),
+                      *this);
   }
   throw Error(name + ": unknown distribution");
 }

@@ -18,7 +18,7 @@ using yaml::join_path;
 
 const std::vector<std::string> kParameterKeys = {
     "value", "values", "probabilities", "distribution", "min", "max",
-    "q",     "mu",     "sigma",         "parameters"};
+    "q",     "mu",     "sigma",         "a",            "b",   "parameters"};
 // ln(DBL_MAX) is about 709.78: larger exponents overflow to infinity.
 constexpr double kMaxExponent = 709.0;
 // The largest standard normal quantile of a u in (0, 1) spaced 2^-53 from
@@ -50,6 +50,10 @@ std::vector<std::string> keys_for(Distribution d) {
     case Distribution::kQNormal:
     case Distribution::kQLogNormal:
       return {"mu", "sigma", "q"};
+    case Distribution::kBeta:
+      return {"a", "b"};
+    case Distribution::kQBeta:
+      return {"a", "b", "q"};
   }
   return {};
 }
@@ -196,6 +200,8 @@ class ParameterParser {
       default:
         if (takes.front() == "min")
           parse_bounds(p, spec, required);
+        else if (takes.front() == "a")
+          parse_beta(m, p, spec);
         else
           parse_normal(m, p, spec);
         if (std::find(takes.begin(), takes.end(), "q") != takes.end()) parse_q(m, p, spec);
@@ -361,6 +367,22 @@ class ParameterParser {
     if (log && spec.sigma > 0 && std::abs(spec.mu) + kMaxNormalQuantile * spec.sigma > kMaxExponent)
       reader_.error(m.count("sigma") ? m.at("sigma").value : m.at("mu").value, p,
                     "mu and sigma are in natural-log space; e^(mu + 8.3 sigma) overflows a double");
+  }
+
+  // W&B's beta: a, b >= 0, default 1. Boost's beta needs them > 0 and finite.
+  void parse_beta(const yaml::EntryMap& m, const std::string& p, ParameterSpec& spec) {
+    for (const char* key : {"a", "b"}) {
+      auto v = find(m, key);
+      if (!v) continue;
+      auto x = reader_.number(v->value, join_path(p, key));
+      if (!x) continue;
+      if (!(*x > 0) || !std::isfinite(*x)) {
+        reader_.error(v->value, join_path(p, key),
+                      "expected a finite number > 0, got " + format_number(*x));
+        continue;
+      }
+      (key[0] == 'a' ? spec.a : spec.b) = *x;
+    }
   }
 
   void parse_q(const yaml::EntryMap& m, const std::string& p, ParameterSpec& spec) {

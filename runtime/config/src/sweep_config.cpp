@@ -32,7 +32,7 @@ using yaml::format_number;
 const std::vector<std::string> kTopKeys = {
     // W&B sweep keys
     "program", "command", "method", "metric", "parameters", "early_terminate", "run_cap", "name",
-    "description", "project", "entity",
+    "description", "project", "entity", "apiVersion", "kind",
     // xpscale keys
     "trials", "seed", "resources", "data", "scheduler", "out_dir", "retries", "max_failures",
     "max_steps", "tpe", "max_concurrent_trials", "nested_args", "wandb",
@@ -155,6 +155,11 @@ class Parser {
           e->value, "launch",
           "expected a mapping (W&B Launch's settings), got " + yaml::Reader::describe(e->value));
 
+    if (auto e = find(top, "apiVersion")) {
+      std::string ignored;
+      set_string(*e, ignored);  // W&B ignores it too
+    }
+    if (auto e = find(top, "kind")) (void)one_of(e->value, "kind", {"sweep"});
     if (auto e = find(top, "name")) set_string(*e, config_.name);
     if (auto e = find(top, "description")) set_string(*e, config_.description);
     if (auto e = find(top, "project")) set_string(*e, config_.project);
@@ -277,6 +282,13 @@ class Parser {
 
   void parse_method(const Entry& e) {
     config_.method_where = reader_.location(e.value);
+    if (e.value.IsScalar() && e.value.Scalar() == "custom") {
+      reader_.error(e.value, "method",
+                    "method 'custom' (a W&B Launch sweep scheduler such as Optuna's or Ax's) is "
+                    "not supported: it runs inside W&B Launch",
+                    "use 'bayes' (TPE) or 'random'; see docs/wandb.md#top-level-keys");
+      return;
+    }
     auto m = one_of(e.value, "method", kMethods);
     if (!m) return;
     if (*m == "grid") config_.method = SearchMethod::kGrid;
@@ -286,7 +298,8 @@ class Parser {
   }
 
   void parse_metric(const Entry& e) {
-    auto m = reader_.entry_map(e.value, "metric", {"name", "goal", "target"});
+    auto m = reader_.entry_map(e.value, "metric",
+                               {"name", "goal", "target", "impute", "impute_while_running"});
     if (!e.value.IsMap()) return;
     MetricSpec metric;
     if (auto n = find(m, "name")) {
@@ -302,6 +315,23 @@ class Parser {
         metric.goal = *s == "maximize" ? Goal::kMaximize : Goal::kMinimize;
     }
     if (auto t = find(m, "target")) metric.target = reader_.number(t->value, "metric.target");
+    // W&B's bayes search imputes a metric for failed runs (impute) and for
+    // running ones (impute_while_running); xpscale's TPE learns from ended
+    // trials that reported the metric and leaves failed ones out.
+    if (auto i = find(m, "impute"))
+      if (one_of(i->value, "metric.impute", {"latest", "best", "worst"}))
+        reader_.warn(i->key_node, "metric.impute",
+                     "xpscale's bayes search leaves failed trials out instead of imputing their "
+                     "metric; 'impute' has no effect",
+                     "see docs/wandb.md#metric");
+    if (auto i = find(m, "impute_while_running"))
+      if (auto v = one_of(i->value, "metric.impute_while_running",
+                          {"latest", "best", "worst", "false"});
+          v && *v != "false")
+        reader_.warn(i->key_node, "metric.impute_while_running",
+                     "xpscale's bayes search learns from ended trials only; "
+                     "'impute_while_running' has no effect",
+                     "see docs/wandb.md#metric");
     config_.metric = metric;
   }
 

@@ -14,6 +14,7 @@
 //   *_values variants                     bounds of the value itself (> 0)
 //   normal, q_normal                      value ~ N(mu, sigma)
 //   log_normal, q_log_normal              ln(value) ~ N(mu, sigma)
+//   beta, q_beta                          value ~ Beta(a, b), in [0, 1]
 // q_* variants round to the nearest multiple of q; when q is written as an
 // integer the value is an integer. Without q, q is W&B's default 1.0, a
 // float: values are whole numbers as floats (3.0), as W&B gives them.
@@ -51,6 +52,8 @@ enum class Distribution {
   kQNormal,
   kLogNormal,
   kQLogNormal,
+  kBeta,
+  kQBeta,
 };
 
 // The config spelling ("q_log_uniform_values") and back; nullopt if unknown.
@@ -71,6 +74,7 @@ struct ParameterSpec {
   bool q_is_integer = true;     // integer q => integer values (W&B)
   bool bounds_integer = false;  // min and max written as integers (q_uniform grids)
   double mu = 0, sigma = 1;
+  double a = 1, b = 1;  // beta, q_beta (W&B's defaults)
   SourceLocation where;
 
   // At most this many values on one grid axis; more is a mistake that would
