@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 
 #include "test_util.h"
+#include "xpscale/config/command.h"
 #include "xpscale/config/sweep_config.h"
+#include "xpscale/search/searcher.h"
 
 namespace xpscale {
 namespace {
@@ -744,6 +746,33 @@ TEST(SweepConfig, MethodCustomIsRefusedWithALinkToTheTable) {
   const std::string e = single_error("method: custom\nparameters:\n  a: {values: [1]}\n");
   EXPECT_NE(e.find("sweep.yaml:1:9: method: method 'custom'"), std::string::npos) << e;
   EXPECT_NE(e.find("docs/wandb.md#top-level-keys"), std::string::npos) << e;
+}
+
+}  // namespace
+}  // namespace xpscale
+
+namespace xpscale {
+namespace {
+
+// Configs in the shapes W&B users publish them (tests/unit/wandb_configs):
+// each loads unchanged, plans its first trials and builds their commands.
+TEST(SweepConfig, PublishedStyleWandbConfigsLoadAndPlan) {
+  int loaded = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(std::string(XPSCALE_SOURCE_DIR) +
+                                                               "/tests/unit/wandb_configs")) {
+    if (entry.path().extension() != ".yaml") continue;
+    SCOPED_TRACE(entry.path().string());
+    SweepConfig c;
+    ASSERT_NO_THROW(c = load_sweep_config(entry.path().string()));
+    const auto trials = plan_trials(c, 5);
+    EXPECT_FALSE(trials.empty());
+    for (const auto& t : trials) {
+      const auto argv = build_command(c, t.params, {"p.json", "python"});
+      EXPECT_FALSE(argv.empty());
+    }
+    ++loaded;
+  }
+  EXPECT_GE(loaded, 15);
 }
 
 }  // namespace
