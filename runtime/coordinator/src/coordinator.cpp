@@ -95,6 +95,12 @@ void Coordinator::run() noexcept {
   try {
     const auto& r = s_.summary;
     s_.store->begin();
+    // An unbounded sweep has planned what it drew: `xpscale report` counts those.
+    if (auto row = s_.store->sweep(); row && r.unbounded && row->planned != r.planned) {
+      row->planned = r.planned;
+      row->updated_at = unix_now();
+      s_.store->write_sweep(*row);
+    }
     s_.store->end_run(s_.run,
                       internal_error_   ? "error"
                       : r.cancelled     ? "stopped"
