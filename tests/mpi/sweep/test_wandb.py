@@ -13,6 +13,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "pylib"))
@@ -95,6 +96,44 @@ class WandbSweepTest(SweepCase):
                                    places=12)
         values = [t["best_value"] for t in trials]
         self.assertEqual(values, sorted(values))
+
+    def test_random_without_run_cap_draws_until_xpscale_stop(self):
+        # W&B's common case: no run_cap, the sweep runs until it is stopped.
+        cfg = {"program": "train.py", "method": "random",
+               "metric": {"name": "val_loss", "goal": "minimize"},
+               "parameters": {"optimizer": {"parameters": {
+                   "lr": {"distribution": "uniform", "min": 0.0, "max": 1.0}}},
+                   "epochs": {"value": 2}}, "out_dir": self.out}
+        path = os.path.join(self.tmp, "sweep.yaml")
+        with open(path, "w") as f:
+            json.dump(cfg, f, indent=1)
+        p = subprocess.Popen([XPSCALE, "run", "--quiet", path], cwd=self.tmp, env=self.env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        db = os.path.join(self.out, "xpscale.db")
+        deadline = time.time() + 120
+        done = 0
+        while done < 4 and time.time() < deadline and p.poll() is None:
+            time.sleep(0.2)
+            try:
+                with sqlite3.connect(db) as con:
+                    done = con.execute(
+                        "SELECT count(*) FROM trials WHERE status = 'completed'").fetchone()[0]
+            except sqlite3.Error:
+                pass
+        self.assertGreaterEqual(done, 4, "the unbounded sweep did not get going")
+        stop = subprocess.run([XPSCALE, "stop", self.out], env=self.env, capture_output=True,
+                              text=True, timeout=60)
+        self.assertEqual(stop.returncode, 0, stop.stderr)
+        _, err = p.communicate(timeout=60)
+        self.assertEqual(p.returncode, 0, err[-3000:])
+        report = subprocess.run([XPSCALE, "report", self.out, "--format", "json"],
+                                env=self.env, capture_output=True, text=True, timeout=60)
+        trials = json.loads(report.stdout)
+        self.assertGreaterEqual(len(trials), 4)
+        for t in trials:
+            self.assertEqual(t["status"], "completed", t)
+            lr = t["params"]["optimizer.lr"]
+            self.assertAlmostEqual(t["best_value"], (lr - 0.3) ** 2 + 0.1 / 2, places=12)
 
     def test_bayes_sweep_with_run_cap(self):
         trials, _ = self.sweep("agent_train.py", {
