@@ -310,9 +310,19 @@ void Coordinator::record_result(int group, const nlohmann::json& r) {
         std::cerr << (tty_ ? "\r\033[K" : "") << "xpscale: trial " << id << " failed: " << reason
                   << '\n';
       if (s_.config->max_failures &&
-          static_cast<std::int64_t>(s_.summary.failed) > *s_.config->max_failures)
+          static_cast<std::int64_t>(s_.summary.failed) > *s_.config->max_failures) {
+        s_.summary.too_many_failures = true;
         stop_sweep("more than max_failures (" + std::to_string(*s_.config->max_failures) +
                    ") trials failed");
+      } else if (s_.summary.unbounded && !s_.config->max_failures &&
+                 failed_this_run_ >= kUnboundedInitialFailures &&
+                 failed_this_run_ == finished_this_run_) {
+        // An unbounded sweep whose every trial fails would fail forever.
+        s_.summary.too_many_failures = true;
+        stop_sweep("the first " + std::to_string(failed_this_run_) +
+                   " trials of this run failed and none finished, so this unbounded sweep "
+                   "stops (as W&B's agent does); max_failures sets the limit");
+      }
     } else {
       ++s_.summary.completed;
     }
@@ -442,6 +452,7 @@ void Coordinator::say_done(int source, int group) {
 void Coordinator::stop_sweep(const std::string& reason) {
   if (stopping_) return;
   stopping_ = true;
+  release_parked();  // groups waiting for work are told done
   s_.summary.stopped_early = true;
   s_.summary.stop_reason = reason;
   if (!s_.quiet)

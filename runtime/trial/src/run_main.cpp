@@ -70,7 +70,7 @@ int run_and_report(const RunOptions& options, const TrainFactory& make_train, co
                 << "); the reasons: xpscale report " << summary.out_dir << '\n';
     const bool too_many_failures =
         all_failed ||
-        (summary.stopped_early && summary.stop_reason.rfind("more than max_failures", 0) == 0);
+        summary.too_many_failures;
     status = too_many_failures   ? kExitFailure
              : summary.signal    ? 128 + summary.signal
              : summary.preempted && !summary.cancelled ? kExitPreempted

@@ -144,6 +144,15 @@ class UnboundedTest(SweepTest):
         for i, r in before.items():  # proposals of the first run are kept, not redrawn
             self.assertEqual(after[i]["params"], r["params"], i)
 
+    def test_an_unbounded_sweep_that_only_fails_stops_with_status_1(self):
+        cfg = self.config({"x": {"min": 0.0, "max": 1.0}, "mode": {"value": "throw"}},
+                          method="random")
+        p = self.run_cmd([TRAINER, "--sweep", cfg], ranks=2, timeout=120, expect=1)
+        self.assertIn("none finished, so this unbounded sweep stops", p.stderr)
+        t = self.trials()
+        self.assertTrue(3 <= len(t) <= 4, t)  # 3 failed; the other group's may be running
+        self.assertTrue(all(r["status"] == "failed" for r in t.values()))
+
     def test_a_refused_config_leaves_nothing_behind(self):
         bad = self.config({"x": {"min": 0.0, "max": 1.0}}, name="bad.yaml", method="random",
                           run_cap=0)

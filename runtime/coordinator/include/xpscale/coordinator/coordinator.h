@@ -59,6 +59,11 @@ struct CoordinatorSetup {
   std::unique_ptr<SweepAlgorithms> algorithms;
 };
 
+// An unbounded sweep (no trial budget) without max_failures stops when this
+// many trials of a run have failed and none has finished: W&B's agent stops
+// after 3 failures too. Otherwise it would fail trials forever.
+inline constexpr std::uint64_t kUnboundedInitialFailures = 3;
+
 class Coordinator {
  public:
   Coordinator(CoordinatorSetup setup, MPI_Comm ctrl);

@@ -57,6 +57,7 @@ struct RunSummary {
   bool preempted = false;       // SIGUSR1 ended the run early (preemption.h)
   int signal = 0;               // SIGTERM, SIGINT or SIGHUP ended it (then preempted too)
   bool cancelled = false;       // `xpscale stop --cancel`: preempted too, but not an error
+  bool too_many_failures = false;  // max_failures passed (or an unbounded sweep only failed)
   std::string stop_reason;
   double wall_s = 0;
 };
