@@ -48,7 +48,7 @@ import os
 import sys
 import tempfile
 import threading
-from typing import Any, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional
 
 __all__ = [
     "params",
@@ -77,6 +77,18 @@ def params() -> dict:
     if not isinstance(value, dict):
         raise ValueError("XPSCALE_PARAMS: expected a JSON object, got " + type(value).__name__)
     return value
+
+
+def flatten(nested: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """{"optimizer": {"lr": 0.1}, "epochs": 3} -> {"optimizer.lr": 0.1, "epochs": 3}."""
+    flat: Dict[str, Any] = {}
+    for key, value in nested.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
 
 
 def unflatten(flat: Mapping[str, Any]) -> dict:

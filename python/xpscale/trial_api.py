@@ -73,21 +73,10 @@ def _parse_argv(argv: Sequence[str]) -> Dict[str, Any]:
             raise ValueError(f"argument {word!r}: no parameter name")
         parsed = _parse_value(value)
         if isinstance(parsed, dict):  # a nested parameter: --optimizer={'lr': 0.1}
-            flat.update(_flatten(parsed, name + "."))
+            flat.update(_report.flatten(parsed, name + "."))
         else:
             flat[name] = parsed
         i += 1
-    return flat
-
-
-def _flatten(nested: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
-    flat: Dict[str, Any] = {}
-    for key, value in nested.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, name + "."))
-        else:
-            flat[name] = value
     return flat
 
 
@@ -253,7 +242,7 @@ def trial(defaults: Optional[Mapping[str, Any]] = None,
     are `defaults` (nested or dotted) updated by argv (sys.argv[1:] by
     default: --lr=0.1, --lr 0.1 or lr=0.1, typed as W&B writes them).
     Raises ValueError for an environment or argument it cannot read."""
-    params = _flatten(defaults or {})
+    params = _report.flatten(defaults or {})
     trial_id = _report.trial_id()
     if trial_id:
         params.update(_report.params())

@@ -176,17 +176,6 @@ def _number(value: Any) -> Optional[float]:
     return None
 
 
-def _flatten(data: Mapping, prefix: str = "") -> Dict[str, Any]:
-    out: Dict[str, Any] = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(_flatten(value, name + "."))
-        else:
-            out[name] = value
-    return out
-
-
 class History:
     """W&B's step rules (see the module's doc) turned into xpscale reports.
 
@@ -213,7 +202,7 @@ class History:
                     _warn(f"tried to log to step {step} that is less than the current step "
                           f"{self.step}; steps must increase, so this data is ignored")
                     return
-            self._pending.update(_flatten(data))
+            self._pending.update(_report.flatten(data))
             if commit if commit is not None else step is None:
                 self._flush_locked(self.step + 1)
 
