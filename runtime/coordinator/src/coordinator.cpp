@@ -130,8 +130,12 @@ void Coordinator::check_liveness() {
   const double now = unix_now();
   if (now - last_liveness_check_ < 0.25) return;
   last_liveness_check_ = now;
+  // A rank told "done" (heard_ infinite) stops its heartbeats; one it sent
+  // just before, drained only now, must not make it look alive again, and
+  // then lost a second later.
   while (auto m = try_recv_json(ctrl_, MPI_ANY_SOURCE, kTagHeartbeat))
-    if (m->source >= 0 && static_cast<std::size_t>(m->source) < heard_.size())
+    if (m->source >= 0 && static_cast<std::size_t>(m->source) < heard_.size() &&
+        std::isfinite(heard_[static_cast<std::size_t>(m->source)]))
       heard_[static_cast<std::size_t>(m->source)] = now;
   if (s_.heartbeat_timeout_s > 0)
     for (std::size_t r = 1; r < heard_.size(); ++r)
