@@ -203,6 +203,7 @@ class Runner {
     set("XPSCALE_ATTEMPT", std::to_string(info.attempt));
     set("XPSCALE_PARAMS", info.params.dump());
     set("XPSCALE_PARAMS_NESTED", nested_params(config_, info.params).dump());
+    if (config_.metric) set("XPSCALE_METRIC", config_.metric->name);  // the wandb shim's summary
     set("XPSCALE_TRIAL_DIR", info.trial_dir.string());
     set("XPSCALE_CHECKPOINT_DIR", info.checkpoint_dir.string());
     set("XPSCALE_CONTROL", control_path_.string());

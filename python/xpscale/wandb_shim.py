@@ -188,11 +188,21 @@ class History:
         self._on_row = on_row or self.report
         self._lock = threading.Lock()
         self._warned_step_name = False
+        self._pid = os.getpid()
+        self._warned_pid = False
 
     def log(self, data: Mapping, step: Optional[int] = None,
             commit: Optional[bool] = None) -> None:
         if not isinstance(data, Mapping):
             raise TypeError(f"wandb.log: expected a dict, got {type(data).__name__}")
+        if os.getpid() != self._pid:
+            # A forked child (multiprocessing) would report again from the
+            # parent's step: W&B drops its logs too.
+            if not self._warned_pid:
+                _warn("log() from a child process (pid %d) of the run's process is ignored; "
+                      "log from the process that called wandb.init()" % os.getpid())
+                self._warned_pid = True
+            return
         with self._lock:
             if step is not None:
                 step = int(step)
@@ -265,6 +275,7 @@ class Run:
         self._means: Dict[str, list] = {}
         self._history = History(self._row)
         self._finished = False
+        self._logged: set = set()  # metric names logged so far
 
     @property
     def step(self) -> int:
@@ -288,6 +299,7 @@ class Run:
 
     def _row(self, step: int, row: Dict[str, Any]) -> None:
         for name, value in row.items():
+            self._logged.add(name)
             self._summarise(name, value)
         self._history.report(step, row)
 
@@ -331,6 +343,14 @@ class Run:
         if self._finished:
             return
         self._history.flush()
+        # W&B's sweep reads the metric from the run's summary: a script may
+        # only set it there (run.summary["val_acc"] = best). Reported once,
+        # at the end, when it was never logged.
+        metric = os.environ.get("XPSCALE_METRIC")
+        if metric and metric not in self._logged and os.getpid() == self._history._pid:
+            value = _number(self.summary.get(metric))
+            if value is not None:
+                self._history.report(self._history.step, {metric: value})
         self._finished = True
         if run is self:
             run = None

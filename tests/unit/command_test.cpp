@@ -73,9 +73,9 @@ TEST(Command, EnvvarIsTheVariableOrItsNameAsUnderWandb) {
   ::unsetenv("XPSCALE_TEST_UNSET");
   const auto c = config(
       "method: grid\ncommand: [run, \"--root=${envvar:XPSCALE_TEST_DATA_ROOT}/a\", "
-      "\"${envvar:XPSCALE_TEST_UNSET}\"]\nparameters:\n  a: {value: 1}\n");
+      "\"${envvar:XPSCALE_TEST_UNSET}\", \"[${envvar:}]\"]\nparameters:\n  a: {value: 1}\n");
   EXPECT_EQ(build_command(c, Params::object(), context()),
-            (Argv{"run", "--root=/data/x/a", "XPSCALE_TEST_UNSET"}));
+            (Argv{"run", "--root=/data/x/a", "XPSCALE_TEST_UNSET", "[]"}));
 }
 
 TEST(Command, ValuesAreNeverExpandedAgain) {

@@ -234,6 +234,44 @@ class WandbShimTest(unittest.TestCase):
         self.assertEqual(out["run"], {"val_loss": 1.0, "acc": -2.0, "best": 7})
         self.assertEqual(out["module"], out["run"])
 
+    def test_a_sweep_metric_set_only_in_the_summary_is_reported_at_finish(self):
+        # W&B's sweep reads the metric from the run's summary.
+        reports, _ = self.trial("""
+            import wandb
+            run = wandb.init()
+            for epoch in range(3):
+                wandb.log({"train_loss": 1.0 / (epoch + 1)})
+            run.summary["best_val_acc"] = 0.75
+            wandb.finish()
+            """, XPSCALE_METRIC="best_val_acc")
+        self.assertEqual([r.get("best_val_acc") for r in reports], [None, None, None, 0.75])
+        self.assertGreater(reports[-1]["step"], reports[-2]["step"])  # a step of its own
+        # A logged metric is not reported again from the summary.
+        reports, _ = self.trial("""
+            import wandb
+            run = wandb.init()
+            wandb.log({"val_acc": 0.5})
+            run.summary["val_acc"] = 0.9
+            wandb.finish()
+            """, XPSCALE_METRIC="val_acc")
+        self.assertEqual([r["val_acc"] for r in reports], [0.5])
+
+    def test_logs_of_a_forked_child_are_ignored(self):
+        reports, p = self.trial("""
+            import os, wandb
+            wandb.init()
+            wandb.log({"loss": 1.0})
+            pid = os.fork()
+            if pid == 0:
+                wandb.log({"loss": 7.0})
+                os._exit(0)
+            os.waitpid(pid, 0)
+            wandb.log({"loss": 0.5})
+            wandb.finish()
+            """)
+        self.assertEqual([(r["step"], r["loss"]) for r in reports], [(0, 1.0), (1, 0.5)])
+        self.assertIn("child process", p.stderr)
+
     # --- the rest of the API ----------------------------------------------
 
     def test_agent_calls_the_function_once_and_the_placeholders_are_harmless(self):

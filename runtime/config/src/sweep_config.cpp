@@ -370,16 +370,17 @@ class Parser {
         }
         const std::string name = word.substr(pos + 2, end - pos - 2);
         if (name.rfind("envvar:", 0) == 0) {
-          // W&B substitutes ${envvar:NAME} for NAME of A-Z, 0-9 and _ only.
+          // W&B substitutes ${envvar:NAME} for NAME of A-Z, 0-9 and _ only
+          // (an empty NAME too: it becomes "").
           const std::string var = name.substr(7);
-          const bool ok = !var.empty() && std::all_of(var.begin(), var.end(), [](char c) {
+          const bool ok = std::all_of(var.begin(), var.end(), [](char c) {
             return (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
           });
           if (!ok)
             reader_.error(command_where_[i], p,
                           "'${" + name + "}': W&B's agent substitutes ${envvar:NAME} only for a "
                           "NAME of capital letters, digits and '_'",
-                          "W&B would pass the text unchanged; write the variable's name in "
+                          "W&B's agent would not substitute it; write the variable's name in "
                           "capitals");
           continue;
         }

@@ -1,5 +1,7 @@
 #include "xpscale/coordinator/stop_request.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -42,11 +44,19 @@ void write_stop_request(const fs::path& out_dir, const StopRequest& request) {
 }
 
 std::optional<StopRequest> read_stop_request(const fs::path& out_dir) {
-  std::ifstream in(stop_request_path(out_dir));
-  if (!in) return std::nullopt;
-  std::string text(4096, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  text.resize(static_cast<std::size_t>(in.gcount()));
+  // Only a regular file is read: O_NONBLOCK keeps a FIFO put there from
+  // blocking the coordinator (and its signals) in open().
+  const fs::path path = stop_request_path(out_dir);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) return std::nullopt;
+  struct stat st {};
+  std::string text;
+  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+    text.resize(4096);
+    const ssize_t n = ::pread(fd, text.data(), text.size(), 0);
+    text.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
+  }
+  ::close(fd);
   const auto j = nlohmann::json::parse(text, nullptr, false);
   if (!j.is_object() || !j.contains("at") || !j["at"].is_number()) return std::nullopt;
   StopRequest r;
