@@ -777,3 +777,18 @@ TEST(SweepConfig, PublishedStyleWandbConfigsLoadAndPlan) {
 
 }  // namespace
 }  // namespace xpscale
+
+namespace xpscale {
+namespace {
+
+TEST(SweepConfig, ThousandsOfWarningsAreCappedWithACount) {
+  std::string yaml = "method: grid\nparameters:\n";
+  for (int i = 0; i < 2000; ++i) yaml += "  a: {values: [1]}\n";
+  const auto c = parse_sweep_config(yaml, "s.yaml");
+  ASSERT_EQ(c.warnings.size(), 51u);
+  EXPECT_NE(c.warnings.back().message.find("1949 more warnings"), std::string::npos)
+      << c.warnings.back().message;
+}
+
+}  // namespace
+}  // namespace xpscale

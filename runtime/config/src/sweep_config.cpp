@@ -230,6 +230,16 @@ class Parser {
     }
     if (!reader_.ok()) throw ConfigError(sorted(std::move(reader_.diagnostics())));
     config_.warnings = sorted(std::move(reader_.warnings()));
+    // A generated config may repeat a key thousands of times: the first
+    // kMaxWarnings say where, one line counts the rest.
+    constexpr std::size_t kMaxWarnings = 50;
+    if (config_.warnings.size() > kMaxWarnings) {
+      const std::size_t more = config_.warnings.size() - kMaxWarnings;
+      const SourceLocation at = config_.warnings[kMaxWarnings].where;
+      config_.warnings.erase(config_.warnings.begin() + kMaxWarnings, config_.warnings.end());
+      config_.warnings.push_back(
+          {at, "", std::to_string(more) + " more warnings like the ones above are not shown"});
+    }
     return std::move(config_);
   }
 
