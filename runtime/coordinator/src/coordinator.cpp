@@ -277,7 +277,11 @@ void Coordinator::record_result(int group, const nlohmann::json& r) {
     const auto row = s_.store->trial(id);
     if (row && !row->best_value && (status == TrialStatus::kCompleted || row->last_step)) {
       status = TrialStatus::kFailed;
-      reason = "metric '" + s_.config->metric->name + "' never reported";
+      reason = not_a_number_.count(id)
+                   ? "metric '" + s_.config->metric->name +
+                         "' was never a finite number (NaN or inf in every report: did the "
+                         "training diverge?)"
+                   : "metric '" + s_.config->metric->name + "' never reported";
     }
   }
   bool final = true;
@@ -392,6 +396,9 @@ void Coordinator::handle_report(int source, const nlohmann::json& body) {
   const auto& metrics = body.at("m");
   const double now = body.value("time", unix_now());
   const auto value = metric_value(metrics);
+  if (!value && s_.config->metric && metrics.is_object() &&
+      metrics.contains(s_.config->metric->name))
+    not_a_number_.insert(id);  // reported, but NaN, inf or not a number
   const Goal goal = s_.config->metric ? s_.config->metric->goal : Goal::kMinimize;
   s_.store->begin();
   s_.store->add_metrics(id, attempt, step, now, value, metrics, goal);

@@ -169,6 +169,14 @@ class WandbSweepTest(SweepCase):
         self.assertIn("trial 0: metric 'val_loss' not in the first report (it has: epoch, loss)",
                       p.stderr)
 
+    def test_a_metric_that_is_always_nan_says_so(self):
+        with open(os.path.join(self.tmp, "diverge.py"), "w") as f:
+            f.write("import wandb\nwandb.init()\nfor e in range(2):\n"
+                    "    wandb.log({'val_loss': float('nan'), 'epoch': e})\n")
+        trials, _ = self.sweep("diverge.py", {"x": {"values": [1]}}, expect=1)
+        self.assertEqual(trials[0]["status"], "failed", trials)
+        self.assertIn("'val_loss' was never a finite number", trials[0]["reason"])
+
     def test_wandb_off_leaves_the_trials_python_path_alone(self):
         trials, _ = self.sweep("train.py", {"x": {"values": [1]}}, wandb="off", expect=1)
         self.assertEqual(trials[0]["status"], "failed", trials)

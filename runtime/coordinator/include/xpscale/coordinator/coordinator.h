@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <set>
 #include <memory>
 #include <optional>
 #include <string>
@@ -142,6 +143,9 @@ class Coordinator {
   std::optional<double> disk_full_since_;
   double last_liveness_check_ = 0;
   double last_stop_check_ = 0;
+  // Trials that reported the metric's key without a finite number: their
+  // "never reported" says so.
+  std::set<std::uint64_t> not_a_number_;
 };
 
 }  // namespace xpscale::detail
