@@ -249,7 +249,7 @@ nlohmann::ordered_json nested_params(const SweepConfig& config, const Params& pa
     else
       nested[name] = value;
   }
-  return nlohmann::ordered_json::parse(nested.dump());
+  return nlohmann::ordered_json(nested);  // keeps the sorted order
 }
 
 std::string args_json(const SweepConfig& config, const Params& params) {
