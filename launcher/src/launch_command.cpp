@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <thread>
@@ -10,6 +11,7 @@
 
 #include "commands.h"
 #include "xpscale/config/command.h"
+#include "xpscale/coordinator/progress.h"
 #include "xpscale/core/error.h"
 #include "xpscale/trial/run.h"
 
@@ -73,6 +75,12 @@ int launch_command(const std::vector<std::string>& args_in) {
     argv.push_back("--oversubscribe");
   if (!hosts.empty()) argv.insert(argv.end(), {"-H", hosts});
   if (!hostfile.empty()) argv.insert(argv.end(), {"--hostfile", hostfile});
+  // Rank 0's stderr reaches this terminal through mpirun, down a pipe: told
+  // so, with the width, it draws its live status block (progress.h).
+  if (const int columns = detail::stderr_terminal_columns(); columns > 0 && !print) {
+    ::setenv("XPSCALE_TERMINAL", std::to_string(columns).c_str(), 1);
+    argv.insert(argv.end(), {"-x", "XPSCALE_TERMINAL"});
+  }
   argv.insert(argv.end(), mpirun_extra.begin(), mpirun_extra.end());
   argv.push_back(self_exe());
   argv.push_back("run");

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <iostream>
 #include <limits>
+#include <sstream>
 #include <tuple>
 
 #include "xpscale/coordinator/preemption.h"
@@ -23,23 +24,26 @@ namespace {
 
 constexpr double kCommitEvery = 0.2;  // seconds between commits of metric rows
 
-std::string clock_text(double seconds) {
-  if (!(seconds >= 0) || seconds > 1e8) return "--:--:--";
-  const auto s = static_cast<long>(seconds);
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%02ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
-  return buf;
+ProgressOptions progress_options(CoordinatorSetup& s) {
+  ProgressOptions o;
+  o.quiet = s.quiet;
+  o.interval_s = s.progress_interval_s;
+  o.sweep = s.config->name.empty() ? s.config->path : s.config->name;
+  o.metric = s.config->metric ? s.config->metric->name : "";
+  o.json_events = std::move(s.json_events);
+  return o;
 }
 
 }  // namespace
 
 Coordinator::Coordinator(CoordinatorSetup setup, MPI_Comm ctrl)
-    : s_(std::move(setup)), ctrl_(ctrl), tty_(isatty(STDERR_FILENO) != 0) {}
+    : s_(std::move(setup)), ctrl_(ctrl), progress_(progress_options(s_)) {}
 
 void Coordinator::run() noexcept {
-  started_ = last_commit_ = last_progress_ = unix_now();
+  started_ = last_commit_ = unix_now();
   heard_.assign(s_.group_of_rank.size(), started_);
   try {
+    progress_.sweep_started(started_fields());
     serve();
   } catch (const std::exception& e) {
     internal_error_ = true;
@@ -47,8 +51,8 @@ void Coordinator::run() noexcept {
     if (const auto* error = dynamic_cast<const Error*>(&e)) error_category_ = error->category();
     s_.summary.stopped_early = true;
     s_.summary.stop_reason = std::string("coordinator error: ") + e.what();
-    std::cerr << "xpscale: coordinator error: " << e.what()
-              << "; no new trials start, running ones are stopped at their next report\n";
+    progress_.message(std::string("xpscale: coordinator error: ") + e.what() +
+                      "; no new trials start, running ones are stopped at their next report");
     // Release every group so that no rank hangs; results that cannot be
     // recorded are lost (their attempts stay running and are retried on
     // resume). First the request whose handling failed: its group waits.
@@ -81,17 +85,23 @@ void Coordinator::run() noexcept {
           say_done(m->source, m->body.value("g", -1));
       }
     } catch (const std::exception& e2) {
-      std::cerr << "xpscale: cannot release the groups: " << e2.what() << '\n';
+      progress_.message(std::string("xpscale: cannot release the groups: ") + e2.what());
     }
   }
   s_.summary.queued = s_.queue.size();
   s_.summary.wall_s = unix_now() - started_;
   // A store that stayed unavailable gets no more waiting: the run row stays
   // "running" and the next run closes it (mark_interrupted).
-  if (error_category_ == ErrorCategory::kUnavailable) {
-    progress(true);
-    return;
+  if (error_category_ != ErrorCategory::kUnavailable) close_run();
+  try {
+    const auto last = snapshot(unix_now(), true);
+    progress_.finish(last, ended_fields(last));
+  } catch (const std::exception& e) {  // formatting only; never the run's failure
+    std::cerr << "xpscale: cannot show the summary: " << e.what() << '\n';
   }
+}
+
+void Coordinator::close_run() {
   try {
     const auto& r = s_.summary;
     s_.store->begin();
@@ -101,13 +111,7 @@ void Coordinator::run() noexcept {
       row->updated_at = unix_now();
       s_.store->write_sweep(*row);
     }
-    s_.store->end_run(s_.run,
-                      internal_error_   ? "error"
-                      : r.cancelled     ? "stopped"
-                      : r.preempted     ? "preempted"
-                      : r.stopped_early ? "stopped"
-                      : r.queued == 0   ? "finished"
-                                        : "incomplete",
+    s_.store->end_run(s_.run, run_status(),
                       {{"planned", r.planned},
                        {"completed", r.completed},
                        {"failed", r.failed},
@@ -118,10 +122,19 @@ void Coordinator::run() noexcept {
                       unix_now());
     maybe_commit(true);
   } catch (const std::exception& e) {
-    std::cerr << "xpscale: final commit failed: " << e.what() << '\n';
+    progress_.message(std::string("xpscale: final commit failed: ") + e.what());
     internal_error_ = true;
   }
-  progress(true);
+}
+
+std::string Coordinator::run_status() const {
+  const auto& r = s_.summary;
+  return internal_error_   ? "error"
+         : r.cancelled     ? "stopped"
+         : r.preempted     ? "preempted"
+         : r.stopped_early ? "stopped"
+         : r.queued == 0   ? "finished"
+                           : "incomplete";
 }
 
 void Coordinator::check_liveness() {
@@ -180,8 +193,9 @@ void Coordinator::lose(int group, const std::string& why) {
   } catch (const std::exception& e) {
     what += " (and the store could not record it: " + std::string(e.what()) + ")";
   }
-  std::cerr << (tty_ ? "\r\033[K" : "") << "xpscale: " << what << "; ending the job (exit "
-            << kExitRankLost << "): run the same command again to resume" << std::endl;
+  progress_.message("xpscale: " + what + "; ending the job (exit " + std::to_string(kExitRankLost) +
+                    "): run the same command again to resume");
+  progress_.flush(2);  // a stderr that blocks must not keep the job from ending
   MPI_Abort(MPI_COMM_WORLD, kExitRankLost);
   std::_Exit(kExitRankLost);  // MPI_Abort does not return; if it did, end anyway
 }
@@ -196,12 +210,14 @@ bool Coordinator::disk_full() {
                static_cast<double>(fs.f_bavail) * static_cast<double>(fs.f_frsize) < kFullBelow;
   if (disk_full_ && !disk_full_since_) {
     disk_full_since_ = now;
-    std::cerr << (tty_ ? "\r\033[K" : "") << "xpscale: the disk of " << s_.config->out_dir
-              << " is full: no trial starts until there is space again (waiting up to "
-              << s_.store_retry_s << " s, --store-retry)\n";
+    std::ostringstream line;
+    line << "xpscale: the disk of " << s_.config->out_dir
+         << " is full: no trial starts until there is space again (waiting up to "
+         << s_.store_retry_s << " s, --store-retry)";
+    progress_.message(line.str());
   } else if (!disk_full_ && disk_full_since_) {
-    std::cerr << (tty_ ? "\r\033[K" : "") << "xpscale: the disk of " << s_.config->out_dir
-              << " has space again after " << static_cast<long>(now - *disk_full_since_) << " s\n";
+    progress_.message("xpscale: the disk of " + s_.config->out_dir + " has space again after " +
+                      std::to_string(static_cast<long>(now - *disk_full_since_)) + " s");
     disk_full_since_.reset();
   }
   return disk_full_;
@@ -230,10 +246,10 @@ void Coordinator::serve() {
     check_stop_request();
     if (!s_.summary.preempted && (preemption_requested() || termination_signal()))
       begin_preemption();
+    progress();  // on busy turns too: a busy coordinator may have no idle ones
     if (!m) {
       wait_out_full_disk();
       maybe_commit(false);
-      progress(false);
       backoff.idle();
       continue;
     }
@@ -258,17 +274,39 @@ void Coordinator::handle_next(int source, const nlohmann::json& body) {
   dispatch(source, group);
 }
 
+Coordinator::Running Coordinator::end_running(int group, double end) {
+  auto it = running_.find(group);
+  if (it == running_.end()) return {.started = end};
+  Running ran = it->second;
+  running_.erase(it);
+  busy_s_ += std::max(0.0, end - ran.started);
+  return ran;
+}
+
+void Coordinator::ended(std::uint64_t id, int attempt, int group, const Running& ran,
+                        std::string status, bool final, const std::string& reason, double end) {
+  progress_.trial_ended({.id = id,
+                         .attempt = attempt,
+                         .group = group,
+                         .status = std::move(status),
+                         .final = final,
+                         .value = ran.best,
+                         .best_value = s_.best,
+                         .seconds = std::max(0.0, end - ran.started),
+                         .reason = reason});
+}
+
 void Coordinator::record_result(int group, const nlohmann::json& r) {
   const auto id = r.at("t").get<std::uint64_t>();
   const int attempt = r.at("a").get<int>();
+  const double end = r.value("end", unix_now());
+  const Running ran = end_running(group, end);
   if (r.at("status") == "preempted") {
-    running_.erase(group);
-    record_preempted(id, attempt, r);
+    record_preempted(id, attempt, group, ran, r);
     return;
   }
   auto status = parse_trial_status(r.at("status").get<std::string>());
   std::string reason = r.value("reason", "");
-  running_.erase(group);
   // A trial that ends without ever reporting the sweep's metric (a typo in
   // metric.name, a script that logs another key) has no result: a failure
   // with that reason, retried like any other, rather than a blank row. One
@@ -287,8 +325,8 @@ void Coordinator::record_result(int group, const nlohmann::json& r) {
   bool final = true;
   if (status == TrialStatus::kFailed && disk_full()) {
     // It could not write: not the trial's failure.
-    requeue_interrupted(id, attempt, "failed while the disk of out_dir was full: " + reason,
-                        r.value("end", unix_now()));
+    requeue_interrupted(id, attempt, group, ran,
+                        "failed while the disk of out_dir was full: " + reason, end);
     return;
   }
   if (status == TrialStatus::kFailed) {
@@ -307,16 +345,13 @@ void Coordinator::record_result(int group, const nlohmann::json& r) {
     final = false;
     s_.queue.push_front({id, std::move(*params), attempt + 1});
   }
-  s_.store->finish_attempt(id, attempt, status, reason, r.value("stderr_tail", ""),
-                           r.value("end", unix_now()), final);
+  s_.store->finish_attempt(id, attempt, status, reason, r.value("stderr_tail", ""), end, final);
+  ended(id, attempt, group, ran, std::string(trial_status_name(status)), final, reason, end);
   if (final) {
     ++finished_this_run_;
     if (status == TrialStatus::kFailed) {
       ++s_.summary.failed;
       ++failed_this_run_;
-      if (!s_.quiet)
-        std::cerr << (tty_ ? "\r\033[K" : "") << "xpscale: trial " << id << " failed: " << reason
-                  << '\n';
       if (s_.config->max_failures &&
           static_cast<std::int64_t>(s_.summary.failed) > *s_.config->max_failures) {
         s_.summary.too_many_failures = true;
@@ -334,9 +369,6 @@ void Coordinator::record_result(int group, const nlohmann::json& r) {
     } else {
       ++s_.summary.completed;
     }
-  } else if (!s_.quiet) {
-    std::cerr << (tty_ ? "\r\033[K" : "") << "xpscale: trial " << id << " attempt " << attempt
-              << " failed (" << reason << "); retrying\n";
   }
   // The finished trial is durable before its group gets new work.
   maybe_commit(true);
@@ -373,6 +405,7 @@ void Coordinator::dispatch(int source, int group) {
     s_.algorithms->on_start(t.id, t.params);
     running_[group] = {t.id, t.attempt, now};
     reply(source, {{"k", "trial"}, {"t", t.id}, {"a", t.attempt}, {"p", t.params}});
+    progress_.trial_started(t.id, t.attempt, group, t.params);
     return;
   }
   if (stopping_ || running_.empty()) {
@@ -410,6 +443,8 @@ void Coordinator::handle_report(int source, const nlohmann::json& body) {
   bool stop = false;
   std::string reason;
   auto it = running_.find(group);
+  if (it != running_.end() && value && (!it->second.best || better(*value, *it->second.best)))
+    it->second.best = value;
   if (it != running_.end() && it->second.reports++ == 0 && !value && s_.config->metric)
     warn_missing_metric(id, metrics);
   if (body.value("pre", false)) begin_preemption();
@@ -467,8 +502,7 @@ void Coordinator::stop_sweep(const std::string& reason) {
   s_.summary.stopped_early = true;
   s_.summary.stop_reason = reason;
   if (!s_.quiet)
-    std::cerr << (tty_ ? "\r\033[K" : "") << "xpscale: " << reason
-              << "; no new trials start, running ones finish\n";
+    progress_.message("xpscale: " + reason + "; no new trials start, running ones finish");
 }
 
 void Coordinator::check_stop_request() {
@@ -507,24 +541,26 @@ void Coordinator::begin_preemption(const std::string& reason) {
     s_.store->interrupt_attempt(r.id, r.attempt, why, unix_now());
   maybe_commit(true);
   if (!s_.quiet)
-    std::cerr << (tty_ ? "\r\033[K" : "") << "xpscale: " << why
-              << (s_.summary.signal || !reason.empty() ? "" : " (SIGUSR1)")
-              << ": no new trials start, "
-              << running_.size()
-              << (s_.summary.signal ? " running ones are ended and recorded interrupted\n"
-                                    : " running ones checkpoint and stop\n");
+    progress_.message("xpscale: " + why +
+                      (s_.summary.signal || !reason.empty() ? "" : " (SIGUSR1)") +
+                      ": no new trials start, " + std::to_string(running_.size()) +
+                      (s_.summary.signal ? " running ones are ended and recorded interrupted"
+                                         : " running ones checkpoint and stop"));
   release_parked();
 }
 
-void Coordinator::record_preempted(std::uint64_t id, int attempt, const nlohmann::json& r) {
+void Coordinator::record_preempted(std::uint64_t id, int attempt, int group, const Running& ran,
+                                   const nlohmann::json& r) {
   begin_preemption();
-  requeue_interrupted(id, attempt, r.value("reason", "preempted"), r.value("end", unix_now()));
+  requeue_interrupted(id, attempt, group, ran, r.value("reason", "preempted"),
+                      r.value("end", unix_now()));
 }
 
-void Coordinator::requeue_interrupted(std::uint64_t id, int attempt, const std::string& reason,
-                                      double end) {
+void Coordinator::requeue_interrupted(std::uint64_t id, int attempt, int group, const Running& ran,
+                                      const std::string& reason, double end) {
   s_.store->begin();
   s_.store->interrupt_attempt(id, attempt, reason, end);
+  ended(id, attempt, group, ran, "interrupted", false, reason, end);
   // Back in the queue, first: the summary counts it as not run, and it
   // continues from its checkpoint (in this run, or the next one).
   QueuedTrial t{id, {}, attempt + 1};
@@ -544,16 +580,16 @@ void Coordinator::maybe_commit(bool force) {
   }
 }
 
-void Coordinator::warn_missing_metric(std::uint64_t id, const nlohmann::json& metrics) const {
+void Coordinator::warn_missing_metric(std::uint64_t id, const nlohmann::json& metrics) {
   std::string has;
   if (metrics.is_object())
     for (const auto& [name, v] : metrics.items()) has += (has.empty() ? "" : ", ") + name;
   const auto& name = s_.config->metric->name;
   const bool there = metrics.is_object() && metrics.contains(name);
-  std::cerr << (tty_ ? "\r\033[K" : "") << "xpscale: warning: trial " << id << ": metric '" << name
-            << (there ? "' is not a number in the first report (it has: "
-                      : "' not in the first report (it has: ")
-            << (has.empty() ? "nothing" : escaped(has, 200, Escape::kControl)) << ")\n";
+  progress_.message("xpscale: warning: trial " + std::to_string(id) + ": metric '" + name +
+                    (there ? "' is not a number in the first report (it has: "
+                           : "' not in the first report (it has: ") +
+                    (has.empty() ? "nothing" : escaped(has, 200, Escape::kControl)) + ")");
 }
 
 std::optional<double> Coordinator::metric_value(const nlohmann::json& metrics) const {
@@ -569,36 +605,79 @@ bool Coordinator::better(double a, double b) const {
   return s_.config->metric && s_.config->metric->goal == Goal::kMaximize ? a > b : a < b;
 }
 
-void Coordinator::progress(bool final) {
-  if (s_.quiet) return;
+void Coordinator::progress() {
   const double now = unix_now();
-  const double interval = tty_ ? 0.5 : s_.progress_interval_s;
-  if (!final && now - last_progress_ < interval) return;
-  last_progress_ = now;
-  const double elapsed = now - started_;
-  const std::uint64_t done = s_.summary.completed + s_.summary.failed;
-  const std::uint64_t queued = s_.queue.size();
-  std::string line = "xpscale: " + std::to_string(done) +
-                     (s_.summary.unbounded ? " done (drawing until stopped)"
-                                           : "/" + std::to_string(s_.summary.planned) + " done");
-  if (s_.summary.failed) line += " (" + std::to_string(s_.summary.failed) + " failed)";
-  line +=
-      ", " + std::to_string(running_.size()) + " running, " + std::to_string(queued) + " queued";
+  if (progress_.due(now)) progress_.update(snapshot(now, false), now);
+}
+
+ProgressSnapshot Coordinator::snapshot(double now, bool final) {
+  ProgressSnapshot p;
+  p.completed = s_.summary.completed;
+  p.failed = s_.summary.failed;
+  p.running = running_.size();
+  p.queued = s_.queue.size();
+  p.planned = s_.summary.planned;
+  p.unbounded = s_.summary.unbounded;
+  p.elapsed_s = now - started_;
   if (s_.best && s_.config->metric) {
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "%.6g", *s_.best);
-    line += ", best " + s_.config->metric->name + " " + buf + " (trial " +
-            std::to_string(s_.best_trial) + ")";
+    p.best = s_.best;
+    p.best_trial = s_.best_trial;
+    // Read once per new best; not from a store that stopped answering (a
+    // read would wait out --store-retry again).
+    if (best_params_of_ != s_.best_trial && error_category_ != ErrorCategory::kUnavailable) {
+      best_params_of_ = s_.best_trial;
+      best_params_ = nullptr;
+      try {
+        if (auto row = s_.store->trial(s_.best_trial)) best_params_ = row->params;
+      } catch (const std::exception&) {  // shown without params; the run goes on
+      }
+    }
+    p.best_params = best_params_;
   }
-  line += ", " + clock_text(elapsed) + " elapsed";
-  const std::uint64_t left = queued + running_.size();
+  const std::uint64_t left = p.queued + p.running;
   if (!final && !s_.summary.unbounded && finished_this_run_ > 0 && left > 0)
-    line += ", ETA " + clock_text(elapsed / static_cast<double>(finished_this_run_) *
-                                  static_cast<double>(left));
-  if (tty_)
-    std::cerr << "\r\033[K" << line << (final ? "\n" : "") << std::flush;
-  else
-    std::cerr << line << '\n';
+    p.eta_s = p.elapsed_s / static_cast<double>(finished_this_run_) * static_cast<double>(left);
+  double busy = busy_s_;
+  for (const auto& [group, r] : running_) busy += std::max(0.0, now - r.started);
+  if (s_.groups > 0 && p.elapsed_s > 0)
+    p.busy_fraction = std::min(1.0, busy / (s_.groups * p.elapsed_s));
+  return p;
+}
+
+nlohmann::ordered_json Coordinator::started_fields() const {
+  const auto& m = s_.config->metric;
+  return {{"run", s_.run},
+          {"out_dir", s_.config->out_dir},
+          {"planned", s_.summary.planned},
+          {"unbounded", s_.summary.unbounded},
+          {"skipped", s_.summary.skipped},
+          {"resumed", s_.resumed},
+          {"groups", s_.groups},
+          {"ranks_per_trial", s_.config->resources.ranks_per_trial},
+          {"metric", m ? nlohmann::ordered_json(m->name) : nullptr},
+          {"goal", m ? nlohmann::ordered_json(m->goal == Goal::kMaximize ? "maximize" : "minimize")
+                     : nullptr}};
+}
+
+nlohmann::ordered_json Coordinator::ended_fields(const ProgressSnapshot& last) const {
+  const auto& r = s_.summary;
+  return {{"status", run_status()},
+          {"exit_status", internal_error_ ? exit_status_of(error_category_) : exit_status(r)},
+          {"planned", r.planned},
+          {"unbounded", r.unbounded},
+          {"completed", r.completed},
+          {"failed", r.failed},
+          {"skipped", r.skipped},
+          {"queued", r.queued},
+          {"stopped_early", r.stopped_early},
+          {"preempted", r.preempted},
+          {"cancelled", r.cancelled},
+          {"stop_reason", r.stop_reason},
+          {"wall_s", std::round(r.wall_s * 1e3) / 1e3},
+          {"best_value", last.best ? nlohmann::ordered_json(*last.best) : nullptr},
+          {"best_trial", last.best ? nlohmann::ordered_json(last.best_trial) : nullptr},
+          {"best_params", last.best_params},
+          {"busy_fraction", std::round(last.busy_fraction * 1e4) / 1e4}};
 }
 
 }  // namespace xpscale::detail

@@ -44,6 +44,14 @@ void check_run_options(const RunOptions& o) {
                     std::to_string(o.task));
 }
 
+int exit_status(const RunSummary& s) {
+  const bool all_failed = s.completed == 0 && s.failed > 0;
+  return all_failed || s.too_many_failures ? kExitFailure
+         : s.signal                        ? 128 + s.signal
+         : s.preempted && !s.cancelled     ? kExitPreempted
+                                           : kExitOk;
+}
+
 std::string describe(const RunSummary& s) {
   char wall[32];
   const auto secs = static_cast<long>(s.wall_s);

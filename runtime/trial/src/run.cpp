@@ -3,6 +3,7 @@
 #include "xpscale/trial/run.h"
 
 #include <mpi.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <condition_variable>
@@ -10,6 +11,7 @@
 #include <filesystem>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <thread>
 
@@ -115,6 +117,11 @@ CoordinatorSetup prepare(const SweepConfig& config, const RunOptions& options, i
   s.groups = static_cast<int>(layout.members.size());
   s.quiet = options.quiet;
   s.progress_interval_s = options.progress_interval_s;
+  if (options.json_events)  // first: a path that cannot be opened leaves nothing behind
+    s.json_events =
+        *options.json_events == "-"
+            ? std::make_unique<detail::LineWriter>(STDOUT_FILENO)
+            : std::make_unique<detail::LineWriter>(*options.json_events, "--json-events");
   s.heartbeat_timeout_s = options.heartbeat_timeout_s;
   s.store_retry_s = options.store_retry_s;
   s.attempt_margin_s = options.kill_grace_s + 60;
@@ -280,6 +287,7 @@ CoordinatorSetup prepare(const SweepConfig& config, const RunOptions& options, i
   row.created_at = previous ? previous->created_at : now;
   row.updated_at = now;
   store.write_sweep(row);
+  s.resumed = previous.has_value();
   s.run = store.begin_run(world_size, s.groups, static_cast<int>(config.resources.ranks_per_trial),
                           join(hosts), previous.has_value(), now);
   store.commit();

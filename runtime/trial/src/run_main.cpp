@@ -30,7 +30,11 @@ void add_run_options(po::options_description& desc, RunOptions& options, RunCliV
       "heartbeat-timeout", po::value<double>(&options.heartbeat_timeout_s)->default_value(120),
       "seconds a rank may stay silent (stopped, hung) before the job ends (exit 5); 0: never")(
       "progress-interval", po::value<double>(&options.progress_interval_s)->default_value(10),
-      "seconds between progress lines when stderr is not a terminal")(
+      "seconds between summary lines when stderr is not a terminal, and between "
+      "--json-events progress events")(
+      "json-events", po::value<std::string>(&values.json_events)->implicit_value("-"),
+      "one JSON object per line for programs (trial started/ended, progress, sweep ended) "
+      "on stdout, or appended to FILE with --json-events=FILE; --quiet leaves them on")(
       "array-task", po::value<int>(&options.task)->default_value(0),
       "job arrays: this task's index (runs trials i with i % array-size == index)")(
       "array-size", po::value<int>(&options.task_count)->default_value(0),
@@ -41,6 +45,11 @@ void apply_run_options(const po::variables_map& vm, const RunCliValues& values,
                        RunOptions& options) {
   if (vm.count("out-dir")) options.out_dir = values.out_dir;
   if (vm.count("trials")) options.trials = values.trials;  // checked by check_run_options
+  if (vm.count("json-events")) {
+    if (values.json_events.empty())
+      throw UserError("--json-events=FILE: the file name is empty (--json-events alone: stdout)");
+    options.json_events = values.json_events;
+  }
 }
 
 int run_and_report(const RunOptions& options, const TrainFactory& make_train, const char* prog) {
@@ -68,13 +77,7 @@ int run_and_report(const RunOptions& options, const TrainFactory& make_train, co
     if (rank == 0 && all_failed && !summary.preempted)
       std::cerr << prog << ": every trial that ran failed (" << summary.failed
                 << "); the reasons: xpscale report " << summary.out_dir << '\n';
-    const bool too_many_failures =
-        all_failed ||
-        summary.too_many_failures;
-    status = too_many_failures   ? kExitFailure
-             : summary.signal    ? 128 + summary.signal
-             : summary.preempted && !summary.cancelled ? kExitPreempted
-                                 : kExitOk;
+    status = exit_status(summary);
   } catch (const ConfigError& e) {
     if (rank == 0) std::cerr << e.what() << '\n';
     status = e.exit_status();

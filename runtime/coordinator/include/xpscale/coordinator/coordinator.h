@@ -16,6 +16,8 @@
 #include <nlohmann/json.hpp>
 
 #include "xpscale/config/sweep_config.h"
+#include "xpscale/coordinator/line_writer.h"
+#include "xpscale/coordinator/progress.h"
 #include "xpscale/coordinator/sweep_algorithms.h"
 #include "xpscale/coordinator/sweep_run.h"
 #include "xpscale/store/store.h"
@@ -41,8 +43,12 @@ struct CoordinatorSetup {
   RunSummary summary;          // planned, skipped, completed/failed before this run
   std::optional<double> best;  // best metric value so far
   std::uint64_t best_trial = 0;
+  bool resumed = false;  // the store held this sweep already
   bool quiet = false;
   double progress_interval_s = 10;
+  // --json-events: opened before anything runs, so that a bad path is a
+  // user error on rank 0 (progress.h). Null: none.
+  std::unique_ptr<LineWriter> json_events;
   // Liveness (protocol.h, kTagHeartbeat): ranks silent for longer than
   // heartbeat_timeout_s (0: never) are lost; so is a running attempt past
   // time_limit + attempt_margin_s.
@@ -83,6 +89,7 @@ class Coordinator {
     int attempt = 0;
     double started = 0;
     std::int64_t reports = 0;  // of this attempt, for the missing-metric warning
+    std::optional<double> best{};  // the best metric value this attempt reported
   };
 
   void serve();
@@ -97,6 +104,13 @@ class Coordinator {
   void wait_out_full_disk();
   [[noreturn]] void lose(int group, const std::string& why);
   void record_result(int group, const nlohmann::json& result);
+  // Takes the group's attempt out of running_ (its time counts as busy);
+  // a blank one, started at `end`, if it had none.
+  Running end_running(int group, double end);
+  // The trial_ended event of an attempt: `status` a trial status name or
+  // "interrupted"; `final` false when the trial runs again.
+  void ended(std::uint64_t id, int attempt, int group, const Running& ran, std::string status,
+             bool final, const std::string& reason, double end);
   // Answers the request of `source` (group `group`) with the next trial, or
   // parks it, or says done.
   void dispatch(int source, int group);
@@ -110,20 +124,33 @@ class Coordinator {
   void begin_preemption(const std::string& why = "");
   // `xpscale stop` (stop_request.h), looked for about once a second.
   void check_stop_request();
-  void record_preempted(std::uint64_t id, int attempt, const nlohmann::json& result);
+  void record_preempted(std::uint64_t id, int attempt, int group, const Running& ran,
+                        const nlohmann::json& result);
   // Records the attempt interrupted (not the trial's failure) and queues the
   // trial again, first in line.
-  void requeue_interrupted(std::uint64_t id, int attempt, const std::string& reason, double end);
+  void requeue_interrupted(std::uint64_t id, int attempt, int group, const Running& ran,
+                           const std::string& reason, double end);
   void release_parked();
   void maybe_commit(bool force);
-  void progress(bool final);
+  // Progress (progress.h): the block, line or event when one is due.
+  void progress();
+  ProgressSnapshot snapshot(double now, bool final);
+  // Records the end of the run in the store; a failure is an internal error.
+  void close_run();
+  // What the run row's status becomes: finished, incomplete, stopped,
+  // preempted or error.
+  std::string run_status() const;
+  // The sweep_started and sweep_ended events' fields.
+  nlohmann::ordered_json started_fields() const;
+  nlohmann::ordered_json ended_fields(const ProgressSnapshot& last) const;
   std::optional<double> metric_value(const nlohmann::json& metrics) const;
   // The one-line warning for a first report without the sweep's metric.
-  void warn_missing_metric(std::uint64_t id, const nlohmann::json& metrics) const;
+  void warn_missing_metric(std::uint64_t id, const nlohmann::json& metrics);
   bool better(double a, double b) const;
 
   CoordinatorSetup s_;
   MPI_Comm ctrl_;
+  Progress progress_;
   std::map<int, Running> running_;                                  // by group
   std::map<int, std::pair<std::string, std::string>> group_where_;  // ranks, hosts
   std::vector<std::pair<int, int>> parked_;                         // (source, group)
@@ -135,8 +162,11 @@ class Coordinator {
   // handling throws, so its group never waits forever.
   std::optional<std::tuple<int, std::string, int>> in_flight_;  // (source, kind, group)
   std::uint64_t finished_this_run_ = 0, failed_this_run_ = 0;
-  double started_ = 0, last_commit_ = 0, last_progress_ = 0;
-  bool tty_ = false;
+  double started_ = 0, last_commit_ = 0;
+  double busy_s_ = 0;  // trial time of the attempts that ended this run
+  // The best trial's params, read from the store when the best changes.
+  std::optional<std::uint64_t> best_params_of_;
+  nlohmann::ordered_json best_params_;
   std::vector<double> heard_;  // when each rank last sent a heartbeat
   bool disk_full_ = false;
   double disk_checked_ = 0;

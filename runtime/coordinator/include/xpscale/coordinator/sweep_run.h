@@ -24,9 +24,13 @@ struct RunOptions {
   bool quiet = false;
   // The config's warnings are errors (ConfigOptions::strict).
   bool strict = false;
-  // Progress: a live status line when stderr is a terminal, else a log
-  // line every `progress_interval_s`.
+  // Progress for people on stderr (progress.h): a status block redrawn in
+  // place when stderr is a terminal, else a line per trial start and end
+  // and a summary line every `progress_interval_s`. `quiet`: none.
   double progress_interval_s = 10;
+  // One JSON object per line for programs (docs/runtime.md, "Progress and
+  // events"): "-" for stdout, else a file appended to. Not silenced by quiet.
+  std::optional<std::string> json_events;
   // How long transient store errors (busy, locked, disk full, I/O) are
   // retried before the run ends with kExitStoreUnavailable
   // (retrying_store.h).
@@ -71,6 +75,11 @@ inline constexpr double kMaxOptionSeconds = 86400;
 // seconds, --array-size in [0, kMaxTrials] and --array-task in
 // [0, array-size) (0 without an array). run_and_report() calls it.
 void check_run_options(const RunOptions& options);
+
+// The exit status of a run that returned `summary` (core/error.h): 1 when
+// max_failures passed or every trial that ran failed, 128 + the signal that
+// interrupted it, 3 when preempted (not cancelled), else 0.
+int exit_status(const RunSummary& summary);
 
 // One line for people: "12 trials: 11 completed, 1 failed in 00:01:02; results
 // in runs/x (xpscale report runs/x)".

@@ -14,11 +14,12 @@ namespace xpscale {
 struct RunCliValues {
   std::string out_dir;
   std::int64_t trials = 0;
+  std::string json_events;
 };
 
 // Adds --out-dir, --trials, --resume, --force, --quiet, --strict, --retry-failed,
-// --store-retry, --heartbeat-timeout, --progress-interval, --array-task
-// and --array-size, bound to `options` and `values`.
+// --store-retry, --heartbeat-timeout, --progress-interval, --json-events,
+// --array-task and --array-size, bound to `options` and `values`.
 void add_run_options(boost::program_options::options_description& desc, RunOptions& options,
                      RunCliValues& values);
 // Copies what add_run_options() parsed into `values` to `options` (after
