@@ -18,6 +18,7 @@ int run_command(const std::vector<std::string>& args);
 int launch_command(const std::vector<std::string>& args);
 int report_command(const std::vector<std::string>& args);
 int stop_command(const std::vector<std::string>& args);
+int dashboard_command(const std::vector<std::string>& args);
 int export_command(const std::vector<std::string>& args);
 int shard_command(const std::vector<std::string>& args);
 int slurm_command(const std::vector<std::string>& args);

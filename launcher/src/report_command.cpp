@@ -1,7 +1,13 @@
 // xpscale report / export: what a sweep's store holds.
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <sstream>
 
@@ -9,6 +15,7 @@
 
 #include "commands.h"
 #include "xpscale/config/command.h"
+#include "xpscale/report/report.h"
 #include "xpscale/store/store.h"
 
 namespace po = boost::program_options;
@@ -17,11 +24,15 @@ namespace xpscale::cli {
 namespace {
 
 constexpr const char* kReportUsage =
-    "usage: xpscale report OUT_DIR [--top K] [--format table|csv|json]\n\n"
+    "usage: xpscale report OUT_DIR [--top K] [--format table|csv|json]\n"
+    "       xpscale report OUT_DIR --html report.html\n\n"
     "The stores of a job array's tasks (xpscale.task<k>.db) are merged.\n"
     "The sweep's leaderboard: trials sorted by the best value of the config's metric\n"
     "(its goal decides the order), then trials without a value, with their status,\n"
     "parameters and, for failed ones, the reason. Reads the store; changes nothing.\n\n"
+    "--html writes the sweep's pictures into one self-contained page (leaderboard,\n"
+    "learning curves, history, parallel coordinates, parameter importance, cluster\n"
+    "timeline) that opens from disk with no network; it works on a running sweep.\n\n"
     "options";
 
 constexpr const char* kExportUsage =
@@ -45,6 +56,11 @@ std::string csv_cell(const std::string& s) {
 // Every store of out_dir: one, or one per task of a job array (their
 // trials are disjoint: task k holds trials i with i % n == k).
 std::vector<std::unique_ptr<Store>> open_stores(const std::string& out_dir) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(out_dir, ec))
+    throw UserError(out_dir + (std::filesystem::exists(out_dir, ec) ? " is not a directory"
+                                                                    : " does not exist") +
+                    "; pass the out_dir of a sweep");
   const auto paths = store_paths(out_dir);
   if (paths.empty())
     throw UserError(out_dir + " holds no sweep store (no " + store_path(out_dir).string() +
@@ -84,15 +100,57 @@ std::vector<TrialRow> merged_trials(const std::vector<std::unique_ptr<Store>>& s
   return all;
 }
 
+// Writes the HTML report of out_dir's stores to `path`, whole or not at all:
+// the page goes to a temporary file beside it that is renamed over `path`.
+void write_html_report(const std::vector<std::unique_ptr<Store>>& stores,
+                       const std::string& out_dir, const std::string& path) {
+  namespace fs = std::filesystem;
+  const fs::path target(path);
+  const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec))
+    throw UserError("report: --html " + path + ": the folder " + dir.string() +
+                    " does not exist");
+  if (fs::is_directory(target, ec))
+    throw UserError("report: --html " + path + " is a folder; name the file to write");
+  std::vector<const Store*> views;
+  for (const auto& s : stores) views.push_back(s.get());
+  report::ReportOptions options;
+  options.out_dir = out_dir;
+  const std::string page = report::html_page(report::report_data(views, options));
+  fs::path tmp = target;
+  tmp += ".tmp." + std::to_string(::getpid());
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) throw UserError("report: cannot write " + tmp.string() + ": " + std::strerror(errno));
+    out.write(page.data(), static_cast<std::streamsize>(page.size()));
+    out.close();
+    if (!out) {
+      const int err = errno;
+      fs::remove(tmp, ec);
+      throw UserError("report: writing " + tmp.string() + " failed: " + std::strerror(err));
+    }
+  }
+  fs::rename(tmp, target, ec);
+  if (ec) {
+    std::error_code ignored;
+    fs::remove(tmp, ignored);
+    throw UserError("report: cannot rename " + tmp.string() + " to " + path + ": " + ec.message());
+  }
+  std::cout << "wrote " << path << " (" << page.size() / 1024 << " KiB)\n";
+}
+
 }  // namespace
 
 int report_command(const std::vector<std::string>& args) {
   std::int64_t top = 0;
   std::string format = "table";
+  std::string html;
   po::options_description desc(kReportUsage);
   desc.add_options()("help,h", "show this help")("top", po::value<std::int64_t>(&top),
                                                  "only the best K trials")(
-      "format", po::value<std::string>(&format)->default_value("table"), "table | csv | json");
+      "format", po::value<std::string>(&format)->default_value("table"), "table | csv | json")(
+      "html", po::value<std::string>(&html), "write the HTML report to this file");
   po::variables_map vm;
   const std::string out_dir = parse_command_line(args, desc, "out_dir", vm);
   if (vm.count("help")) {
@@ -103,8 +161,15 @@ int report_command(const std::vector<std::string>& args) {
   if (format != "table" && format != "csv" && format != "json")
     throw UserError("report: --format must be table, csv or json, got '" + format + "'");
   if (vm.count("top") && top < 1) throw UserError("report: --top must be >= 1");
+  if (vm.count("html") && (vm.count("top") || !vm["format"].defaulted()))
+    throw UserError("report: --html shows every trial; it takes neither --top nor --format");
+  if (vm.count("html") && html.empty()) throw UserError("report: --html needs a file name");
 
   const auto stores = open_stores(out_dir);
+  if (!html.empty()) {
+    write_html_report(stores, out_dir, html);
+    return kExitOk;
+  }
   const auto sweep = merged_sweep(stores);
   const std::string metric = sweep ? sweep->metric : "";
   const bool maximize = sweep && sweep->goal == Goal::kMaximize;

@@ -268,6 +268,13 @@ TEST_P(StoreTest, MetricsComeBackInReportOrderWithTheirValues) {
   EXPECT_DOUBLE_EQ(*all[2].value, 3.0);
   EXPECT_DOUBLE_EQ(all[2].time, 10);
   EXPECT_EQ(store->metrics(0).size(), 2u);
+  // The lean read (the report's): the same rows, values left null.
+  const auto lean = store->metrics(std::nullopt, false);
+  ASSERT_EQ(lean.size(), 3u);
+  EXPECT_EQ(lean[1].step, 1);
+  EXPECT_FALSE(lean[1].value.has_value());
+  EXPECT_TRUE(lean[1].values.is_null());
+  EXPECT_DOUBLE_EQ(*lean[2].value, 3.0);
 }
 
 TEST_P(StoreTest, TransactionsNestAsOneAndCommitIsIdempotent) {

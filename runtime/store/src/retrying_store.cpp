@@ -206,8 +206,9 @@ void RetryingStore::add_metrics(std::uint64_t trial, int attempt_no, std::int64_
                                 Goal goal) {
   write([=](Store& s) { s.add_metrics(trial, attempt_no, step, time, value, values, goal); });
 }
-std::vector<MetricRow> RetryingStore::metrics(std::optional<std::uint64_t> trial) const {
-  return attempt([&] { return inner_->metrics(trial); });
+std::vector<MetricRow> RetryingStore::metrics(std::optional<std::uint64_t> trial,
+                                              bool with_values) const {
+  return attempt([&] { return inner_->metrics(trial, with_values); });
 }
 
 }  // namespace xpscale

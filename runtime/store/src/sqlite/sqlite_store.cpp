@@ -522,10 +522,13 @@ void SqliteStore::add_metrics(std::uint64_t trial, int attempt, std::int64_t ste
   Db::Stmt(*db_, sql.c_str()).bind(1, step).bind(2, text).bind(3, value).bind(4, trial).run();
 }
 
-std::vector<MetricRow> SqliteStore::metrics(std::optional<std::uint64_t> trial) const {
-  Db::Stmt q(*db_,
-             "SELECT trial, attempt, step, time, value, values_json FROM metrics "
-             "WHERE ?1 IS NULL OR trial = ?1 ORDER BY trial, attempt, step, rowid");
+std::vector<MetricRow> SqliteStore::metrics(std::optional<std::uint64_t> trial,
+                                            bool with_values) const {
+  Db::Stmt q(*db_, with_values
+                       ? "SELECT trial, attempt, step, time, value, values_json FROM metrics "
+                         "WHERE ?1 IS NULL OR trial = ?1 ORDER BY trial, attempt, step, rowid"
+                       : "SELECT trial, attempt, step, time, value FROM metrics "
+                         "WHERE ?1 IS NULL OR trial = ?1 ORDER BY trial, attempt, step, rowid");
   q.bind(1, trial);
   std::vector<MetricRow> out;
   while (q.step()) {
@@ -535,7 +538,7 @@ std::vector<MetricRow> SqliteStore::metrics(std::optional<std::uint64_t> trial) 
     m.step = q.i64(2);
     m.time = q.f64(3);
     m.value = q.opt_f64(4);
-    m.values = nlohmann::json::parse(q.text(5));
+    if (with_values) m.values = nlohmann::json::parse(q.text(5));
     out.push_back(std::move(m));
   }
   return out;

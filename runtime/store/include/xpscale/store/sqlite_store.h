@@ -57,7 +57,8 @@ class SqliteStore final : public Store {
                          bool lost = false) override;
   void add_metrics(std::uint64_t trial, int attempt, std::int64_t step, double time,
                    std::optional<double> value, const nlohmann::json& values, Goal goal) override;
-  std::vector<MetricRow> metrics(std::optional<std::uint64_t> trial = std::nullopt) const override;
+  std::vector<MetricRow> metrics(std::optional<std::uint64_t> trial = std::nullopt,
+                                 bool with_values = true) const override;
 
  private:
   class Db;

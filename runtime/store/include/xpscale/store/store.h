@@ -216,8 +216,10 @@ class Store {
                            std::optional<double> value, const nlohmann::json& values,
                            Goal goal) = 0;
   // The metric rows of one trial, or of every trial, by (trial, attempt, step).
-  virtual std::vector<MetricRow> metrics(
-      std::optional<std::uint64_t> trial = std::nullopt) const = 0;
+  // Without with_values each row's `values` is null: the report reads a
+  // million rows this way without parsing a million JSON objects.
+  virtual std::vector<MetricRow> metrics(std::optional<std::uint64_t> trial = std::nullopt,
+                                         bool with_values = true) const = 0;
 
   // One JSON object per line: the sweep, then each trial with its attempts
   // and (with_metrics) its metric rows. The same for every engine: it reads

@@ -1,0 +1,95 @@
+#pragma once
+// The live dashboard: the report page served over HTTP, refreshed as the
+// sweep's trials report (`xpscale dashboard OUT_DIR`, `xpscale run
+// --dashboard`).
+//
+//   GET /            the report page (report.h) with the data of now, live
+//   GET /data.json   the data (report/web/DATA.md), recomputed when a store
+//                    file changed; header X-Xpscale-Version counts versions
+//   GET /events      Server-Sent Events: `event: version`, `data: N` each
+//                    time a new version is ready (the page then fetches
+//                    /data.json), a comment every 15 s to keep proxies open
+//
+// It reads the stores read-only (SQLite readers never block the sweep's
+// writer) and recomputes at most once per refresh interval, and never more
+// than a fifth of the time (an interval is at least 4 times the last
+// recompute); parameter importance, the costliest part, is recomputed at
+// most every 10 s on one thread. An open dashboard costs the sweep little
+// (bench/report/dashboard_cost.sh).
+//
+// Bound to 127.0.0.1 by default, where every local user could reach it as
+// they can read out_dir. Bound elsewhere, every request needs the token
+// (`?token=` or `Authorization: Bearer`), which the command prints in the
+// URL; without a token such a binding is refused.
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+namespace xpscale::report {
+
+struct DashboardOptions {
+  std::string out_dir;
+  std::string host = "127.0.0.1";
+  int port = 8265;  // 0: any free port (port() tells which)
+  // Needed off loopback; empty there: one is drawn (random, 128 bits).
+  std::string token;
+  double refresh_s = 0.5;
+};
+
+// Whether `host` is a loopback address (127.0.0.0/8, ::1, localhost).
+bool is_loopback_host(const std::string& host);
+
+class Dashboard {
+ public:
+  // Binds the port: throws UserError when it is taken or the host cannot
+  // be bound. Serves nothing until start() or serve().
+  explicit Dashboard(DashboardOptions options);
+  ~Dashboard();
+  Dashboard(const Dashboard&) = delete;
+  Dashboard& operator=(const Dashboard&) = delete;
+
+  int port() const { return port_; }
+  const std::string& token() const { return options_.token; }
+  // The address to open, with the token when one is needed.
+  std::string url() const;
+  // How to reach it from a laptop through the login node (ssh -L).
+  std::string tunnel_hint() const;
+
+  // Serves on this thread until stop().
+  void serve();
+  // Serves on a thread of its own until stop() or destruction.
+  void start();
+  // Safe from any thread; idempotent.
+  void stop();
+
+ private:
+  struct Impl;
+  void refresh_loop();
+  void refresh();
+  void update_importance(nlohmann::json& data);
+
+  DashboardOptions options_;
+  int port_ = 0;
+  std::unique_ptr<Impl> impl_;
+  std::thread server_thread_, refresh_thread_;
+  std::atomic<bool> stopping_{false}, serving_{false};
+  std::mutex mu_;
+  std::condition_variable changed_;
+  std::string data_;          // the latest data, JSON text
+  std::uint64_t version_ = 0;  // bumped with each new data_
+  int streams_ = 0;            // open /events streams
+  std::string stores_key_;     // what the store files looked like for data_
+  // The last importance computed (refresh thread only): when, how long it
+  // took, over how many trials, and [importance, importance_note].
+  double importance_at_ = 0, importance_took_ = 0;
+  std::size_t importance_trials_ = 0;
+  nlohmann::json importance_;
+};
+
+}  // namespace xpscale::report
