@@ -220,6 +220,37 @@ TEST_F(ReportDataTest, AConfigThisVersionRefusesStillGivesAReport) {
   EXPECT_EQ(d["params"], json({"zeta", "alpha"}));  // as the trials hold them
 }
 
+TEST_F(ReportDataTest, AJobArraysStoresMergeWithALanePerTaskAndGroupAndTheLoadersFigures) {
+  sweep(kConfig);
+  run_ = store_->begin_run(1, 1, 1, "n1", false, 10);
+  store_->put_queued_trial(0, {{"lr", 0.01}});
+  store_->start_attempt(0, 1, run_, 0, "0", "n1", 10);
+  store_->add_metrics(0, 1, 0, 11, 0.5,
+                      {{"loss", 0.5}, {"loader/stall_fraction", 0.25}, {"loader/bytes_per_s", 1e6}},
+                      Goal::kMinimize);
+  store_->finish_attempt(0, 1, TrialStatus::kCompleted, "", "", 12, true);
+  const fs::path other = dir_ / "task1";
+  fs::create_directories(other);
+  SqliteStore second(store_path(other), Store::Mode::kReadWrite);
+  SweepRow r = *store_->sweep();
+  second.write_sweep(r);
+  const auto run2 = second.begin_run(1, 1, 1, "n2", false, 10);
+  second.put_queued_trial(1, {{"lr", 0.02}});
+  second.start_attempt(1, 1, run2, 0, "0", "n2", 10);
+  second.add_metrics(1, 1, 0, 11, 0.4, {{"loss", 0.4}}, Goal::kMinimize);
+  second.finish_attempt(1, 1, TrialStatus::kCompleted, "", "", 14, true);
+  ReportOptions o;
+  o.now = 20;
+  const json d = report_data({store_.get(), &second}, o);
+  EXPECT_EQ(d["sweep"]["stores"], 2);
+  EXPECT_EQ(d["sweep"]["planned"], 8);  // each task plans its share
+  EXPECT_EQ(d["counts"]["total"], 2);
+  EXPECT_EQ(d["best_trial"], 1);
+  EXPECT_EQ(d["timeline"]["lanes"], json({"task 0 group 0", "task 1 group 0"}));
+  EXPECT_EQ(d["trials"][0]["loader"], json({{"stall_fraction", 0.25}, {"bytes_per_s", 1e6}}));
+  EXPECT_EQ(d["trials"][1]["loader"], nullptr);
+}
+
 TEST(ScriptSafeJson, NothingInADataStringCanEndTheScriptElement) {
   const json j = {{"</script><script>alert(1)</script>", "<!-- & \xE2\x80\xA8 \xE2\x80\xA9 -->"},
                   {"bad utf8", std::string("\xFF\xFE ok")}};

@@ -55,5 +55,43 @@ TEST(TrialLoader, ANewAttemptContinuesFromTheCheckpointsLoaderState) {
   EXPECT_THROW(second.loader("val"), TrialError);
 }
 
+// Remembers what reached the sweep.
+class RecordingChannel : public detail::TrialChannel {
+ public:
+  Decision report(std::int64_t, const nlohmann::json& m, std::string&) override {
+    last = m;
+    return Decision::kContinue;
+  }
+  Decision report_as_leader(std::int64_t, const nlohmann::json& m, std::string&) override {
+    last = m;
+    return Decision::kContinue;
+  }
+  nlohmann::json last;
+};
+
+TEST(TrialLoader, ReportsCarryTheLoadersFiguresForTheReportsTimeline) {
+  test::TempDir dir;
+  Trial::Info info;
+  info.id = 1;
+  info.checkpoint_dir = dir.path() / "checkpoint";
+  DatasetSpec spec;
+  spec.manifest = test::make_dataset(dir.path(), 50, 5);
+  info.data["train"] = spec;
+  RecordingChannel channel;
+  Trial trial(info, *MpiSelf::comm, channel);
+  trial.report(0, {{"loss", 1.0}});
+  EXPECT_FALSE(channel.last.contains(kLoaderStallMetric)) << "no loader, no figures";
+  take(trial.loader("train"), 20);
+  trial.report(1, {{"loss", 0.5}});
+  EXPECT_EQ(channel.last["loss"], 0.5);
+  ASSERT_TRUE(channel.last[kLoaderStallMetric].is_number());
+  EXPECT_GE(channel.last[kLoaderStallMetric].get<double>(), 0.0);
+  EXPECT_LE(channel.last[kLoaderStallMetric].get<double>(), 1.0);
+  EXPECT_GT(channel.last[kLoaderRateMetric].get<double>(), 0.0);
+  // The trial's own value under the same name wins.
+  trial.report_as_leader(2, {{"loss", 0.4}, {kLoaderRateMetric, 7}});
+  EXPECT_EQ(channel.last[kLoaderRateMetric], 7);
+}
+
 }  // namespace
 }  // namespace xpscale

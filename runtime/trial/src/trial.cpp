@@ -67,12 +67,33 @@ bool Trial::has_param(std::string_view name) const {
   return info_.params.contains(std::string(name));
 }
 
+// The data loaders' figures go with every report of a trial that made
+// one, so that the report's timeline can show them per trial: the time
+// next() waited for bytes over the time since the first next(), and the
+// shard bytes per second, over every loader of this rank. A metric the
+// trial reports under the same name wins.
+nlohmann::json Trial::with_loader_stats(const nlohmann::json& metrics) const {
+  if (loaders_.empty() || !metrics.is_object()) return metrics;
+  double wait = 0, elapsed = 0, rate = 0;
+  for (const auto& [split, loader] : loaders_) {
+    const LoaderStats s = loader->stats();
+    wait += s.wait_s;
+    elapsed += s.elapsed_s;
+    rate += s.bytes_per_s();
+  }
+  if (elapsed <= 0) return metrics;
+  nlohmann::json out = metrics;
+  if (!out.contains(kLoaderStallMetric)) out[kLoaderStallMetric] = wait / elapsed;
+  if (!out.contains(kLoaderRateMetric)) out[kLoaderRateMetric] = rate;
+  return out;
+}
+
 Decision Trial::report(std::int64_t step, const nlohmann::json& metrics) {
-  return channel_->report(step, metrics, stop_reason_);
+  return channel_->report(step, with_loader_stats(metrics), stop_reason_);
 }
 
 Decision Trial::report_as_leader(std::int64_t step, const nlohmann::json& metrics) {
-  return channel_->report_as_leader(step, metrics, stop_reason_);
+  return channel_->report_as_leader(step, with_loader_stats(metrics), stop_reason_);
 }
 
 void Trial::checkpoint_saved(std::int64_t step) {

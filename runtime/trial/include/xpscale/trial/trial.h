@@ -81,6 +81,10 @@ class TrialChannel {
                                     const Params& params, std::string_view wanted);
 }  // namespace detail
 
+// The metrics a trial with a loader reports besides its own (Trial::report).
+inline constexpr const char* kLoaderStallMetric = "loader/stall_fraction";
+inline constexpr const char* kLoaderRateMetric = "loader/bytes_per_s";
+
 class Trial {
  public:
   struct Info {
@@ -123,7 +127,9 @@ class Trial {
   // reached metric.target, when step >= max_steps, when the trial passed
   // resources.time_limit, or when a scheduler stops it. Collective over the
   // group: every rank calls it with the same step and gets the same answer;
-  // non-leaders' metrics are not recorded (reduce them first).
+  // non-leaders' metrics are not recorded (reduce them first). A trial
+  // that made a loader() also reports its figures, as kLoaderStallMetric
+  // and kLoaderRateMetric (the report's timeline shows them).
   Decision report(std::int64_t step, const nlohmann::json& metrics);
   // Why the last report() said Stop ("target", "max_steps", "time_limit",
   // "preempted", a scheduler's reason); empty after Continue.
@@ -171,6 +177,7 @@ class Trial {
   std::int64_t resume_step_ = -1;
   mutable bool checkpoint_dir_made_ = false;
   std::map<std::string, std::unique_ptr<ShardedLoader>> loaders_;
+  nlohmann::json with_loader_stats(const nlohmann::json& metrics) const;
 };
 
 template <class T>
