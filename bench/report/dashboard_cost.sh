@@ -43,7 +43,7 @@ one() { # with_dashboard -> trials/s
       [ -n "$url" ] && break
       sleep 0.05
     done
-    ( while kill -0 "$run" 2>/dev/null; do curl -s -o /dev/null "${url}data.json" || true; sleep 0.5; done ) &
+    ( while kill -0 "$run" 2>/dev/null; do curl -s -o /dev/null -H 'Accept-Encoding: gzip, deflate, br' "${url/\/\?/\/data.json?}" || true; sleep 0.5; done ) &
     poller=$!
     wait "$run"
     wait "$poller" || true

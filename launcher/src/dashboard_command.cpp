@@ -21,8 +21,8 @@ constexpr const char* kDashboardUsage =
     "Serves the sweep's report page, live: it refreshes as trials report, from the\n"
     "store (read-only; the sweep is not slowed). Runs until Ctrl-C.\n"
     "Bound to 127.0.0.1 by default: reach it from a laptop through the login node\n"
-    "with ssh -L (the command prints the line). Any other --host needs the token\n"
-    "printed in the URL (one is drawn unless --token is given).\n\noptions";
+    "with ssh -L (the command prints the line). Every request needs the token in\n"
+    "the printed URL (one is drawn unless --token is given).\n\noptions";
 }  // namespace
 
 int dashboard_command(const std::vector<std::string>& args) {
@@ -32,7 +32,7 @@ int dashboard_command(const std::vector<std::string>& args) {
       "port", po::value<int>(&o.port)->default_value(8265), "TCP port (0: any free one)")(
       "host", po::value<std::string>(&o.host)->default_value("127.0.0.1"),
       "address to listen on")("token", po::value<std::string>(&o.token),
-                              "the token off loopback (default: a random one)")(
+                              "the token every request needs (default: a random one)")(
       "refresh", po::value<double>(&o.refresh_s)->default_value(0.5),
       "seconds between looks at the store");
   po::variables_map vm;
@@ -47,8 +47,11 @@ int dashboard_command(const std::vector<std::string>& args) {
     throw UserError("dashboard: " + o.out_dir + " is not a directory; pass the out_dir of a sweep");
   check_seconds_option("--refresh", o.refresh_s);
   if (o.refresh_s < 0.1) throw UserError("dashboard: --refresh must be at least 0.1 seconds");
-  if (vm.count("token") && o.token.size() < 16)
-    throw UserError("dashboard: --token must be at least 16 characters");
+  if (vm.count("token") &&
+      (o.token.size() < 16 || o.token.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                        "0123456789-_.~") != std::string::npos))
+    throw UserError(
+        "dashboard: --token must be at least 16 letters, digits or -_.~ (it goes in a URL)");
 
   // Ctrl-C, SIGTERM and SIGHUP stop the server from a thread that waits
   // for them: the other threads never see them.

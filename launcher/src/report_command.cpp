@@ -1,4 +1,5 @@
 // xpscale report / export: what a sweep's store holds.
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -113,23 +114,43 @@ void write_html_report(const std::vector<std::unique_ptr<Store>>& stores,
                     " does not exist");
   if (fs::is_directory(target, ec))
     throw UserError("report: --html " + path + " is a folder; name the file to write");
+  // The page replaces FILE by a rename: a device, FIFO or socket there
+  // would be replaced rather than written to, so only a regular file (or
+  // none) is taken.
+  const auto status = fs::status(target, ec);
+  if (fs::exists(status) && !fs::is_regular_file(status))
+    throw UserError("report: --html " + path + " is not a regular file; name a file to write");
   std::vector<const Store*> views;
   for (const auto& s : stores) views.push_back(s.get());
   report::ReportOptions options;
   options.out_dir = out_dir;
   const std::string page = report::html_page(report::report_data(views, options));
-  fs::path tmp = target;
-  tmp += ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw UserError("report: cannot write " + tmp.string() + ": " + std::strerror(errno));
-    out.write(page.data(), static_cast<std::streamsize>(page.size()));
-    out.close();
-    if (!out) {
-      const int err = errno;
-      fs::remove(tmp, ec);
-      throw UserError("report: writing " + tmp.string() + " failed: " + std::strerror(err));
+  // A fresh name made with O_EXCL (mkstemp): a file or symlink someone
+  // planted at a predictable name is never written through.
+  std::string tmp_name = (dir / (target.filename().string() + ".tmp.XXXXXX")).string();
+  const int fd = ::mkstemp(tmp_name.data());
+  if (fd < 0)
+    throw UserError("report: cannot create a file in " + dir.string() + ": " +
+                    std::strerror(errno));
+  const fs::path tmp = tmp_name;
+  const mode_t mask = ::umask(0);
+  ::umask(mask);
+  ::fchmod(fd, 0666 & ~mask);  // as a plain create would: mkstemp makes it 0600
+  std::size_t done = 0;
+  int err = 0;
+  while (done < page.size()) {
+    const ssize_t n = ::write(fd, page.data() + done, page.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      err = errno;
+      break;
     }
+    done += static_cast<std::size_t>(n);
+  }
+  if (::close(fd) != 0 && err == 0) err = errno;
+  if (err != 0) {
+    fs::remove(tmp, ec);
+    throw UserError("report: writing " + tmp.string() + " failed: " + std::strerror(err));
   }
   fs::rename(tmp, target, ec);
   if (ec) {

@@ -87,7 +87,9 @@ int run_command(const std::vector<std::string>& args) {
             std::cerr << "xpscale: dashboard " << dashboard->url() << "\n  "
                       << dashboard->tunnel_hint() << '\n';
           } catch (const std::exception& e) {
-            std::cerr << "xpscale: warning: no dashboard: " << e.what() << '\n';
+            std::cerr << "xpscale: warning: no dashboard (the sweep runs on; pick another port "
+                         "with --dashboard=PORT): "
+                      << e.what() << '\n';
           }
         }
         return launcher::external_trial(config, ext);

@@ -24,6 +24,9 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
+constexpr int kWorkers = 64;      // httplib worker threads
+constexpr int kMaxStreams = 48;   // open /events streams; the rest get 503
+
 // What the store files look like now (size and change time of each, its
 // WAL included): when this text changes the data is recomputed.
 std::string stores_key(const std::string& out_dir) {
@@ -84,8 +87,16 @@ Dashboard::Dashboard(DashboardOptions options)
   if (options_.port < 0 || options_.port > 65535)
     throw UserError("dashboard: --port must be in [0, 65535], got " +
                     std::to_string(options_.port));
-  if (!is_loopback_host(options_.host) && options_.token.empty()) options_.token = random_token();
+  // A token always, as Jupyter does: on a shared node every user reaches
+  // 127.0.0.1, and a web page on the laptop at the end of an ssh tunnel
+  // could reach it through DNS rebinding; neither knows the token.
+  if (options_.token.empty()) options_.token = random_token();
   auto& server = impl_->server;
+  // Each open page holds an /events stream, and a stream holds a worker
+  // thread: enough of them for many pages, and idle keep-alive
+  // connections let go of theirs after a second.
+  server.new_task_queue = [] { return new httplib::ThreadPool(kWorkers); };
+  server.set_keep_alive_timeout(1);
 
   // Every answer: no caching, no sniffing, and a page that may run only
   // its own inline scripts and reach only this server.
@@ -97,7 +108,6 @@ Dashboard::Dashboard(DashboardOptions options)
         "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
         "img-src data:; connect-src 'self'; base-uri 'none'; form-action 'none'"}});
   server.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-    if (options_.token.empty()) return httplib::Server::HandlerResponse::Unhandled;
     std::string given = req.get_param_value("token");
     const std::string auth = req.get_header_value("Authorization");
     if (given.empty() && auth.rfind("Bearer ", 0) == 0) given = auth.substr(7);
@@ -109,36 +119,64 @@ Dashboard::Dashboard(DashboardOptions options)
         "text/plain");
     return httplib::Server::HandlerResponse::Handled;
   });
-  server.Get("/", [this](const httplib::Request&, httplib::Response& res) {
-    nlohmann::json data;
+  // The page and the data go out as they are, through a content provider:
+  // httplib compresses a plain body with Brotli at its highest level, which
+  // for a 10 MB page costs seconds of a core per request.
+  auto send = [](httplib::Response& res, std::shared_ptr<const std::string> body,
+                 const char* type) {
+    const std::size_t size = body->size();
+    res.set_content_provider(size, type,
+                             [body](std::size_t offset, std::size_t length, httplib::DataSink& sink) {
+                               return sink.write(body->data() + offset, length);
+                             });
+  };
+  server.Get("/", [this, send](const httplib::Request&, httplib::Response& res) {
+    std::shared_ptr<const std::string> page;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      data = impl_->data;
+      if (page_version_ != version_) {
+        page_ = std::make_shared<const std::string>(html_page(impl_->data));
+        page_version_ = version_;
+      }
+      page = page_;
     }
-    res.set_content(html_page(data), "text/html; charset=utf-8");
+    send(res, page, "text/html; charset=utf-8");
   });
-  server.Get("/data.json", [this](const httplib::Request&, httplib::Response& res) {
-    std::lock_guard<std::mutex> lock(mu_);
-    res.set_header("X-Xpscale-Version", std::to_string(version_));
-    res.set_content(data_, "application/json");
+  server.Get("/data.json", [this, send](const httplib::Request&, httplib::Response& res) {
+    std::shared_ptr<const std::string> data;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      res.set_header("X-Xpscale-Version", std::to_string(version_));
+      data = data_;
+    }
+    send(res, data, "application/json");
   });
   server.Get("/events", [this](const httplib::Request&, httplib::Response& res) {
-    auto seen = std::make_shared<std::uint64_t>(0);
     {
       std::lock_guard<std::mutex> lock(mu_);
+      if (streams_ >= kMaxStreams) {
+        res.status = 503;
+        res.set_content("xpscale dashboard: too many open pages\n", "text/plain");
+        return;
+      }
       ++streams_;
     }
+    auto seen = std::make_shared<std::uint64_t>(0);
     res.set_chunked_content_provider(
-        "text/event-stream", [this, seen](std::size_t, httplib::DataSink& sink) {
+        "text/event-stream",
+        [this, seen](std::size_t, httplib::DataSink& sink) {
           std::unique_lock<std::mutex> lock(mu_);
-          changed_.wait_for(lock, std::chrono::seconds(15),
+          // A comment every 2 s: a closed page's stream fails to write and
+          // gives its thread back within 2 s.
+          changed_.wait_for(lock, std::chrono::seconds(2),
                             [&] { return stopping_ || version_ != *seen; });
           std::string msg;
           if (stopping_) {
-            // The end, said so that the page stops listening instead of
-            // reconnecting to a server that is gone.
+            // The end, with the last data in it, so that the page shows how
+            // the sweep ended and stops listening instead of reconnecting
+            // to a server that is gone.
+            msg = "event: end\ndata: " + *data_ + "\n\n";
             lock.unlock();
-            msg = "event: end\ndata: stopped\n\n";
             sink.write(msg.data(), msg.size());
             sink.done();
             return true;
@@ -200,6 +238,7 @@ std::string Dashboard::tunnel_hint() const {
 }
 
 void Dashboard::refresh() {
+  std::lock_guard<std::mutex> serial(refresh_mu_);
   const std::string key = stores_key(options_.out_dir);
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -219,12 +258,17 @@ void Dashboard::refresh() {
     data = report_data(views, o);
     update_importance(data);
   } catch (const std::exception& e) {
-    // A store being created, or busy past its timeout: keep showing the
-    // last data, and say why it is not fresher.
+    // At start, a store that cannot be read is the user's to fix (as for
+    // `xpscale report`). Later (a store replaced, busy past its timeout):
+    // the last data stays, and the page says why it is not fresher.
     std::lock_guard<std::mutex> lock(mu_);
-    if (version_ > 0) return;
-    data = report_data({}, ReportOptions{options_.out_dir, 0, 100, true});
-    data["error"] = e.what();
+    if (version_ == 0)
+      throw UserError(std::string("dashboard: ") + e.what());
+    const std::string why =
+        std::string("The store could not be read (the data shown is older): ") + e.what();
+    if (impl_->data.value("error", "") == why) return;
+    data = impl_->data;
+    data["error"] = why;
   }
   // version: the one this data will have, so that the page can tell a
   // newer one on /events.
@@ -233,7 +277,7 @@ void Dashboard::refresh() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     impl_->data = std::move(data);
-    data_ = std::move(text);
+    data_ = std::make_shared<const std::string>(std::move(text));
     stores_key_ = key;
     ++version_;
   }
@@ -291,6 +335,12 @@ void Dashboard::serve() {
 void Dashboard::start() { server_thread_ = std::thread([this] { serve(); }); }
 
 void Dashboard::stop() {
+  if (stopping_) return;
+  // The last look at the store, so that the pages end on the sweep's end.
+  try {
+    refresh();
+  } catch (const std::exception&) {
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;

@@ -173,6 +173,21 @@ json report_data(const std::vector<const Store*>& stores, const ReportOptions& o
       if (m.value && std::isfinite(*m.value))
         curves[m.trial].emplace_back(m.step, *m.value);
   }
+  // One point per step, ascending: the rows come by attempt, and a retried
+  // or resumed attempt reports steps again; the later attempt's value wins
+  // (a stable sort keeps the attempts' order within a step).
+  for (auto& [trial, pts] : curves) {
+    std::stable_sort(pts.begin(), pts.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    std::size_t out = 0;
+    for (std::size_t k = 0; k < pts.size(); ++k) {
+      if (out > 0 && pts[out - 1].first == pts[k].first)
+        pts[out - 1] = pts[k];
+      else
+        pts[out++] = pts[k];
+    }
+    pts.resize(out);
+  }
   std::sort(trials.begin(), trials.end(),
             [](const Source& a, const Source& b) { return a.row.id < b.row.id; });
   std::unordered_map<std::uint64_t, std::vector<const AttemptRow*>> attempts_of;

@@ -1316,24 +1316,43 @@
     let timer = 0;
     let ended = false;
     const badge = (text) => { const b = byId('live-badge'); if (b) b.textContent = text; };
+    // The user's last touch: an update waits until they have left the
+    // page alone for 4 s and the filter box is not being typed in, so that
+    // a sort, a brush or a page they chose is not swept away under them.
+    let touched = -Infinity;
+    for (const type of ['pointerdown', 'keydown', 'wheel', 'input']) {
+      document.addEventListener(type, () => { touched = performance.now(); }, { capture: true, passive: true });
+    }
+    const idle = () => performance.now() - touched >= 4000 &&
+      document.activeElement !== byId('lb-filter');
+    async function redraw(data, version) {
+      const state = liveState();
+      const t0 = performance.now();
+      resetPage();
+      await render(data);
+      restoreState(state);
+      drawMs = performance.now() - t0;
+      lastDraw = performance.now();
+      shown = version;
+    }
     async function update() {
       timer = 0;
       if (busy || ended || latest <= shown) return;
+      if (!idle()) {
+        badge('live (paused while you work)');
+        timer = setTimeout(update, 1000);
+        return;
+      }
       busy = true;
       try {
         const r = await fetch('data.json' + location.search, { cache: 'no-store' });
         if (!r.ok) throw new Error('data.json: HTTP ' + r.status);
         const version = Number(r.headers.get('X-Xpscale-Version')) || latest;
         const data = await r.json();
-        const state = liveState();
-        const t0 = performance.now();
-        resetPage();
-        await render(data);
-        restoreState(state);
-        drawMs = performance.now() - t0;
-        lastDraw = performance.now();
-        shown = version;
-        badge(ended ? 'dashboard stopped' : 'live');
+        if (!ended) {
+          await redraw(data, version);
+          badge('live');
+        }
       } catch (e) {
         badge('live (update failed: ' + e.message + ')');
       } finally {
@@ -1351,10 +1370,18 @@
       latest = Math.max(latest, Number(e.data) || 0);
       schedule();
     });
-    source.addEventListener('end', () => {
+    // The dashboard stopped (the sweep ended, or Ctrl-C): the event holds
+    // the last data, drawn once the current drawing is done.
+    source.addEventListener('end', async (e) => {
       ended = true;
       source.close();
       clearTimeout(timer);
+      let data = null;
+      try {
+        data = JSON.parse(e.data);
+      } catch (err) { /* an older server: keep what is shown */ }
+      while (busy) await new Promise((resolve) => setTimeout(resolve, 50));
+      if (data) await redraw(data, shown + 1);
       badge('dashboard stopped');
     });
     source.onerror = () => { if (!ended) badge('live (reconnecting)'); };
@@ -1368,6 +1395,9 @@
       setBrush: () => {}, clearBrush: () => {}, leaderboardIds: () => [],
     };
     runView('summary', renderSummary, m, hooks);
+    if (typeof m.data.error === 'string' && m.data.error) {
+      byId('sweep-meta').after(h('p', { class: 'meta error', id: 'data-error', role: 'alert' }, m.data.error));
+    }
     const dash = obj(m.data.dashboard);
     if (m.data.live && typeof dash.tunnel === 'string' && dash.tunnel) {
       byId('sweep-meta').after(h('p', { class: 'meta', id: 'live-tunnel' },

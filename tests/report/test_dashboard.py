@@ -25,6 +25,12 @@ XPSCALE = os.environ.get("XPSCALE_BIN", os.path.join(HERE, "../../build/launcher
 SLOW_TRIAL = os.path.join(HERE, "slow_trial.py")
 
 
+def at(url, path):
+    """url (http://host:port/?token=T) with `path` in place of its path."""
+    u = urllib.parse.urlparse(url)
+    return urllib.parse.urlunparse(u._replace(path="/" + path))
+
+
 def get(url, headers=None, timeout=10):
     req = urllib.request.Request(url, headers=headers or {})
     with urllib.request.urlopen(req, timeout=timeout) as r:
@@ -84,6 +90,10 @@ out_dir: {os.path.join(self.tmp, "out")}
         out = self.run_sweep()
         p, url = self.dashboard(out, "--port", "0")
         self.assertTrue(url.startswith("http://127.0.0.1:"), url)
+        self.assertRegex(url, r"/\?token=[0-9a-f]{32}$")
+        with self.assertRaises(urllib.error.HTTPError) as e:  # a token even on loopback
+            get(at(url, "").split("?")[0])
+        self.assertEqual(e.exception.code, 403)
         status, headers, body = get(url)
         self.assertEqual(status, 200)
         self.assertIn("default-src 'none'", headers["Content-Security-Policy"])
@@ -91,7 +101,9 @@ out_dir: {os.path.join(self.tmp, "out")}
         page = body.decode()
         self.assertIn('<script id="xpscale-data" type="application/json">', page)
         self.assertNotIn("/*XPSCALE_", page)
-        status, headers, body = get(url + "data.json")
+        # As is (no Brotli of a 10 MB page per request).
+        status, headers, body = get(at(url, "data.json"), {"Accept-Encoding": "gzip, deflate, br"})
+        self.assertNotIn("Content-Encoding", headers)
         data = json.loads(body)
         self.assertTrue(data["live"])
         self.assertEqual(data["counts"]["total"], 4)
@@ -101,20 +113,20 @@ out_dir: {os.path.join(self.tmp, "out")}
         # /events: the current version at once.
         u = urllib.parse.urlparse(url)
         c = http.client.HTTPConnection(u.hostname, u.port, timeout=5)
-        c.request("GET", "/events")
+        c.request("GET", "/events?" + u.query)
         r = c.getresponse()
         self.assertEqual(r.getheader("Content-Type"), "text/event-stream")
         self.assertEqual(r.readline().decode().strip(), "event: version")
         self.assertRegex(r.readline().decode(), r"^data: \d+")
         c.close()
         with self.assertRaises(urllib.error.HTTPError) as e:
-            get(url + "nothing-here")
+            get(at(url, "nothing-here"))
         self.assertEqual(e.exception.code, 404)
         # Ctrl-C ends it cleanly.
         p.send_signal(2)
         self.assertEqual(p.wait(timeout=10), 0)
 
-    def test_off_loopback_every_request_needs_the_printed_token(self):
+    def test_every_request_needs_the_printed_token(self):
         out = self.run_sweep()
         p, url = self.dashboard(out, "--port", "0", "--host", "0.0.0.0")
         m = re.search(r"\?token=([0-9a-f]{32})$", url)
@@ -175,7 +187,7 @@ out_dir: {os.path.join(self.tmp, "out")}
         lags = []
         last_steps = -1
         while time.time() < deadline and len(lags) < 5:
-            data = json.loads(get(url + "data.json")[2])
+            data = json.loads(get(at(url, "data.json"))[2])
             steps = sum(t["steps"] for t in data["trials"])
             if steps > last_steps and data["trials"]:
                 newest = max((t for t in data["trials"] if t["steps"]),
@@ -243,6 +255,17 @@ out_dir: {os.path.join(self.tmp, "out")}
                 for trial in shown or []:
                     first_shown.setdefault(trial, now)
                 time.sleep(0.05)
+            # The sweep's end reaches the page: the last data comes with the
+            # end of the event stream.
+            final = None
+            for _ in range(50):
+                final = driver.execute_script(
+                    "return [document.getElementById('live-badge').textContent,"
+                    " window.__xpscale.data().counts.completed]")
+                if final[0] == "dashboard stopped":
+                    break
+                time.sleep(0.1)
+            self.assertEqual(final, ["dashboard stopped", 6])
             errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
             artifacts = os.environ.get("XPSCALE_ARTIFACTS")
             if artifacts:
@@ -261,6 +284,56 @@ out_dir: {os.path.join(self.tmp, "out")}
         self.assertLess(max(later.values()), 2.0, later)
         if os.environ.get("XPSCALE_TEST_VERBOSE"):
             print("lags", later)
+
+
+class ReportHtmlTest(unittest.TestCase):
+    """`xpscale report --html FILE` writes FILE whole or not at all."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="report-html-", dir=os.environ.get("XPSCALE_TEST_TMP"))
+        self.env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+        # The same small finished sweep as the dashboard's tests.
+        self.out = DashboardTest.run_sweep(self)
+
+    config = DashboardTest.config
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def report(self, target):
+        return subprocess.run([XPSCALE, "report", self.out, "--html", target], capture_output=True,
+                              text=True, timeout=60)
+
+    def test_a_planted_symlink_is_not_written_through_and_a_fifo_is_refused(self):
+        victim = os.path.join(self.tmp, "victim.txt")
+        with open(victim, "w") as f:
+            f.write("keep me")
+        target = os.path.join(self.tmp, "r.html")
+        # Every name the old code could have picked for its temporary file.
+        for pid in range(os.getpid(), os.getpid() + 200):
+            os.symlink(victim, f"{target}.tmp.{pid}")
+        r = self.report(target)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(victim) as f:
+            self.assertEqual(f.read(), "keep me")
+        with open(target) as f:
+            self.assertIn("xpscale-data", f.read())
+        self.assertEqual(os.stat(target).st_mode & 0o777, 0o666 & ~self.umask())
+        fifo = os.path.join(self.tmp, "pipe")
+        os.mkfifo(fifo)
+        r = self.report(fifo)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("not a regular file", r.stderr)
+        self.assertTrue(os.path.exists(fifo))
+        leftovers = [n for n in os.listdir(self.tmp) if ".tmp." in n and not os.path.islink(
+            os.path.join(self.tmp, n))]
+        self.assertEqual(leftovers, [])
+
+    @staticmethod
+    def umask():
+        mask = os.umask(0)
+        os.umask(mask)
+        return mask
 
 
 if __name__ == "__main__":

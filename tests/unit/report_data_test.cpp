@@ -117,8 +117,9 @@ TEST_F(ReportDataTest, AKnownSweepGivesTheFieldsThePageDraws) {
   EXPECT_DOUBLE_EQ(t[3]["wall_s"].get<double>(), 20 - 16);  // running: until "now"
 
   EXPECT_EQ(d["curves"]["0"], json({{0, 0.9}, {1, 0.5}, {2, 0.3}, {3, 0.4}}));
-  // Both attempts of trial 2, in attempt order.
-  EXPECT_EQ(d["curves"]["2"].size(), 3u);
+  // Trial 2's attempts both reported step 0: one point per step, ascending,
+  // the retry's value winning.
+  EXPECT_EQ(d["curves"]["2"], json({{0, 0.7}, {1, 0.6}}));
   // History: final trials with a value, in completion order.
   ASSERT_EQ(d["history"].size(), 3u);
   EXPECT_EQ(d["history"][0][0], 1);  // trial 1 ended at 13

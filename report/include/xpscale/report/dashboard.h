@@ -17,10 +17,10 @@
 // most every 10 s on one thread. An open dashboard costs the sweep little
 // (bench/report/dashboard_cost.sh).
 //
-// Bound to 127.0.0.1 by default, where every local user could reach it as
-// they can read out_dir. Bound elsewhere, every request needs the token
-// (`?token=` or `Authorization: Bearer`), which the command prints in the
-// URL; without a token such a binding is refused.
+// Bound to 127.0.0.1 by default. Every request needs the token (`?token=`
+// or `Authorization: Bearer`), drawn at start (or --token) and printed in
+// the URL: another user of the node, or a web page reaching the ssh
+// tunnel through DNS rebinding, does not know it.
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -80,8 +80,11 @@ class Dashboard {
   std::thread server_thread_, refresh_thread_;
   std::atomic<bool> stopping_{false}, serving_{false};
   std::mutex mu_;
+  std::mutex refresh_mu_;  // one refresh() at a time (the refresh thread, stop())
   std::condition_variable changed_;
-  std::string data_;          // the latest data, JSON text
+  std::shared_ptr<const std::string> data_;  // the latest data, JSON text
+  std::shared_ptr<const std::string> page_;  // the page of version page_version_
+  std::uint64_t page_version_ = 0;
   std::uint64_t version_ = 0;  // bumped with each new data_
   int streams_ = 0;            // open /events streams
   std::string stores_key_;     // what the store files looked like for data_
