@@ -86,6 +86,19 @@ out_dir: {os.path.join(self.tmp, "out")}
         self.assertIsNotNone(m, line + p.stderr.read() if p.poll() is not None else line)
         return p, m.group(1)
 
+    def run_with_dashboard(self, cfg):
+        """Starts `xpscale run CFG --dashboard 0`; returns (process, the address it printed)."""
+        run = subprocess.Popen([XPSCALE, "run", cfg, "--quiet", "--dashboard", "0"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=self.env)
+        self.procs.append(run)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            m = re.search(r"dashboard (http://\S+)", run.stderr.readline())
+            if m:
+                return run, m.group(1)
+        self.fail("run --dashboard printed no address")
+
     def test_serves_the_page_data_and_events_of_a_store(self):
         out = self.run_sweep()
         p, url = self.dashboard(out, "--port", "0")
@@ -170,19 +183,8 @@ out_dir: {os.path.join(self.tmp, "out")}
         self.assertIn("--token", r.stderr)
 
     def test_a_running_sweeps_reports_reach_the_data_within_2_s(self):
-        cfg = self.config(trials=3, steps=30, every=0.25)
-        run = subprocess.Popen([XPSCALE, "run", cfg, "--quiet", "--dashboard", "0"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=self.env)
-        self.procs.append(run)
-        url = None
+        run, url = self.run_with_dashboard(self.config(trials=3, steps=30, every=0.25))
         deadline = time.time() + 30
-        while url is None and time.time() < deadline:
-            line = run.stderr.readline()
-            m = re.search(r"dashboard (http://\S+)", line)
-            if m:
-                url = m.group(1)
-        self.assertIsNotNone(url, "run --dashboard printed no address")
         # Each new version of the data holds a report made at most 2 s before.
         lags = []
         last_steps = -1
@@ -203,24 +205,13 @@ out_dir: {os.path.join(self.tmp, "out")}
         run.wait(timeout=90)
         self.assertEqual(run.returncode, 0, run.stderr.read()[-2000:])
 
-
     def test_the_page_in_a_browser_shows_a_new_trial_within_2_s_of_its_report(self):
         from selenium import webdriver
         from selenium.webdriver.chrome.options import Options
         from selenium.webdriver.chrome.service import Service
         import sqlite3
 
-        cfg = self.config(trials=6, steps=8, every=0.25)
-        run = subprocess.Popen([XPSCALE, "run", cfg, "--quiet", "--dashboard", "0"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=self.env)
-        self.procs.append(run)
-        url = None
-        deadline = time.time() + 30
-        while url is None and time.time() < deadline:
-            m = re.search(r"dashboard (http://\S+)", run.stderr.readline())
-            url = m.group(1) if m else None
-        self.assertIsNotNone(url, "run --dashboard printed no address")
+        run, url = self.run_with_dashboard(self.config(trials=6, steps=8, every=0.25))
         opts = Options()
         opts.binary_location = "/usr/bin/chromium"
         for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
