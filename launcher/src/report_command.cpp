@@ -54,26 +54,25 @@ std::string csv_cell(const std::string& s) {
   return out + "\"";
 }
 
-// Every store of out_dir: one, or one per task of a job array (their
-// trials are disjoint: task k holds trials i with i % n == k).
+// Every store of out_dir: one, one per task of a job array (their trials
+// are disjoint: task k holds trials i with i % n == k), or the PostgreSQL
+// sweep its xpscale.store names.
 std::vector<std::unique_ptr<Store>> open_stores(const std::string& out_dir) {
   std::error_code ec;
   if (!std::filesystem::is_directory(out_dir, ec))
     throw UserError(out_dir + (std::filesystem::exists(out_dir, ec) ? " is not a directory"
                                                                     : " does not exist") +
                     "; pass the out_dir of a sweep");
-  const auto paths = store_paths(out_dir);
-  if (paths.empty())
-    throw UserError(out_dir + " holds no sweep store (no " + store_path(out_dir).string() +
-                    " nor xpscale.task<k>.db files of a job array); pass the out_dir of a sweep");
   std::vector<std::unique_ptr<Store>> stores;
-  for (const auto& path : paths) {
-    try {
-      stores.push_back(open_store(path, Store::Mode::kReadOnly));
-    } catch (const StoreError& e) {
-      throw UserError(e.what());
-    }
+  try {
+    stores = open_out_dir_stores(out_dir, Store::Mode::kReadOnly);
+  } catch (const StoreError& e) {
+    throw UserError(e.what());
   }
+  if (stores.empty())
+    throw UserError(out_dir + " holds no sweep store (no " + store_path(out_dir).string() +
+                    ", no xpscale.task<k>.db files of a job array, no xpscale.store naming a "
+                    "PostgreSQL store); pass the out_dir of a sweep");
   return stores;
 }
 

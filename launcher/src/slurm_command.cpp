@@ -229,8 +229,8 @@ int submit(const std::vector<std::string>& args) {
   return kExitOk;
 }
 
-// The sweep's progress over every store file in out_dir (job arrays have
-// one per task).
+// The sweep's progress over every store of out_dir (job arrays have one
+// file per task; a PostgreSQL sweep is named by out_dir/xpscale.store).
 nlohmann::ordered_json progress(const fs::path& out_dir) {
   nlohmann::ordered_json p;
   std::map<std::string, std::uint64_t> by_status;
@@ -238,8 +238,8 @@ nlohmann::ordered_json progress(const fs::path& out_dir) {
   std::optional<double> best;
   bool maximize = false;
   std::string metric;
-  for (const auto& path : store_paths(out_dir)) {
-    const auto store = open_store(path, Store::Mode::kReadOnly);
+  const auto stores = open_out_dir_stores(out_dir, Store::Mode::kReadOnly);
+  for (const auto& store : stores) {
     if (auto s = store->sweep()) {
       planned += s->planned;
       metric = s->metric;
@@ -251,7 +251,7 @@ nlohmann::ordered_json progress(const fs::path& out_dir) {
         best = t.best_value;
     }
   }
-  p["stores"] = store_paths(out_dir).size();
+  p["stores"] = stores.size();
   p["planned"] = planned;
   for (const char* s : {"completed", "stopped", "failed", "running", "queued"}) p[s] = by_status[s];
   p["metric"] = metric;

@@ -11,6 +11,7 @@
 #include "commands.h"
 #include "xpscale/coordinator/stop_request.h"
 #include "xpscale/coordinator/protocol.h"
+#include "xpscale/store/postgres_store.h"
 #include "xpscale/store/store.h"
 #include "xpscale/store/store_lock.h"
 
@@ -50,14 +51,25 @@ int stop_command(const std::vector<std::string>& args) {
     return kExitOk;
   }
   if (out_dir.empty()) throw UserError("stop: missing the out_dir (xpscale stop OUT_DIR)");
-  const auto stores = store_paths(out_dir);
-  if (stores.empty())
-    throw UserError("stop: " + out_dir + " holds no sweep store (no " +
-                    store_path(out_dir).string() +
-                    " nor xpscale.task<k>.db files of a job array); pass the out_dir of a sweep");
   std::vector<std::string> running;
-  for (const auto& db : stores)
-    if (auto holder = lock_holder(db)) running.push_back(db.filename().string() + ": " + *holder);
+  if (auto pointer = read_store_pointer(out_dir)) {
+    // A PostgreSQL sweep: its live runs (any number of jobs) hold their
+    // leases in the database.
+    try {
+      PostgresStore store(pointer->url, pointer->sweep, Store::Mode::kReadOnly);
+      running = store.live_runs();
+    } catch (const StoreError& e) {
+      throw UserError(std::string("stop: ") + e.what());
+    }
+  } else {
+    const auto stores = store_paths(out_dir);
+    if (stores.empty())
+      throw UserError("stop: " + out_dir + " holds no sweep store (no " +
+                      store_path(out_dir).string() +
+                      " nor xpscale.task<k>.db files of a job array); pass the out_dir of a sweep");
+    for (const auto& db : stores)
+      if (auto holder = lock_holder(db)) running.push_back(db.filename().string() + ": " + *holder);
+  }
   if (running.empty()) {
     std::cout << "xpscale: no run of the sweep in " << out_dir
               << " is running; nothing to stop (a later run would ignore the request)\n";

@@ -16,6 +16,7 @@
 
 #include "xpscale/core/error.h"
 #include "xpscale/report/report.h"
+#include "xpscale/store/postgres_store.h"
 #include "xpscale/store/store.h"
 
 namespace xpscale::report {
@@ -239,16 +240,24 @@ std::string Dashboard::tunnel_hint() const {
 
 void Dashboard::refresh() {
   std::lock_guard<std::mutex> serial(refresh_mu_);
-  const std::string key = stores_key(options_.out_dir);
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (version_ > 0 && key == stores_key_) return;
-  }
+  std::string key;
   nlohmann::json data;
   try {
-    std::vector<std::unique_ptr<Store>> stores;
-    for (const auto& path : store_paths(options_.out_dir))
-      stores.push_back(open_store(path, Store::Mode::kReadOnly));
+    // A PostgreSQL sweep has no files to watch: a cheap query on one
+    // connection kept open says when it changed.
+    if (const auto pointer = read_store_pointer(options_.out_dir)) {
+      if (!marker_store_)
+        marker_store_ =
+            std::make_unique<PostgresStore>(pointer->url, pointer->sweep, Store::Mode::kReadOnly);
+      key = marker_store_->change_marker();
+    } else {
+      key = stores_key(options_.out_dir);
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (version_ > 0 && key == stores_key_) return;
+    }
+    const auto stores = open_out_dir_stores(options_.out_dir, Store::Mode::kReadOnly);
     std::vector<const Store*> views;
     for (const auto& s : stores) views.push_back(s.get());
     ReportOptions o;
@@ -264,6 +273,7 @@ void Dashboard::refresh() {
     std::lock_guard<std::mutex> lock(mu_);
     if (version_ == 0)
       throw UserError(std::string("dashboard: ") + e.what());
+    marker_store_.reset();  // reconnect next time
     const std::string why =
         std::string("The store could not be read (the data shown is older): ") + e.what();
     if (impl_->data.value("error", "") == why) return;

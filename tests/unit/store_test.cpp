@@ -9,6 +9,8 @@
 #include <sstream>
 #include <string>
 
+#include "pg_test_server.h"
+#include "xpscale/store/postgres_store.h"
 #include "xpscale/store/sqlite_store.h"
 #include "xpscale/store/store.h"
 
@@ -24,11 +26,21 @@ struct StoreEngine {
   std::function<std::unique_ptr<Store>(const fs::path& dir, Store::Mode mode)> open;
 };
 
+// PostgreSQL: one throwaway server for the process (tests/support/pg-server),
+// each test its own sweep, named after its directory, in one database, so
+// that sweeps living side by side is tested too.
+std::unique_ptr<Store> open_postgres(const fs::path& dir, Store::Mode mode) {
+  auto& pg = test::shared_pg_server();
+  ::setenv("PGPASSWORD", pg.password().c_str(), 1);
+  return std::make_unique<PostgresStore>(pg.url(), dir.filename().string(), mode);
+}
+
 const StoreEngine kEngines[] = {
     {"sqlite",
      [](const fs::path& dir, Store::Mode mode) {
        return std::make_unique<SqliteStore>(store_path(dir), mode);
      }},
+    {"postgres", open_postgres},
 };
 
 fs::path fresh_dir(const std::string& tag) {

@@ -35,7 +35,7 @@ const std::vector<std::string> kTopKeys = {
     "description", "project", "entity", "apiVersion", "kind",
     // xpscale keys
     "trials", "seed", "resources", "data", "scheduler", "out_dir", "retries", "max_failures",
-    "max_steps", "tpe", "max_concurrent_trials", "nested_args", "wandb",
+    "max_steps", "tpe", "max_concurrent_trials", "nested_args", "wandb", "store",
     // W&B keys for W&B's own service: `controller` (local or cloud) and the
     // W&B Launch keys (job, image_uri in wandb/sweeps schema.json; `launch`
     // is read by `wandb launch-sweep`). Accepted with a warning below.
@@ -166,6 +166,7 @@ class Parser {
     if (auto e = find(top, "entity")) set_string(*e, config_.entity);
     if (auto e = find(top, "program")) set_string(*e, config_.program);
     if (auto e = find(top, "out_dir")) set_string(*e, config_.out_dir);
+    if (auto e = find(top, "store")) set_string(*e, config_.store);
     if (auto e = find(top, "wandb")) {
       const std::vector<std::string> modes = {"auto", "shim", "passthrough", "off"};  // enum order
       if (auto m = one_of(e->value, "wandb", modes))

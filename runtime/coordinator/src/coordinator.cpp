@@ -89,6 +89,23 @@ void Coordinator::run() noexcept {
     }
   }
   s_.summary.queued = s_.queue.size();
+  if (s_.shared && !internal_error_) {
+    // Other jobs finished trials too: the summary is the sweep's.
+    try {
+      std::uint64_t completed = 0, failed = 0, queued = 0;
+      const auto trials = s_.store->trials();
+      if (s_.summary.unbounded) s_.summary.planned = trials.size();
+      for (const auto& t : trials) {
+        completed += t.status == TrialStatus::kCompleted || t.status == TrialStatus::kStopped;
+        failed += t.status == TrialStatus::kFailed;
+        queued += t.status == TrialStatus::kQueued;
+      }
+      s_.summary.completed = completed;
+      s_.summary.failed = failed;
+      s_.summary.queued = queued;
+    } catch (const std::exception&) {  // this job's own counts stand
+    }
+  }
   s_.summary.wall_s = unix_now() - started_;
   // A store that stayed unavailable gets no more waiting: the run row stays
   // "running" and the next run closes it (mark_interrupted).
@@ -244,6 +261,7 @@ void Coordinator::serve() {
     auto m = try_recv_json(ctrl_, MPI_ANY_SOURCE, kTagRequest);
     check_liveness();
     check_stop_request();
+    if (s_.shared) shared_upkeep();
     if (!s_.summary.preempted && (preemption_requested() || termination_signal()))
       begin_preemption();
     progress();  // on busy turns too: a busy coordinator may have no idle ones
@@ -305,13 +323,29 @@ void Coordinator::record_result(int group, const nlohmann::json& r) {
     record_preempted(id, attempt, group, ran, r);
     return;
   }
+  if (s_.shared) {
+    // Fencing: a job whose lease ran out may have lost this attempt to
+    // another job; the row stays locked until this result commits.
+    s_.store->begin();
+    if (!s_.store->shared()->owns_attempt(id, attempt, s_.run)) {
+      progress_.message("xpscale: trial " + std::to_string(id) + " attempt " +
+                        std::to_string(attempt) +
+                        ": this job's lease on it ran out and another job took the trial over; "
+                        "this attempt's result is dropped");
+      maybe_commit(true);
+      release_parked();
+      return;
+    }
+  }
   auto status = parse_trial_status(r.at("status").get<std::string>());
   std::string reason = r.value("reason", "");
   // A trial that ends without ever reporting the sweep's metric (a typo in
   // metric.name, a script that logs another key) has no result: a failure
   // with that reason, retried like any other, rather than a blank row. One
   // stopped before it reported anything (the sweep ended) is not.
-  if ((status == TrialStatus::kCompleted || status == TrialStatus::kStopped) && s_.config->metric) {
+  // (An attempt that reported it needs no read of the store.)
+  if ((status == TrialStatus::kCompleted || status == TrialStatus::kStopped) && s_.config->metric &&
+      !ran.best) {
     const auto row = s_.store->trial(id);
     if (row && !row->best_value && (status == TrialStatus::kCompleted || row->last_step)) {
       status = TrialStatus::kFailed;
@@ -330,20 +364,28 @@ void Coordinator::record_result(int group, const nlohmann::json& r) {
     return;
   }
   if (status == TrialStatus::kFailed) {
-    const int failures = ++s_.failed_attempts[id];
+    int failures = ++s_.failed_attempts[id];
+    if (s_.shared) {  // every job's failures of it count
+      failures = 1;
+      for (const auto& a : s_.store->attempts(id))
+        if (a.status == "failed") ++failures;
+    }
     // A preempted sweep keeps the retry for its next run (it stays queued).
     if (failures <= s_.config->retries && (!stopping_ || s_.summary.preempted)) {
       final = false;
-      s_.queue.push_back({id, {}, attempt + 1});
-      if (auto row = s_.store->trial(id)) s_.queue.back().params = row->params;
+      if (!s_.shared) {  // a shared sweep's queue is the store's queued trials
+        s_.queue.push_back({id, {}, attempt + 1});
+        if (auto row = s_.store->trial(id)) s_.queue.back().params = row->params;
+      }
     }
   }
   s_.store->begin();
+  sync_algorithms(false);
   // A scheduler may restart the trial (PBT's exploit): first in line, as
   // it continues from a checkpoint.
   if (auto params = s_.algorithms->on_end(*s_.store, id, status, final)) {
     final = false;
-    s_.queue.push_front({id, std::move(*params), attempt + 1});
+    if (!s_.shared) s_.queue.push_front({id, std::move(*params), attempt + 1});
   }
   s_.store->finish_attempt(id, attempt, status, reason, r.value("stderr_tail", ""), end, final);
   ended(id, attempt, group, ran, std::string(trial_status_name(status)), final, reason, end);
@@ -388,6 +430,10 @@ void Coordinator::dispatch(int source, int group) {
     parked_.emplace_back(source, group);
     return;
   }
+  if (s_.shared) {
+    dispatch_shared(source, group);
+    return;
+  }
   if (!stopping_ && s_.queue.empty()) {
     s_.store->begin();
     if (auto t = s_.algorithms->propose(*s_.store)) {
@@ -419,6 +465,109 @@ void Coordinator::release_parked() {
   auto parked = std::move(parked_);
   parked_.clear();
   for (auto [source, group] : parked) dispatch(source, group);
+}
+
+void Coordinator::dispatch_shared(int source, int group) {
+  SharedSweep& shared = *s_.store->shared();
+  if (!stopping_) {
+    maybe_commit(true);  // a claim commits on its own, outside a transaction
+    const auto& [ranks, hosts] = group_where_[group];
+    for (int round = 0; round < 2; ++round) {
+      std::optional<Claim> c = shared.claim_trial(s_.run, group, ranks, hosts, unix_now());
+      // A trial whose jobs kept dying under it (a crash of its rank takes
+      // the job with it) is not handed to another job forever.
+      while (c && c->crashed > s_.config->retries + kCrashesForgiven) {
+        const std::string why = "the job running it ended under it " +
+                                std::to_string(c->crashed) +
+                                " times (a crash of its rank?); not retried again";
+        s_.store->begin();
+        s_.store->finish_attempt(c->id, c->attempt, TrialStatus::kFailed, why, "", unix_now(),
+                                 true);
+        maybe_commit(true);
+        ++s_.summary.failed;
+        progress_.message("xpscale: trial " + std::to_string(c->id) + " failed: " + why);
+        c = shared.claim_trial(s_.run, group, ranks, hosts, unix_now());
+      }
+      if (c) {
+        const double now = unix_now();
+        if (s_.algorithms->has_scheduler()) {
+          s_.store->begin();
+          sync_algorithms(true);
+          s_.algorithms->on_start(c->id, c->params);
+          maybe_commit(true);
+        }
+        running_[group] = {c->id, c->attempt, now};
+        reply(source, {{"k", "trial"}, {"t", c->id}, {"a", c->attempt}, {"p", c->params}});
+        progress_.trial_started(c->id, c->attempt, group, c->params);
+        return;
+      }
+      // None queued: the searcher may draw one (bayes, or an unbounded
+      // sweep), from every job's results and with the sweep's next id.
+      if (round > 0 || !more_proposals_) break;
+      s_.store->begin();
+      shared.lock_sweep();
+      s_.algorithms->restore(*s_.store);
+      s_.algorithms->set_next_trial(shared.next_trial_id());
+      const auto t = s_.algorithms->propose(*s_.store);
+      maybe_commit(true);
+      if (!t) {
+        more_proposals_ = false;
+        break;
+      }
+      if (s_.summary.unbounded) ++s_.summary.planned;
+    }
+  }
+  if (stopping_) {
+    say_done(source, group);
+    return;
+  }
+  // Trials running in other jobs may come back (a failure with retries
+  // left, a job lost): wait for them, polled by shared_upkeep().
+  counts_ = shared.heartbeat(s_.run);
+  if (running_.empty() && counts_.queued == 0 && counts_.running == 0) {
+    say_done(source, group);
+    return;
+  }
+  parked_.emplace_back(source, group);
+}
+
+bool Coordinator::sync_algorithms(bool scheduler_only) {
+  if (!s_.shared || !(scheduler_only ? s_.algorithms->has_scheduler()
+                                     : s_.algorithms->stateful()))
+    return false;
+  s_.store->shared()->lock_sweep();
+  s_.algorithms->restore(*s_.store);
+  return true;
+}
+
+void Coordinator::shared_upkeep() {
+  SharedSweep& shared = *s_.store->shared();
+  const double now = unix_now();
+  if (now - last_heartbeat_ >= 2) {
+    last_heartbeat_ = now;
+    counts_ = shared.heartbeat(s_.run);
+    if (!counts_.alive && !s_.summary.preempted) {
+      // Another job found this one's lease expired (the store did not
+      // answer, or this job was stopped for longer than --lease) and took
+      // its trials: their results here would be dropped.
+      begin_preemption("this job's lease ran out (no renewal for " +
+                       std::to_string(static_cast<int>(shared.lease())) +
+                       " s, --lease) and other jobs took its trials");
+    }
+  }
+  if (now - last_reap_ >= 5) {
+    last_reap_ = now;
+    if (const int n = shared.reap(s_.run, now); n > 0) {
+      progress_.message("xpscale: " + std::to_string(n) + (n == 1 ? " trial" : " trials") +
+                        " of jobs that ended or stopped renewing their lease go back to the "
+                        "queue");
+      last_poll_ = 0;  // offer them now
+    }
+  }
+  if (!parked_.empty() && now - last_poll_ >= 1) {
+    last_poll_ = now;
+    release_parked();
+  }
 }
 
 void Coordinator::handle_report(int source, const nlohmann::json& body) {
@@ -473,13 +622,15 @@ void Coordinator::handle_report(int source, const nlohmann::json& body) {
     stop = true;
     reason = "time_limit";
   }
+  bool synced = false;
   if (!stop) {
+    if (value) synced = sync_algorithms(true);
     const auto d = s_.algorithms->on_report(id, step, metrics, value);
     stop = d.stop;
     reason = d.reason;
   }
   reply(source, {{"k", "decision"}, {"stop", stop}, {"reason", reason}});
-  maybe_commit(false);
+  maybe_commit(synced);  // the sweep's lock is not held past this decision
 }
 
 void Coordinator::reply(int source, const nlohmann::json& body) {
@@ -563,9 +714,11 @@ void Coordinator::requeue_interrupted(std::uint64_t id, int attempt, int group, 
   ended(id, attempt, group, ran, "interrupted", false, reason, end);
   // Back in the queue, first: the summary counts it as not run, and it
   // continues from its checkpoint (in this run, or the next one).
-  QueuedTrial t{id, {}, attempt + 1};
-  if (auto row = s_.store->trial(id)) t.params = row->params;
-  s_.queue.push_front(std::move(t));
+  if (!s_.shared) {  // a shared sweep's queue is the store's queued trials
+    QueuedTrial t{id, {}, attempt + 1};
+    if (auto row = s_.store->trial(id)) t.params = row->params;
+    s_.queue.push_front(std::move(t));
+  }
   maybe_commit(true);
   release_parked();
 }

@@ -29,6 +29,11 @@ void check_run_options(const RunOptions& o) {
   if (!(o.store_retry_s >= 0 && o.store_retry_s <= kMaxOptionSeconds))
     throw UserError("--store-retry must be a number of seconds in [0, " + shown(kMaxOptionSeconds) +
                     "], got " + shown(o.store_retry_s));
+  // A lease shorter than a few heartbeats (2 s apart) would be lost to a
+  // busy moment.
+  if (!(o.lease_s >= 10 && o.lease_s <= kMaxOptionSeconds))
+    throw UserError("--lease must be a number of seconds in [10, " + shown(kMaxOptionSeconds) +
+                    "], got " + shown(o.lease_s));
   if (!(o.heartbeat_timeout_s >= 0 && o.heartbeat_timeout_s <= kMaxOptionSeconds))
     throw UserError("--heartbeat-timeout must be a number of seconds in [0, " +
                     shown(kMaxOptionSeconds) + "] (0: never), got " + shown(o.heartbeat_timeout_s));

@@ -19,8 +19,6 @@ std::string seconds_text(Clock::duration d) {
 
 }  // namespace
 
-RetryingStore::RetryingStore(std::unique_ptr<Store> inner, milliseconds window, Notify notify)
-    : inner_(std::move(inner)), window_(window), notify_(std::move(notify)) {}
 
 template <class F>
 auto RetryingStore::attempt(F&& f) const -> decltype(f()) {
@@ -111,6 +109,49 @@ void RetryingStore::write(Op op) {
   }
   waited_out();
 }
+
+class RetryingStore::Shared final : public SharedSweep {
+ public:
+  Shared(RetryingStore& outer, SharedSweep& inner) : outer_(outer), inner_(inner) {}
+  void set_lease(double seconds) override { inner_.set_lease(seconds); }
+  double lease() const override { return inner_.lease(); }
+  void lock_sweep() override {
+    SharedSweep* inner = &inner_;
+    outer_.write([inner](Store&) { inner->lock_sweep(); });
+  }
+  std::optional<Claim> claim_trial(std::int64_t run, int group, const std::string& ranks,
+                                   const std::string& hosts, double now) override {
+    return outer_.attempt([&] { return inner_.claim_trial(run, group, ranks, hosts, now); });
+  }
+  SweepCounts heartbeat(std::int64_t run) override {
+    return outer_.attempt([&] { return inner_.heartbeat(run); });
+  }
+  int reap(std::int64_t run, double now) override {
+    return outer_.attempt([&] { return inner_.reap(run, now); });
+  }
+  bool owns_attempt(std::uint64_t trial, int attempt, std::int64_t run) override {
+    return outer_.attempt([&] { return inner_.owns_attempt(trial, attempt, run); });
+  }
+  std::uint64_t next_trial_id() override {
+    return outer_.attempt([&] { return inner_.next_trial_id(); });
+  }
+  std::vector<std::string> live_runs() override {
+    return outer_.attempt([&] { return inner_.live_runs(); });
+  }
+
+ private:
+  RetryingStore& outer_;
+  SharedSweep& inner_;
+};
+
+RetryingStore::RetryingStore(std::unique_ptr<Store> inner, milliseconds window, Notify notify)
+    : inner_(std::move(inner)), window_(window), notify_(std::move(notify)) {
+  if (SharedSweep* s = inner_->shared()) shared_ = std::make_unique<Shared>(*this, *s);
+}
+
+RetryingStore::~RetryingStore() = default;
+
+SharedSweep* RetryingStore::shared() { return shared_.get(); }
 
 void RetryingStore::begin() {
   if (in_tx_) return;

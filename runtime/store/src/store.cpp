@@ -3,9 +3,17 @@
 // the choice of engine.
 #include "xpscale/store/store.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
 #include <utility>
 
+#include "xpscale/store/postgres_store.h"
 #include "xpscale/store/sqlite_store.h"
 
 namespace xpscale {
@@ -61,6 +69,59 @@ std::vector<std::filesystem::path> store_paths(const std::filesystem::path& out_
 
 std::unique_ptr<Store> open_store(const std::filesystem::path& path, Store::Mode mode) {
   return std::make_unique<SqliteStore>(path, mode);
+}
+
+std::filesystem::path store_pointer_path(const std::filesystem::path& out_dir) {
+  return out_dir / "xpscale.store";
+}
+
+std::optional<StorePointer> read_store_pointer(const std::filesystem::path& out_dir) {
+  const auto path = store_pointer_path(out_dir);
+  std::ifstream in(path);
+  if (!in) {
+    if (errno == ENOENT || errno == ENOTDIR) return std::nullopt;
+    throw UserError("cannot read " + path.string() + ": " + std::strerror(errno));
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  const auto j = nlohmann::json::parse(text.str(), nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("url") || !j["url"].is_string() ||
+      !j.contains("sweep") || !j["sweep"].is_string() ||
+      !is_postgres_url(j["url"].get<std::string>()) || j["sweep"].get<std::string>().empty())
+    throw UserError(path.string() +
+                    " is not a store pointer (JSON with a postgresql:// \"url\" and a \"sweep\" "
+                    "name, as xpscale run writes it)");
+  return StorePointer{j["url"], j["sweep"]};
+}
+
+void write_store_pointer(const std::filesystem::path& out_dir, const StorePointer& pointer) {
+  const auto path = store_pointer_path(out_dir);
+  nlohmann::ordered_json j;
+  j["engine"] = "postgresql";
+  j["url"] = url_without_password(pointer.url);
+  j["sweep"] = pointer.sweep;
+  const std::string text = j.dump(2) + "\n";
+  std::string tmp = path.string() + ".XXXXXX";
+  const int fd = ::mkstemp(tmp.data());
+  if (fd < 0) throw StoreError("cannot write " + path.string() + ": " + std::strerror(errno));
+  const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  ::close(fd);
+  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    throw StoreError("cannot write " + path.string() + ": " + std::strerror(err));
+  }
+}
+
+std::vector<std::unique_ptr<Store>> open_out_dir_stores(const std::filesystem::path& out_dir,
+                                                        Store::Mode mode) {
+  std::vector<std::unique_ptr<Store>> stores;
+  if (auto pointer = read_store_pointer(out_dir)) {
+    stores.push_back(std::make_unique<PostgresStore>(pointer->url, pointer->sweep, mode));
+    return stores;
+  }
+  for (const auto& path : store_paths(out_dir)) stores.push_back(open_store(path, mode));
+  return stores;
 }
 
 void Store::export_jsonl(std::ostream& out, bool with_metrics) const {

@@ -14,10 +14,14 @@
 namespace xpscale {
 namespace {
 
-std::string holder_text() {
+std::string this_host() {
   char host[256] = {};
   ::gethostname(host, sizeof host - 1);
-  std::string text = "host " + std::string(host) + ", pid " + std::to_string(::getpid());
+  return host;
+}
+
+std::string holder_text() {
+  std::string text = "host " + this_host() + ", pid " + std::to_string(::getpid());
   if (const char* job = std::getenv("SLURM_JOB_ID"); job && *job)
     text += ", Slurm job " + std::string(job);
   const std::time_t now = std::time(nullptr);
@@ -44,11 +48,17 @@ std::string read_all(int fd) {
 
 }  // namespace
 
+bool held_on_this_host(const std::string& holder) {
+  return holder.starts_with("host " + this_host() + ", ");
+}
+
 std::filesystem::path lock_path(const std::filesystem::path& store) {
   return store.string() + ".lock";
 }
 
 StoreLock::StoreLock(const std::filesystem::path& store) : path_(lock_path(store)) {
+  // Read-write, also because NFS grants an exclusive flock only on a file
+  // open for writing.
   fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd_ < 0)
     throw StoreError("cannot create the lock file " + path_.string() + ": " + std::strerror(errno));

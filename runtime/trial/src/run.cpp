@@ -26,7 +26,9 @@
 #include "xpscale/coordinator/stop_request.h"
 #include "xpscale/schedule/scheduler.h"
 #include "xpscale/search/searcher.h"
+#include "xpscale/store/postgres_store.h"
 #include "xpscale/store/retrying_store.h"
+#include "xpscale/store/sqlite_store.h"
 #include "xpscale/store/store.h"
 
 namespace xpscale {
@@ -100,18 +102,55 @@ std::string join(const std::vector<std::string>& v, const char* sep = ",") {
 
 // Job arrays: task k of n runs trials k, k+n, k+2n, ... (a partition: no
 // trial runs in two tasks, whatever order the tasks run in).
+// --store, else the config's store:, else XPSCALE_STORE; "" for out_dir's
+// SQLite file. Anything but a PostgreSQL URL is refused, shown without
+// its password.
+std::string chosen_store_url(const RunOptions& options, const SweepConfig& config) {
+  std::string url, from;
+  if (options.store) {
+    url = *options.store;
+    from = "--store";
+  } else if (!config.store.empty()) {
+    url = config.store;
+    from = config.path + ": store";
+  } else if (const char* env = std::getenv("XPSCALE_STORE"); env && *env) {
+    url = env;
+    from = "XPSCALE_STORE";
+  }
+  if (url.empty() || url == "sqlite") return {};
+  if (!options.store && !config.store.empty() && url_without_password(url) != url)
+    throw UserError(from + ": the URL holds a password, which would be kept with the sweep's "
+                    "config in the store; put it in PGPASSWORD or ~/.pgpass instead");
+  if (!is_postgres_url(url))
+    throw UserError(from + ": expected a postgresql://user@host:port/database URL, or sqlite (out_dir's "
+                    "file, the default); got '" + url_without_password(url) + "'");
+  return url;
+}
+
+// A sweep's name in a PostgreSQL store: its config's `name`, else its
+// out_dir's last part (runs/<config file stem> by default).
+std::string postgres_sweep_name(const SweepConfig& config) {
+  if (!config.name.empty()) return config.name;
+  return fs::path(config.out_dir).lexically_normal().filename().string();
+}
+
 bool in_array_task(std::uint64_t trial, const RunOptions& options) {
   return options.task_count <= 0 || trial % static_cast<std::uint64_t>(options.task_count) ==
                                         static_cast<std::uint64_t>(options.task);
 }
 
-// Crashed runs a trial survives beyond its retries (see prepare()).
-constexpr int kCrashesForgiven = 2;
 
 // Rank 0: opens or creates the store, checks that it belongs to this config
 // and builds the queue of trials still to run.
-CoordinatorSetup prepare(const SweepConfig& config, const RunOptions& options, int world_size,
+CoordinatorSetup prepare(const SweepConfig& config, const RunOptions& given, int world_size,
                          const GroupLayout& layout, const std::vector<std::string>& hosts) {
+  // The store: a PostgreSQL URL (--store, the config's store:, else
+  // XPSCALE_STORE), or out_dir's SQLite file. On PostgreSQL every job, and
+  // every task of a job array, is a worker of the whole sweep (shared_sweep.h).
+  const std::string store_url = chosen_store_url(given, config);
+  const bool postgres = !store_url.empty();
+  RunOptions options = given;
+  if (postgres) options.task = options.task_count = 0;
   CoordinatorSetup s;
   s.config = &config;
   s.groups = static_cast<int>(layout.members.size());
@@ -140,25 +179,50 @@ CoordinatorSetup prepare(const SweepConfig& config, const RunOptions& options, i
         "method: bayes (TPE) learns from every result and cannot be split over "
         "job-array tasks with separate stores; run it as one job (without --array)");
   const fs::path out_dir = config.out_dir;
+  const std::string sweep_name = postgres ? postgres_sweep_name(config) : std::string();
   const fs::path db = store_path(out_dir, options.task, options.task_count);
   std::error_code ec;
-  const bool existed = fs::exists(db, ec);
+  std::unique_ptr<Store> opened;
+  bool existed = false;
+  if (postgres) {
+    auto pg = std::make_unique<PostgresStore>(store_url, sweep_name);
+    pg->set_lease(options.lease_s);
+    existed = pg->sweep().has_value();
+    opened = std::move(pg);
+  } else {
+    existed = fs::exists(db, ec);
+  }
   if (options.resume && !existed)
-    throw UserError("--resume: " + out_dir.string() + " holds no sweep store (" +
-                    db.filename().string() + "); run without --resume to start the sweep");
+    throw UserError("--resume: " +
+                    (postgres ? "sweep '" + sweep_name + "' has no results in " + opened->location()
+                              : out_dir.string() + " holds no sweep store (" +
+                                    db.filename().string() + ")") +
+                    "; run without --resume to start the sweep");
   // out_dir holds config text and trials' stderr: only its owner reads it.
   const bool created = !fs::exists(out_dir, ec);
   fs::create_directories(out_dir, ec);
   if (ec) throw UserError("cannot create out_dir " + out_dir.string() + ": " + ec.message());
   if (created) fs::permissions(out_dir, fs::perms::owner_all, ec);
-  // Before the store is touched: a second run must not mark the first's
-  // running attempts interrupted.
-  s.lock = std::make_unique<StoreLock>(db);
+  if (postgres) {
+    // For report, dashboard, export and stop, which take the out_dir.
+    write_store_pointer(out_dir, {store_url, sweep_name});
+  } else {
+    // Before the store is touched: a second run must not mark the first's
+    // running attempts interrupted.
+    s.lock = std::make_unique<StoreLock>(db);
+    opened = open_store(db);
+    if (const auto* sqlite = dynamic_cast<const SqliteStore*>(opened.get());
+        sqlite && sqlite->filesystem() && sqlite->journal_mode() != "wal" && !options.quiet)
+      std::cerr << "xpscale: out_dir " << out_dir.string() << " is on " << *sqlite->filesystem()
+                << ": the SQLite store uses a rollback journal there (slower than WAL on a local "
+                   "disk); for many jobs on one sweep use a PostgreSQL store (--store "
+                   "postgresql://...); XPSCALE_SQLITE_JOURNAL=wal if only this host uses it\n";
+  }
   // `xpscale stop` acts only on runs holding the lock: a request there now
   // was for an earlier run.
   if (auto request = read_stop_request(out_dir)) s.old_stop_request = request->at;
   s.store = std::make_unique<RetryingStore>(
-      open_store(db),
+      std::move(opened),
       std::chrono::milliseconds(static_cast<std::int64_t>(options.store_retry_s * 1000)),
       [](const std::string& message) { std::cerr << "xpscale: " << message << std::endl; });
   Store& store = *s.store;
@@ -170,10 +234,22 @@ CoordinatorSetup prepare(const SweepConfig& config, const RunOptions& options, i
   const std::string& hash = match.hash;
   const bool same_config = previous && match.same;
   if (previous && !same_config && !options.force)
-    throw UserError(out_dir.string() + " holds the store of a different sweep config (" +
+    throw UserError((postgres ? "sweep '" + sweep_name + "' in " + store.location() +
+                                    " was started with a different sweep config ("
+                              : out_dir.string() + " holds the store of a different sweep config (") +
                     previous->config_path + "), not " + config.path + ": " + match.difference +
                     "; use --force to run this config there (finished trials whose parameters "
-                    "are unchanged are kept) or choose another out_dir");
+                    "are unchanged are kept) or choose another " +
+                    (postgres ? "`name:`" : "out_dir"));
+
+  // --force requeues the trials whose params changed: not under jobs that
+  // are running them.
+  if (previous && !same_config && store.shared())
+    if (const auto live = store.shared()->live_runs(); !live.empty())
+      throw UserError("--force: " + std::to_string(live.size()) + " job" +
+                      (live.size() == 1 ? " is" : "s are") + " running sweep '" + sweep_name +
+                      "' with its other config now (" + live.front() +
+                      "); stop them first (xpscale stop " + out_dir.string() + ")");
 
   // nullopt: unbounded, trials are drawn until the sweep is stopped.
   const std::optional<std::uint64_t> limit = trial_limit(config, *searcher, options.trials);
@@ -186,11 +262,16 @@ CoordinatorSetup prepare(const SweepConfig& config, const RunOptions& options, i
   const double now = detail::unix_now();
 
   store.begin();
+  // Jobs starting together on one shared sweep plan it one at a time: the
+  // second finds the first's trials and queues none of its own.
+  if (SharedSweep* shared = store.shared()) shared->lock_sweep();
+  // Attempts of runs that ended under them (on a shared sweep: whose lease
+  // expired) go back to the queue.
   const int interrupted = store.mark_interrupted(now);
   std::map<std::uint64_t, TrialRow> existing;
   for (auto& t : store.trials()) existing.emplace(t.id, std::move(t));
   // Attempts that a run left running when it ended (kill -9, a crash, a lost
-  // rank) count against the retries, with kCrashesForgiven more allowed: a
+  // rank) count against the retries, with detail::kCrashesForgiven more allowed: a
   // kill of the whole job leaves its innocent trials running too, but a
   // trial that crashes its rank must not crash every resumed run.
   std::map<std::uint64_t, int> crashed;
@@ -245,7 +326,7 @@ CoordinatorSetup prepare(const SweepConfig& config, const RunOptions& options, i
         }
         continue;
       }
-      if (const int c = crashed[i]; c > config.retries + kCrashesForgiven) {
+      if (const int c = crashed[i]; c > config.retries + detail::kCrashesForgiven) {
         const std::string why = "the run ended while it ran, " + std::to_string(c) +
                                 " times (a crash of its rank?); not retried again";
         store.finish_attempt(i, t.attempts, TrialStatus::kFailed, why, "", now, true);
@@ -264,6 +345,9 @@ CoordinatorSetup prepare(const SweepConfig& config, const RunOptions& options, i
   // Trials that a killed run left half done go first: they hold checkpoints.
   s.queue = std::move(restarted);
   for (auto& t : fresh) s.queue.push_back(std::move(t));
+  // A shared sweep's queue is its store's queued trials (claim_trial).
+  s.shared = store.shared() != nullptr;
+  if (s.shared) s.queue.clear();
   std::uint64_t stride = 1;
   if (!limit && !adaptive) {  // fresh trials from the first id of this task past the known ones
     next_proposal = planned;

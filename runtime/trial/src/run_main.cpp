@@ -14,7 +14,11 @@ namespace po = boost::program_options;
 namespace xpscale {
 
 void add_run_options(po::options_description& desc, RunOptions& options, RunCliValues& values) {
-  desc.add_options()("out-dir", po::value<std::string>(&values.out_dir),
+  desc.add_options()("store", po::value<std::string>(&values.store),
+                     "where results go: postgresql://user@host:port/db (password from PGPASSWORD "
+                     "or ~/.pgpass) or sqlite (out_dir's file, the default); overrides the config's "
+                     "store: and XPSCALE_STORE")(
+      "out-dir", po::value<std::string>(&values.out_dir),
                      "where results go (default: the config's)")(
       "trials", po::value<std::int64_t>(&values.trials), "run at most N trials")(
       "resume", po::bool_switch(&options.resume),
@@ -27,6 +31,9 @@ void add_run_options(po::options_description& desc, RunOptions& options, RunCliV
       "run the trials that failed for good again (a new attempt each)")(
       "store-retry", po::value<double>(&options.store_retry_s)->default_value(300),
       "seconds to wait out a busy, locked or full store before the run ends (exit 4)")(
+      "lease", po::value<double>(&options.lease_s)->default_value(60),
+      "PostgreSQL store: seconds after which a job that stopped renewing its lease (killed, "
+      "node lost) loses its running trials to the sweep's other jobs")(
       "heartbeat-timeout", po::value<double>(&options.heartbeat_timeout_s)->default_value(120),
       "seconds a rank may stay silent (stopped, hung) before the job ends (exit 5); 0: never")(
       "progress-interval", po::value<double>(&options.progress_interval_s)->default_value(10),
@@ -44,6 +51,7 @@ void add_run_options(po::options_description& desc, RunOptions& options, RunCliV
 void apply_run_options(const po::variables_map& vm, const RunCliValues& values,
                        RunOptions& options) {
   if (vm.count("out-dir")) options.out_dir = values.out_dir;
+  if (vm.count("store")) options.store = values.store;
   if (vm.count("trials")) options.trials = values.trials;  // checked by check_run_options
   if (vm.count("json-events")) {
     if (values.json_events.empty())

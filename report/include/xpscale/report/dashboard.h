@@ -31,6 +31,10 @@
 
 #include <nlohmann/json.hpp>
 
+namespace xpscale {
+class PostgresStore;  // xpscale/store/postgres_store.h
+}
+
 namespace xpscale::report {
 
 struct DashboardOptions {
@@ -88,6 +92,8 @@ class Dashboard {
   std::uint64_t version_ = 0;  // bumped with each new data_
   int streams_ = 0;            // open /events streams
   std::string stores_key_;     // what the store files looked like for data_
+  // A PostgreSQL sweep's connection for its change marker (refresh thread).
+  std::unique_ptr<PostgresStore> marker_store_;
   // The last importance computed (refresh thread only): when, how long it
   // took, over how many trials, and [importance, importance_note].
   double importance_at_ = 0, importance_took_ = 0;

@@ -10,7 +10,11 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <utility>
+
+#include "xpscale/store/filesystem_kind.h"
+#include "xpscale/store/store_lock.h"
 
 namespace xpscale {
 namespace {
@@ -46,6 +50,26 @@ CREATE TABLE IF NOT EXISTS metrics(
 CREATE INDEX IF NOT EXISTS metrics_by_trial ON metrics(trial, step);
 CREATE TABLE IF NOT EXISTS algorithm_state(name TEXT PRIMARY KEY, state TEXT NOT NULL);
 )sql";
+
+// XPSCALE_SQLITE_JOURNAL: "wal", "delete", or "" when unset.
+std::string journal_override() {
+  const char* env = std::getenv("XPSCALE_SQLITE_JOURNAL");
+  const std::string value = env ? env : "";
+  if (value.empty() || value == "wal" || value == "delete") return value;
+  throw UserError("XPSCALE_SQLITE_JOURNAL: expected wal or delete, got '" + value + "'");
+}
+
+// Bytes 18 and 19 of an SQLite file, its format's write and read versions,
+// are 2 in WAL mode and 1 with a rollback journal
+// (https://www.sqlite.org/fileformat2.html, "File format version numbers").
+bool wal_header(const std::filesystem::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  unsigned char header[20] = {};
+  const ssize_t n = ::pread(fd, header, sizeof header, 0);
+  ::close(fd);
+  return n == static_cast<ssize_t>(sizeof header) && (header[18] == 2 || header[19] == 2);
+}
 
 }  // namespace
 
@@ -184,8 +208,37 @@ class SqliteStore::Db {
 
 SqliteStore::SqliteStore(const std::filesystem::path& path, Mode mode)
     : path_(path), db_(std::make_unique<Db>(path, mode)) {
+  // WAL keeps its index in shared memory (the -shm file, mmapped), which
+  // only the processes of one host share: "WAL does not work over a network
+  // filesystem" (https://www.sqlite.org/wal.html). A rollback journal needs
+  // only POSIX locks on the store's file, which NFS and the cluster
+  // filesystems carry across hosts, so a reader on another host sees whole
+  // transactions. With synchronous=FULL, SQLite's default for it: NORMAL
+  // can corrupt a rollback-journal file if the power fails mid-commit
+  // (https://www.sqlite.org/pragma.html#pragma_synchronous). Even so SQLite
+  // counts on the filesystem's locks being right
+  // (https://www.sqlite.org/useovernet.html); many jobs on one sweep are
+  // the PostgreSQL store's job.
+  const std::string chosen = journal_override();
+  filesystem_ = network_filesystem(path);
   if (mode == Mode::kReadWrite) {
-    db_->exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;");
+    const bool wal = chosen.empty() ? !filesystem_ : chosen == "wal";
+    try {
+      // Out of WAL (a store from an older xpscale) only with the file to
+      // itself: no other connection may have it open.
+      Db::Stmt set(*db_, wal ? "PRAGMA journal_mode=WAL" : "PRAGMA journal_mode=DELETE");
+      if (set.step()) journal_mode_ = set.text(0);
+    } catch (const StoreError& e) {
+      if (wal) throw;
+      throw StoreError("store " + path_.string() + " is in WAL mode and " +
+                           (filesystem_ ? "on " + *filesystem_ + ", where it needs"
+                                        : "XPSCALE_SQLITE_JOURNAL=delete asks for") +
+                           " a rollback journal; switching needs the store to itself, and "
+                           "another process has it open (xpscale report or dashboard?): " +
+                           e.what(),
+                       e.transient());
+    }
+    db_->exec(wal ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL");
     db_->exec(kSchema);
     Db::Stmt get(*db_, "SELECT value FROM meta WHERE key = 'schema_version'");
     if (get.step()) {
@@ -200,6 +253,20 @@ SqliteStore::SqliteStore(const std::filesystem::path& path, Mode mode)
     struct stat st {};
     if (::stat(path_.c_str(), &st) == 0) identity_ = {st.st_dev, st.st_ino};
   } else {
+    // A WAL store on a network filesystem (written by an older xpscale, with
+    // XPSCALE_SQLITE_JOURNAL=wal, or by a run on the host that exports it)
+    // can be read from the host of the run writing it, or once no run does:
+    // not from another host while one does.
+    if (filesystem_ && chosen != "wal" && wal_header(path_))
+      if (const auto holder = lock_holder(path_); holder && !held_on_this_host(*holder))
+        throw StoreError("store " + path_.string() + " is in WAL mode on " + *filesystem_ +
+                         " and a run on another host is writing it (" + *holder +
+                         "): WAL's index is memory shared only on that host, so it cannot be "
+                         "read safely from here. Read it there or after the run ends; a run "
+                         "keeps a store on a network filesystem in a rollback journal, which "
+                         "any host can read, unless XPSCALE_SQLITE_JOURNAL=wal (set "
+                         "XPSCALE_SQLITE_JOURNAL=delete for a run whose out_dir is on its own "
+                         "disk but read by other hosts)");
     // A file that is not a store fails here, with SQLite's message.
     Db::Stmt(*db_, "SELECT count(*) FROM trials").run();
   }

@@ -161,6 +161,9 @@ struct SweepConfig {
   std::optional<SchedulerSpec> scheduler;
   std::optional<TpeSpec> tpe;
   std::string out_dir;  // default: "runs/<name or file stem>"
+  // Where results go (xpscale key): a postgresql:// URL, or "" / "sqlite"
+  // for out_dir's SQLite file. --store and XPSCALE_STORE (docs/store.md).
+  std::string store;
   WandbMode wandb = WandbMode::kAuto;
   std::vector<UnbuiltFeature> unbuilt;
   // What W&B accepts but means something else here, or nothing (a key

@@ -37,7 +37,10 @@ struct CoordinatorSetup {
   std::unique_ptr<StoreLock> lock;  // held for the run (store_lock.h)
   std::unique_ptr<Store> store;
   std::int64_t run = 0;
-  std::deque<QueuedTrial> queue;
+  std::deque<QueuedTrial> queue;  // unused on a shared sweep (below)
+  // Several jobs may run this sweep (a PostgreSQL store, shared_sweep.h):
+  // trials are claimed from the store, leases renewed, decisions serialized.
+  bool shared = false;
   std::map<std::uint64_t, int> failed_attempts;  // per trial, from earlier runs
   int groups = 0;
   RunSummary summary;          // planned, skipped, completed/failed before this run
@@ -70,6 +73,10 @@ struct CoordinatorSetup {
 // many trials of a run have failed and none has finished: W&B's agent stops
 // after 3 failures too. Otherwise it would fail trials forever.
 inline constexpr std::uint64_t kUnboundedInitialFailures = 3;
+
+// Crashed runs a trial survives beyond its retries (run.cpp's prepare(),
+// and claims on a shared sweep).
+inline constexpr int kCrashesForgiven = 2;
 
 class Coordinator {
  public:
@@ -131,6 +138,19 @@ class Coordinator {
   void requeue_interrupted(std::uint64_t id, int attempt, int group, const Running& ran,
                            const std::string& reason, double end);
   void release_parked();
+  // A shared sweep (CoordinatorSetup::shared): claims the next trial from
+  // the store, proposing one first when the searcher draws them; parks the
+  // group while other jobs' trials may still come back, else says done.
+  void dispatch_shared(int source, int group);
+  // A shared sweep: before a searcher or scheduler decides, takes the
+  // sweep's lock in the open transaction and reloads their states, so that
+  // the decision sees every job's results; true when it did (then commit
+  // at once: the lock is held until then).
+  bool sync_algorithms(bool scheduler_only);
+  // A shared sweep: renews the lease (every 2 s), queues again the trials
+  // of jobs that stopped answering (every 5 s) and offers parked groups a
+  // trial again (every 1 s).
+  void shared_upkeep();
   void maybe_commit(bool force);
   // Progress (progress.h): the block, line or event when one is due.
   void progress();
@@ -176,6 +196,12 @@ class Coordinator {
   // Trials that reported the metric's key without a finite number: their
   // "never reported" says so.
   std::set<std::uint64_t> not_a_number_;
+  // A shared sweep: when the lease was last renewed, runs reaped and parked
+  // groups polled; the sweep's counts at the last renewal; whether the
+  // searcher may still propose.
+  double last_heartbeat_ = 0, last_reap_ = 0, last_poll_ = 0;
+  SweepCounts counts_{};
+  bool more_proposals_ = true;
 };
 
 }  // namespace xpscale::detail

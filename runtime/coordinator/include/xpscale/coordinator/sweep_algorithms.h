@@ -44,6 +44,11 @@ class SweepAlgorithms {
   // queued; nullopt when there is none (all planned trials exist, or the
   // searcher is exhausted).
   std::optional<std::pair<std::uint64_t, Params>> propose(Store& store);
+  // The next id propose() gives (a shared sweep: the store's next free id).
+  void set_next_trial(std::uint64_t id) { next_trial_ = id; }
+  // Whether a searcher or scheduler keeps state that decisions change.
+  bool stateful() const { return scheduler_ != nullptr || searcher_->adaptive(); }
+  bool has_scheduler() const { return scheduler_ != nullptr; }
   void on_start(std::uint64_t trial, const Params& params);
   // The scheduler's decision on one report (Continue without a scheduler
   // or without the metric's value).

@@ -12,6 +12,9 @@ struct RunOptions {
   std::string sweep_path;
   std::optional<std::string> out_dir;  // overrides the config's out_dir
   std::optional<std::int64_t> trials;  // overrides the trial budget
+  // --store: where the results go, a postgresql:// URL or "sqlite" (out_dir's
+  // file); overrides the config's `store:` and XPSCALE_STORE (docs/store.md).
+  std::optional<std::string> store;
   // Resume: automatic when out_dir holds a store of the same config;
   // `resume` makes a missing store an error instead of a fresh start.
   bool resume = false;
@@ -35,6 +38,10 @@ struct RunOptions {
   // retried before the run ends with kExitStoreUnavailable
   // (retrying_store.h).
   double store_retry_s = 300;
+  // A PostgreSQL store: a job that has not renewed its lease for this long
+  // (killed, node lost, cut off) loses its running trials to the other jobs
+  // of the sweep (shared_sweep.h).
+  double lease_s = 60;
   // A rank silent for this long (no heartbeat: stopped, stuck in the kernel
   // or in MPI) ends the job with kExitRankLost; 0: never (protocol.h).
   double heartbeat_timeout_s = 120;

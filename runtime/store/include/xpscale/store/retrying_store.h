@@ -30,6 +30,7 @@ class RetryingStore final : public Store {
  public:
   using Notify = std::function<void(const std::string& message)>;
   RetryingStore(std::unique_ptr<Store> inner, std::chrono::milliseconds window, Notify notify = {});
+  ~RetryingStore() override;
 
   std::string location() const override { return inner_->location(); }
   void begin() override;
@@ -63,8 +64,14 @@ class RetryingStore final : public Store {
                    std::optional<double> value, const nlohmann::json& values, Goal goal) override;
   std::vector<MetricRow> metrics(std::optional<std::uint64_t> trial = std::nullopt,
                                  bool with_values = true) const override;
+  // The inner store's, each call waited out like the others: lock_sweep()
+  // is a write of the open transaction (replayed with it); the others run
+  // outside a transaction, on their own.
+  SharedSweep* shared() override;
 
  private:
+  class Shared;
+  friend class Shared;
   using Op = std::function<void(Store&)>;
   // Runs a write: remembered when a transaction is open, retried on its own
   // otherwise.
@@ -85,6 +92,7 @@ class RetryingStore final : public Store {
   std::vector<Op> ops_;  // the open transaction's writes, in order
   bool in_tx_ = false;   // ours, mirrored: the inner one may have rolled back
   mutable std::optional<std::chrono::steady_clock::time_point> failing_since_;
+  std::unique_ptr<Shared> shared_;  // when the inner store is shared
 };
 
 }  // namespace xpscale

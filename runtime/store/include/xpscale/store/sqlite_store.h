@@ -3,8 +3,17 @@
 // (store_path). The embedded default: nothing to set up.
 //
 // WAL journal with synchronous=NORMAL: a committed transaction survives the
-// process being killed. The schema is versioned (meta.schema_version); a
-// store of another version is refused with a StoreError that names both.
+// process being killed. On a network or cluster filesystem
+// (filesystem_kind.h: NFS, Lustre, GPFS, SMB, ...) a rollback journal
+// (journal_mode=DELETE) with synchronous=FULL instead: WAL's index is
+// shared memory that processes on other hosts do not share, while a
+// rollback journal needs only POSIX locks on the file, which `xpscale
+// report` and `dashboard` on another host take too. The environment
+// variable XPSCALE_SQLITE_JOURNAL=wal|delete overrides the choice (a
+// node-local mount taken for a network one, or the other way round).
+//
+// The schema is versioned (meta.schema_version); a store of another version
+// is refused with a StoreError that names both.
 // sqlite_store.cpp is the one boundary to the SQLite C API: every call is
 // checked there and a failure throws StoreError naming the file and
 // SQLite's own message.
@@ -20,13 +29,22 @@ namespace xpscale {
 
 class SqliteStore final : public Store {
  public:
-  // Opens the store file, creating it and its tables in kReadWrite mode.
-  // Throws StoreError if the file cannot be opened or is not a store.
+  // Opens the store file, creating it and its tables in kReadWrite mode; a
+  // WAL store on a network filesystem is switched to a rollback journal.
+  // Throws StoreError if the file cannot be opened or is not a store, if
+  // that switch fails (another process has the store open), or, read-only,
+  // for a WAL store on a network filesystem that a run on another host is
+  // writing; UserError for an XPSCALE_SQLITE_JOURNAL other than wal|delete.
   explicit SqliteStore(const std::filesystem::path& path, Mode mode = Mode::kReadWrite);
   ~SqliteStore() override;
 
   const std::filesystem::path& path() const { return path_; }
   std::string location() const override { return path_.string(); }
+  // What a read-write open chose, for the run to say (the library prints
+  // nothing): the journal mode SQLite reports ("wal", "delete"; "" when
+  // read-only), and the network filesystem the file is on, if any.
+  const std::string& journal_mode() const { return journal_mode_; }
+  const std::optional<std::string>& filesystem() const { return filesystem_; }
 
   void begin() override;
   void commit() override;
@@ -68,6 +86,8 @@ class SqliteStore final : public Store {
   std::chrono::steady_clock::time_point checked_{};
   std::unique_ptr<Db> db_;
   bool in_tx_ = false;
+  std::string journal_mode_;
+  std::optional<std::string> filesystem_;
 };
 
 }  // namespace xpscale

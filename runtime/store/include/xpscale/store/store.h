@@ -37,6 +37,7 @@
 #include "xpscale/config/sweep_config.h"
 #include "xpscale/core/error.h"
 #include "xpscale/sharding/digest.h"  // sha256_hex: the config hash
+#include "xpscale/store/shared_sweep.h"
 
 namespace xpscale {
 
@@ -129,9 +130,9 @@ std::filesystem::path store_path(const std::filesystem::path& out_dir, int task 
 std::vector<std::filesystem::path> store_paths(const std::filesystem::path& out_dir);
 
 // What the runtime needs of a sweep's store. Engines implement it:
-// SqliteStore (sqlite_store.h, the embedded default) today; a second engine
-// passes the same suite, tests/unit/store_test.cpp (StoreTest, run over
-// every engine in its kEngines).
+// SqliteStore (sqlite_store.h, the embedded default) and PostgresStore
+// (postgres_store.h); both pass the same suite, tests/unit/store_test.cpp
+// (StoreTest, run over every engine in its kEngines).
 //
 // One writer: the coordinator of the run (rank 0) holds the store open
 // read-write; `xpscale report`/`export` open it read-only. A trial is
@@ -221,6 +222,10 @@ class Store {
   virtual std::vector<MetricRow> metrics(std::optional<std::uint64_t> trial = std::nullopt,
                                          bool with_values = true) const = 0;
 
+  // Many jobs on one sweep (shared_sweep.h): the engine's protocol for it,
+  // or null when one writer holds the store (SQLite).
+  virtual SharedSweep* shared() { return nullptr; }
+
   // One JSON object per line: the sweep, then each trial with its attempts
   // and (with_metrics) its metric rows. The same for every engine: it reads
   // through the functions above.
@@ -230,10 +235,32 @@ class Store {
   Store() = default;
 };
 
-// Opens the store at `path` (today an SQLite file, see sqlite_store.h),
-// creating it in kReadWrite mode. Throws StoreError if it cannot be opened
-// or is not a store.
+// Opens the store at `path` (an SQLite file, see sqlite_store.h), creating
+// it in kReadWrite mode. Throws StoreError if it cannot be opened or is not
+// a store.
 std::unique_ptr<Store> open_store(const std::filesystem::path& path,
                                   Store::Mode mode = Store::Mode::kReadWrite);
+
+// A sweep whose results live in a PostgreSQL store (postgres_store.h) keeps
+// the store's URL, without its password, and the sweep's name in
+// out_dir/xpscale.store (JSON), so that the commands that take an out_dir
+// (report, dashboard, export, status, stop) find it.
+struct StorePointer {
+  std::string url;    // postgresql://..., no password
+  std::string sweep;  // the sweep's name in that store
+};
+std::filesystem::path store_pointer_path(const std::filesystem::path& out_dir);
+// nullopt when out_dir has no xpscale.store. Throws UserError for one that
+// cannot be read or is not what write_store_pointer() writes.
+std::optional<StorePointer> read_store_pointer(const std::filesystem::path& out_dir);
+// Writes out_dir/xpscale.store whole (a temporary file renamed over it).
+// Throws StoreError when it cannot.
+void write_store_pointer(const std::filesystem::path& out_dir, const StorePointer& pointer);
+
+// Every store of out_dir, opened in `mode`: the PostgreSQL sweep its
+// xpscale.store names, else its SQLite files (store_paths). Empty when it
+// has none. Throws StoreError for a store that cannot be opened.
+std::vector<std::unique_ptr<Store>> open_out_dir_stores(const std::filesystem::path& out_dir,
+                                                        Store::Mode mode = Store::Mode::kReadOnly);
 
 }  // namespace xpscale

@@ -4,11 +4,19 @@
 //
 // The lock is flock(2) on a file beside the store: the kernel releases it
 // when the holder dies, however it dies, so a lock left by a dead process
-// is simply free (on NFS, flock is a POSIX byte-range lock the server
-// releases once the dead client's lease ends). The file's text names the
-// holder (host, pid, Slurm job, start time) for the error a second run gets;
-// a dead holder's text is overwritten by the next run. Many jobs on one
-// sweep is the PostgreSQL store's job, not this.
+// is simply free. On NFS (Linux 2.6.12 on, flock(2)'s NOTES) the client
+// sends flock as a POSIX lock on the whole file to the server, so it holds
+// across hosts; a dead process's lock is released by its host's kernel, a
+// dead host's by the server when its lease ends (NFSv4; NFSv3's lock
+// manager when the host comes back). CIFS does the same from Linux 5.5 on,
+// with SMB's mandatory locks: another host cannot read the holder's text
+// (its error says "holder unknown"). Not so with the NFS mount options
+// `nolock` or `local_lock=flock|all`, Lustre's `localflock` (`flock` is
+// cluster-wide, `noflock` fails here with a StoreError) or BeeGFS without
+// tuneUseGlobalFileLocks: there a lock is seen only on its own host.
+// The file's text names the holder (host, pid, Slurm job, start time) for
+// the error a second run gets; a dead holder's text is overwritten by the
+// next run. Many jobs on one sweep is the PostgreSQL store's job, not this.
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -35,6 +43,9 @@ class StoreLock {
 // Who holds the lock of the store at `store` now (the holder's text, host,
 // pid, ...), or nullopt when no live process does. Takes nothing.
 std::optional<std::string> lock_holder(const std::filesystem::path& store);
+
+// Whether a holder's text (lock_holder()) names this host as the holder's.
+bool held_on_this_host(const std::string& holder);
 
 // The lock file of the store at `store`: "<store>.lock".
 std::filesystem::path lock_path(const std::filesystem::path& store);

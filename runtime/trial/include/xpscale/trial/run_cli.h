@@ -12,12 +12,12 @@ namespace xpscale {
 
 // Values parsed before they land in RunOptions (optional there).
 struct RunCliValues {
-  std::string out_dir;
+  std::string out_dir, store;
   std::int64_t trials = 0;
   std::string json_events;
 };
 
-// Adds --out-dir, --trials, --resume, --force, --quiet, --strict, --retry-failed,
+// Adds --store, --out-dir, --trials, --resume, --force, --quiet, --strict, --retry-failed,
 // --store-retry, --heartbeat-timeout, --progress-interval, --json-events,
 // --array-task and --array-size, bound to `options` and `values`.
 void add_run_options(boost::program_options::options_description& desc, RunOptions& options,

@@ -1,0 +1,934 @@
+// The PostgreSQL engine of the store (postgres_store.h). This file is the
+// one boundary to libpq: every call is checked by Db::check(), which names
+// the store (never its password) and the server's own message.
+#include "xpscale/store/postgres_store.h"
+
+#include <libpq-fe.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <initializer_list>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace xpscale {
+namespace {
+
+// Advisory lock keys: (kLockClass, 0) guards migrations, (kLockClass,
+// sweep id) a sweep's run. Sweep ids start at 1.
+constexpr int kLockClass = 0x78707363;  // "xpsc"
+
+// Migrations: kMigrations[v] brings a store from version v to v + 1. A
+// store is only ever migrated forward, in one transaction with the
+// version's update, so a failed migration leaves the old version intact.
+const char* const kMigrations[] = {
+    // 0 -> 1: the tables of store.h, keyed by sweep.
+    R"sql(
+CREATE SCHEMA IF NOT EXISTS xpscale;
+CREATE TABLE xpscale.meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE xpscale.sweeps(
+  id BIGSERIAL PRIMARY KEY, name TEXT NOT NULL UNIQUE,
+  config_path TEXT, config_text TEXT, config_hash TEXT, metric TEXT, goal TEXT,
+  planned BIGINT, created_at DOUBLE PRECISION, updated_at DOUBLE PRECISION,
+  runs BIGINT NOT NULL DEFAULT 0);
+CREATE TABLE xpscale.runs(
+  sweep BIGINT NOT NULL REFERENCES xpscale.sweeps(id) ON DELETE CASCADE,
+  run BIGINT NOT NULL, started_at DOUBLE PRECISION NOT NULL, finished_at DOUBLE PRECISION,
+  world_size INTEGER NOT NULL, groups INTEGER NOT NULL, ranks_per_trial INTEGER NOT NULL,
+  hosts TEXT NOT NULL, resumed BOOLEAN NOT NULL, status TEXT NOT NULL DEFAULT 'running',
+  summary TEXT, PRIMARY KEY (sweep, run));
+CREATE TABLE xpscale.trials(
+  sweep BIGINT NOT NULL REFERENCES xpscale.sweeps(id) ON DELETE CASCADE,
+  id BIGINT NOT NULL, params TEXT NOT NULL, status TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0, grp INTEGER, ranks TEXT NOT NULL DEFAULT '',
+  hosts TEXT NOT NULL DEFAULT '', started_at DOUBLE PRECISION, finished_at DOUBLE PRECISION,
+  reason TEXT NOT NULL DEFAULT '', stderr_tail TEXT NOT NULL DEFAULT '',
+  last_step BIGINT, best_value DOUBLE PRECISION, best_step BIGINT, last_metrics TEXT,
+  PRIMARY KEY (sweep, id));
+CREATE TABLE xpscale.attempts(
+  sweep BIGINT NOT NULL REFERENCES xpscale.sweeps(id) ON DELETE CASCADE,
+  trial BIGINT NOT NULL, attempt INTEGER NOT NULL, run BIGINT NOT NULL, grp INTEGER NOT NULL,
+  ranks TEXT NOT NULL, hosts TEXT NOT NULL, started_at DOUBLE PRECISION NOT NULL,
+  finished_at DOUBLE PRECISION, status TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '',
+  stderr_tail TEXT NOT NULL DEFAULT '', PRIMARY KEY (sweep, trial, attempt));
+CREATE TABLE xpscale.metrics(
+  seq BIGSERIAL PRIMARY KEY,
+  sweep BIGINT NOT NULL REFERENCES xpscale.sweeps(id) ON DELETE CASCADE,
+  trial BIGINT NOT NULL, attempt INTEGER NOT NULL, step BIGINT NOT NULL,
+  time DOUBLE PRECISION NOT NULL, value DOUBLE PRECISION, values_json TEXT NOT NULL);
+CREATE INDEX metrics_by_trial ON xpscale.metrics(sweep, trial, attempt, step, seq);
+CREATE TABLE xpscale.algorithm_state(
+  sweep BIGINT NOT NULL REFERENCES xpscale.sweeps(id) ON DELETE CASCADE,
+  name TEXT NOT NULL, state TEXT NOT NULL, PRIMARY KEY (sweep, name));
+INSERT INTO xpscale.meta(key, value) VALUES ('schema_version', '0');
+)sql",
+    // 1 -> 2: many jobs on one sweep (shared_sweep.h): each run's lease
+    // (renewed heartbeat, on the server's clock) and who holds it; queued
+    // trials found in claim order by an index, so that a claim costs the same
+    // at 100 or 100,000 trials.
+    R"sql(
+ALTER TABLE xpscale.runs ADD COLUMN heartbeat_at DOUBLE PRECISION,
+  ADD COLUMN lease_s DOUBLE PRECISION NOT NULL DEFAULT 60,
+  ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+CREATE INDEX trials_queued ON xpscale.trials(sweep, (attempts > 0) DESC, id)
+  WHERE status = 'queued';
+)sql",
+};
+
+// The server's clock, in Unix seconds: leases are measured on it alone.
+constexpr const char* kServerNow = "extract(epoch from clock_timestamp())";
+
+// The advisory lock a run holds for its life (session level: the server
+// drops it when the connection ends, however the process ends): one
+// bigint key, (sweep << 32) | run, which pg_locks shows as classid = sweep,
+// objid = run, objsubid = 1.
+std::int64_t run_lock_key(std::int64_t sweep, std::int64_t run) {
+  return static_cast<std::int64_t>((static_cast<std::uint64_t>(sweep) << 32) |
+                                   (static_cast<std::uint64_t>(run) & 0xffffffffu));
+}
+
+// The runs of sweep $1 that are alive: running, heartbeat within their
+// lease, and their connection still holding their lock.
+constexpr const char* kLiveRuns =
+    "SELECT r.run FROM xpscale.runs r WHERE r.sweep = $1 AND r.status = 'running' "
+    "AND r.heartbeat_at >= extract(epoch from clock_timestamp()) - r.lease_s "
+    "AND EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted "
+    "AND l.objsubid = 1 AND l.classid = r.sweep::oid AND l.objid = r.run::oid)";
+constexpr int kSchemaVersion = static_cast<int>(std::size(kMigrations));
+
+// Text that PostgreSQL's UTF8 text type takes: valid UTF-8 without NUL.
+// Trials' stderr tails are arbitrary bytes; their bad bytes become U+FFFD
+// (the report shows them the same way).
+std::string pg_text(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const std::size_t n = s.size();
+  for (std::size_t i = 0; i < n;) {
+    const unsigned char c = p[i];
+    std::size_t len = 0;
+    std::uint32_t cp = 0;
+    if (c >= 0x01 && c < 0x80) {
+      len = 1;
+      cp = c;
+    } else if ((c & 0xE0) == 0xC0) {
+      len = 2;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      len = 3;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      len = 4;
+      cp = c & 0x07;
+    }
+    bool ok = len > 0 && i + len <= n;
+    for (std::size_t k = 1; ok && k < len; ++k) {
+      ok = (p[i + k] & 0xC0) == 0x80;
+      cp = (cp << 6) | (p[i + k] & 0x3F);
+    }
+    // Overlong forms, surrogates and code points past U+10FFFF are invalid too.
+    if (ok && ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
+               (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) || (cp >= 0xD800 && cp <= 0xDFFF)))
+      ok = false;
+    if (ok) {
+      out.append(s.substr(i, len));
+      i += len;
+    } else {
+      out += "\xEF\xBF\xBD";
+      ++i;
+    }
+  }
+  return out;
+}
+
+// One parameter of a statement, as text; nullopt is SQL NULL.
+struct Param {
+  std::optional<std::string> text;
+  Param(std::nullopt_t) {}  // NOLINT(google-explicit-constructor): reads as SQL
+  Param(std::int64_t v) : text(std::to_string(v)) {}  // NOLINT
+  Param(int v) : text(std::to_string(v)) {}           // NOLINT
+  Param(std::uint64_t v) : text(std::to_string(v)) {}  // NOLINT
+  Param(bool v) : text(v ? "true" : "false") {}        // NOLINT
+  Param(double v) {                                    // NOLINT
+    if (std::isnan(v)) {
+      text = "NaN";
+    } else if (std::isinf(v)) {
+      text = v > 0 ? "Infinity" : "-Infinity";
+    } else {
+      char buf[32];
+      const auto r = std::to_chars(buf, buf + sizeof buf, v);  // shortest exact
+      text = std::string(buf, r.ptr);
+    }
+  }
+  Param(std::string_view v) : text(pg_text(v)) {}  // NOLINT
+  Param(const std::string& v) : Param(std::string_view(v)) {}  // NOLINT
+  Param(const char* v) : Param(std::string_view(v)) {}         // NOLINT
+  template <class T>
+  Param(const std::optional<T>& v) {  // NOLINT
+    if (v) text = Param(*v).text;
+  }
+};
+
+// SQLSTATEs worth a retry: the connection (08), a serialization failure or
+// deadlock (40001, 40P01), lock not available (55P03), insufficient
+// resources (53: disk full, out of memory, too many connections), the
+// server shutting down or starting (57P01-57P03), a cancelled statement.
+bool transient_state(std::string_view state) {
+  return state.starts_with("08") || state.starts_with("53") || state == "40001" ||
+         state == "40P01" || state == "55P03" || state == "57P01" || state == "57P02" ||
+         state == "57P03" || state == "57014";
+}
+
+std::string trimmed(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+double parse_double(const char* s) {
+  // PostgreSQL writes NaN, Infinity and -Infinity, which strtod reads.
+  return std::strtod(s, nullptr);
+}
+
+}  // namespace
+
+bool is_postgres_url(std::string_view location) {
+  return location.starts_with("postgresql://") || location.starts_with("postgres://");
+}
+
+std::string url_without_password(std::string_view url) {
+  std::string out(url);
+  if (const auto scheme = out.find("://"); scheme != std::string::npos) {
+    const auto start = scheme + 3;
+    const auto end = out.find_first_of("/?", start);
+    const auto at = out.rfind('@', end == std::string::npos ? std::string::npos : end);
+    if (at != std::string::npos && at >= start) {
+      const auto colon = out.find(':', start);
+      if (colon != std::string::npos && colon < at) out.erase(colon, at - colon);
+    }
+  }
+  // password=... among the query parameters (or key=value words)
+  for (std::size_t p = 0; (p = out.find("password=", p)) != std::string::npos;) {
+    if (p > 0 && out[p - 1] != '?' && out[p - 1] != '&' && out[p - 1] != ' ') {
+      p += 9;
+      continue;
+    }
+    auto e = out.find_first_of("& ", p);
+    if (e == std::string::npos) e = out.size();
+    const bool first = p > 0 && out[p - 1] == '?';
+    if (e < out.size() && out[e] == '&' && first) ++e;  // "?password=x&a" -> "?a"
+    const std::size_t from = first || p == 0 ? p : p - 1;  // "&password=x" goes whole
+    out.erase(from, e - from);
+    p = from;
+  }
+  if (!out.empty() && (out.back() == '?')) out.pop_back();
+  return out;
+}
+
+// Owns the connection, checks every call, reconnects between transactions.
+class PostgresStore::Db {
+ public:
+  // A result, cleared on destruction.
+  class Result {
+   public:
+    explicit Result(PGresult* r) : r_(r) {}
+    ~Result() { PQclear(r_); }
+    Result(Result&& o) noexcept : r_(std::exchange(o.r_, nullptr)) {}
+    Result(const Result&) = delete;
+    Result& operator=(const Result&) = delete;
+    Result& operator=(Result&&) = delete;
+
+    int rows() const { return PQntuples(r_); }
+    bool null(int row, int c) const { return PQgetisnull(r_, row, c) != 0; }
+    std::string text(int row, int c) const {
+      return std::string(PQgetvalue(r_, row, c), static_cast<std::size_t>(PQgetlength(r_, row, c)));
+    }
+    std::int64_t i64(int row, int c) const { return std::strtoll(PQgetvalue(r_, row, c), nullptr, 10); }
+    double f64(int row, int c) const { return parse_double(PQgetvalue(r_, row, c)); }
+    bool boolean(int row, int c) const { return PQgetvalue(r_, row, c)[0] == 't'; }
+    std::optional<std::int64_t> opt_i64(int row, int c) const {
+      return null(row, c) ? std::nullopt : std::optional(i64(row, c));
+    }
+    std::optional<double> opt_f64(int row, int c) const {
+      return null(row, c) ? std::nullopt : std::optional(f64(row, c));
+    }
+
+   private:
+    PGresult* r_;
+  };
+
+  Db(const std::string& url, std::string sweep, bool read_only)
+      : read_only_(read_only), sweep_(std::move(sweep)) {
+    describe(url);
+    // Defaults first: what the URL (expanded from dbname, last) sets wins.
+    std::vector<const char*> keys, values;
+    auto add = [&](const char* k, const char* v) {
+      keys.push_back(k);
+      values.push_back(v);
+    };
+    if (!std::getenv("PGCONNECT_TIMEOUT")) add("connect_timeout", "10");
+    add("keepalives", "1");
+    add("keepalives_idle", "5");
+    add("keepalives_interval", "2");
+    add("keepalives_count", "3");
+    add("fallback_application_name", "xpscale");
+    add("dbname", url.c_str());
+    keys.push_back(nullptr);
+    values.push_back(nullptr);
+    conn_ = PQconnectdbParams(keys.data(), values.data(), /*expand_dbname=*/1);
+    if (!conn_) throw StoreError("cannot open store " + where() + ": out of memory");
+    if (PQstatus(conn_) != CONNECTION_OK) {
+      const std::string msg = redacted(trimmed(PQerrorMessage(conn_)));
+      PQfinish(conn_);
+      conn_ = nullptr;
+      // At open a refused password, an unknown host or database, or a
+      // server that does not answer is the user's to fix.
+      throw StoreError("cannot open store " + where() + ": " + msg +
+                           (msg.find("password") != std::string::npos
+                                ? " (the password comes from PGPASSWORD or ~/.pgpass)"
+                                : ""),
+                       false, ErrorCategory::kUser);
+    }
+    session_setup();
+  }
+  ~Db() { PQfinish(conn_); }
+  Db(const Db&) = delete;
+  Db& operator=(const Db&) = delete;
+
+  // "postgresql://user@host:port/db, sweep NAME".
+  std::string where() const { return display_ + ", sweep " + sweep_; }
+  bool in_tx() const { return in_tx_; }
+
+  // Runs after every (re)connection: session settings, then `on_connect_`.
+  std::function<void()> on_connect_;
+
+  Result exec(const char* sql, std::initializer_list<Param> params = {}) {
+    ensure_connected();
+    return run(sql, params);
+  }
+
+  // A script of several statements, without parameters (migrations).
+  void exec_script(const char* sql) {
+    ensure_connected();
+    PQclear(check(PQexec(conn_, sql)));
+  }
+
+  void begin() {
+    if (in_tx_) return;
+    ensure_connected();
+    run("BEGIN", {});
+    in_tx_ = true;
+  }
+  void commit() {
+    if (!in_tx_) return;
+    // A failed COMMIT leaves no transaction open: the server rolled it back.
+    in_tx_ = false;
+    run("COMMIT", {});
+  }
+  void rollback() noexcept {
+    if (!in_tx_) return;
+    in_tx_ = false;
+    if (PQstatus(conn_) != CONNECTION_OK) return;  // the server dropped it with the connection
+    PQclear(PQexec(conn_, "ROLLBACK"));
+  }
+
+ private:
+  Result run(const char* sql, std::initializer_list<Param> params) {
+    std::vector<const char*> values;
+    values.reserve(params.size());
+    for (const auto& p : params) values.push_back(p.text ? p.text->c_str() : nullptr);
+    PGresult* r = PQexecParams(conn_, sql, static_cast<int>(values.size()), nullptr, values.data(),
+                               nullptr, nullptr, 0);
+    return Result(check(r));
+  }
+
+  PGresult* check(PGresult* r) {
+    const ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return r;
+    const char* state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
+    std::string msg = trimmed(r ? PQresultErrorMessage(r) : PQerrorMessage(conn_));
+    if (msg.empty()) msg = trimmed(PQerrorMessage(conn_));
+    PQclear(r);
+    const bool lost = PQstatus(conn_) != CONNECTION_OK;
+    throw StoreError("store " + where() + ": " + redacted(msg),
+                     lost || (state && transient_state(state)));
+  }
+
+  // Reconnects a dropped connection, but never inside a transaction: its
+  // writes died with the connection and must be replayed by the caller
+  // (RetryingStore rolls back, begins again and replays them).
+  void ensure_connected() {
+    if (PQstatus(conn_) == CONNECTION_OK) return;
+    if (in_tx_)
+      throw StoreError("store " + where() + ": the connection was lost in a transaction", true);
+    PQreset(conn_);
+    if (PQstatus(conn_) != CONNECTION_OK)
+      throw StoreError("store " + where() + ": cannot reconnect: " +
+                           redacted(trimmed(PQerrorMessage(conn_))),
+                       true);
+    session_setup();
+  }
+
+  void session_setup() {
+    // Readers never write, whatever a bug would try.
+    if (read_only_) PQclear(PQexec(conn_, "SET default_transaction_read_only = on"));
+    PQclear(PQexec(conn_, "SET client_min_messages = warning"));  // no NOTICEs on stderr
+    if (on_connect_) on_connect_();
+  }
+
+  // The URL as shown: scheme, user, host, port and database, no password
+  // or options (which may carry one).
+  void describe(const std::string& url) {
+    // The password as written, to take out of libpq's messages.
+    if (const auto scheme = url.find("://"); scheme != std::string::npos) {
+      const auto at = url.find('@', scheme + 3);
+      const auto slash = url.find('/', scheme + 3);
+      if (at != std::string::npos && (slash == std::string::npos || at < slash)) {
+        const auto colon = url.find(':', scheme + 3);
+        if (colon != std::string::npos && colon < at)
+          password_ = url.substr(colon + 1, at - colon - 1);
+      }
+    }
+    char* err = nullptr;
+    PQconninfoOption* opts = PQconninfoParse(url.c_str(), &err);
+    if (!opts) {
+      const std::string msg = err ? redacted(trimmed(err)) : "cannot parse it";
+      PQfreemem(err);
+      throw StoreError("store URL " + redacted(url) + ": " + msg, false, ErrorCategory::kUser);
+    }
+    std::string user, host, port, db;
+    for (auto* o = opts; o->keyword; ++o) {
+      if (!o->val) continue;
+      if (!std::strcmp(o->keyword, "user")) user = o->val;
+      if (!std::strcmp(o->keyword, "host")) host = o->val;
+      if (!std::strcmp(o->keyword, "hostaddr") && host.empty()) host = o->val;
+      if (!std::strcmp(o->keyword, "port")) port = o->val;
+      if (!std::strcmp(o->keyword, "dbname")) db = o->val;
+      if (!std::strcmp(o->keyword, "password") && password_.empty()) password_ = o->val;
+    }
+    PQconninfoFree(opts);
+    display_ = "postgresql://" + (user.empty() ? "" : user + "@") + host +
+               (port.empty() ? "" : ":" + port) + "/" + db;
+  }
+
+  std::string redacted(std::string s) const {
+    if (password_.size() >= 1)
+      for (std::size_t p; (p = s.find(password_)) != std::string::npos;)
+        s.replace(p, password_.size(), "***");
+    return s;
+  }
+
+  bool read_only_;
+  std::string sweep_, display_, password_;
+  PGconn* conn_ = nullptr;
+  bool in_tx_ = false;
+};
+
+PostgresStore::PostgresStore(const std::string& url, const std::string& sweep, Mode mode)
+    : sweep_name_(sweep), mode_(mode) {
+  if (sweep.empty())
+    throw StoreError("a PostgreSQL store needs a sweep name", false, ErrorCategory::kUser);
+  db_ = std::make_unique<Db>(url, sweep, mode == Mode::kReadOnly);
+  if (mode == Mode::kReadWrite) {
+    migrate();
+    db_->exec("INSERT INTO xpscale.sweeps(name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
+              {sweep_name_});
+  } else {
+    const auto r = db_->exec(
+        "SELECT to_regclass('xpscale.meta') IS NOT NULL, to_regclass('xpscale.sweeps') IS NOT "
+        "NULL");
+    if (!r.boolean(0, 0) || !r.boolean(0, 1))
+      throw StoreError(location() + " holds no xpscale store (no schema xpscale with its tables)",
+                       false, ErrorCategory::kUser);
+    const auto v = db_->exec("SELECT value FROM xpscale.meta WHERE key = 'schema_version'");
+    if (v.rows() == 0 || v.text(0, 0) != std::to_string(kSchemaVersion))
+      throw StoreError(location() + " has schema version " +
+                           (v.rows() ? v.text(0, 0) : std::string("(none)")) +
+                           "; this xpscale reads version " + std::to_string(kSchemaVersion) +
+                           (v.rows() && std::atoi(v.text(0, 0).c_str()) < kSchemaVersion
+                                ? " (a read-write open, e.g. xpscale run --resume, upgrades it)"
+                                : ""),
+                       false, ErrorCategory::kUser);
+  }
+  db_->on_connect_ = [this] {
+    // A reconnection dropped the run's lock with the old session: take it
+    // again. If the lease expired meanwhile, another job has reaped the run
+    // and heartbeat() says so; fencing keeps its writes out until then.
+    if (run_ && sweep_id_)
+      db_->exec("SELECT pg_advisory_lock($1::bigint)", {run_lock_key(*sweep_id_, *run_)});
+  };
+}
+
+PostgresStore::~PostgresStore() {
+  if (db_ && db_->in_tx()) {
+    try {
+      db_->commit();  // as SqliteStore: what was not committed is lost only on a crash
+    } catch (...) {
+    }
+  }
+}
+
+int PostgresStore::schema_version() { return kSchemaVersion; }
+
+std::string PostgresStore::migration(int from_version) {
+  if (from_version < 0 || from_version >= kSchemaVersion)
+    throw StoreError("no migration from schema version " + std::to_string(from_version));
+  return kMigrations[from_version];
+}
+
+std::string PostgresStore::location() const { return db_->where(); }
+
+void PostgresStore::migrate() {
+  // One process migrates; the others wait on the lock and find it done.
+  db_->begin();
+  try {
+    db_->exec("SELECT pg_advisory_xact_lock($1::int, 0)", {kLockClass});
+    const auto r = db_->exec(
+        "SELECT to_regnamespace('xpscale') IS NOT NULL, to_regclass('xpscale.meta') IS NOT NULL");
+    int version = 0;
+    if (r.boolean(0, 1)) {
+      const auto v = db_->exec("SELECT value FROM xpscale.meta WHERE key = 'schema_version'");
+      if (v.rows() == 0)
+        throw StoreError(location() + ": xpscale.meta has no schema_version; not an xpscale store",
+                         false, ErrorCategory::kUser);
+      version = std::atoi(v.text(0, 0).c_str());
+    } else if (r.boolean(0, 0)) {
+      throw StoreError(location() +
+                           ": the database has a schema 'xpscale' that is not an xpscale store "
+                           "(no xpscale.meta); it is left alone. Use another database",
+                       false, ErrorCategory::kUser);
+    }
+    if (version > kSchemaVersion)
+      throw StoreError(location() + " has schema version " + std::to_string(version) +
+                           ", written by a newer xpscale; this xpscale reads version " +
+                           std::to_string(kSchemaVersion) + ". Upgrade xpscale",
+                       false, ErrorCategory::kUser);
+    for (int v = version; v < kSchemaVersion; ++v) db_->exec_script(kMigrations[v]);
+    if (version < kSchemaVersion)
+      db_->exec("UPDATE xpscale.meta SET value = $1 WHERE key = 'schema_version'",
+                {std::to_string(kSchemaVersion)});
+    db_->commit();
+  } catch (...) {
+    db_->rollback();
+    throw;
+  }
+}
+
+std::optional<std::int64_t> PostgresStore::sweep_id() const {
+  if (!sweep_id_) {
+    const auto r = db_->exec("SELECT id FROM xpscale.sweeps WHERE name = $1", {sweep_name_});
+    if (r.rows()) sweep_id_ = r.i64(0, 0);
+  }
+  return sweep_id_;
+}
+
+std::int64_t PostgresStore::writable_sweep_id() {
+  if (mode_ == Mode::kReadOnly)
+    throw StoreError("store " + location() + " is open read-only");
+  if (auto id = sweep_id()) return *id;
+  throw StoreError("store " + location() + ": the sweep's row is gone (deleted by hand?)");
+}
+
+std::string PostgresStore::change_marker() const {
+  const auto id = sweep_id();
+  if (!id) return "none";
+  const auto q = db_->exec(
+      "SELECT (SELECT coalesce(max(seq), 0) FROM xpscale.metrics WHERE sweep = $1), "
+      "count(*), coalesce(sum(attempts), 0), count(*) FILTER (WHERE status = 'running'), "
+      "count(*) FILTER (WHERE status = 'queued'), coalesce(max(started_at), 0), "
+      "coalesce(max(finished_at), 0), (SELECT coalesce(sum(length(state)), 0) "
+      "FROM xpscale.algorithm_state WHERE sweep = $1) FROM xpscale.trials WHERE sweep = $1",
+      {*id});
+  std::string marker;
+  for (int c = 0; c < 8; ++c) marker += q.text(0, c) + ':';
+  return marker;
+}
+
+bool PostgresStore::in_transaction() const { return db_->in_tx(); }
+void PostgresStore::begin() { db_->begin(); }
+void PostgresStore::commit() { db_->commit(); }
+void PostgresStore::rollback() noexcept { db_->rollback(); }
+
+std::optional<SweepRow> PostgresStore::sweep() const {
+  const auto id = sweep_id();
+  if (!id) return std::nullopt;
+  const auto q = db_->exec(
+      "SELECT name, config_path, config_text, config_hash, metric, goal, planned, created_at, "
+      "updated_at FROM xpscale.sweeps WHERE id = $1 AND config_hash IS NOT NULL",
+      {*id});
+  if (q.rows() == 0) return std::nullopt;
+  SweepRow r;
+  r.name = q.text(0, 0);
+  r.config_path = q.text(0, 1);
+  r.config_text = q.text(0, 2);
+  r.config_hash = q.text(0, 3);
+  r.metric = q.text(0, 4);
+  r.goal = q.text(0, 5) == "maximize" ? Goal::kMaximize : Goal::kMinimize;
+  r.planned = static_cast<std::uint64_t>(q.i64(0, 6));
+  r.created_at = q.f64(0, 7);
+  r.updated_at = q.f64(0, 8);
+  return r;
+}
+
+void PostgresStore::write_sweep(const SweepRow& r) {
+  db_->exec(
+      "UPDATE xpscale.sweeps SET config_path = $2, config_text = $3, config_hash = $4, "
+      "metric = $5, goal = $6, planned = $7, created_at = COALESCE(created_at, $8), "
+      "updated_at = $9 WHERE id = $1",
+      {writable_sweep_id(), r.config_path, r.config_text, r.config_hash, r.metric,
+       std::string(goal_name(r.goal)), r.planned, r.created_at, r.updated_at});
+}
+
+std::int64_t PostgresStore::begin_run(int world_size, int groups, int ranks_per_trial,
+                                      const std::string& hosts, bool resumed, double now) {
+  const std::int64_t id = writable_sweep_id();
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  const std::string owner = std::string(host) + " pid " + std::to_string(::getpid());
+  // The sweep's row counts its runs: its row lock numbers concurrent jobs' runs apart.
+  const auto r = db_->exec(
+      (std::string("WITH n AS (UPDATE xpscale.sweeps SET runs = runs + 1 WHERE id = $1 "
+                   "RETURNING runs) INSERT INTO xpscale.runs(sweep, run, started_at, world_size, "
+                   "groups, ranks_per_trial, hosts, resumed, heartbeat_at, lease_s, owner) "
+                   "SELECT $1, n.runs, $2, $3, $4, $5, $6, $7, ") +
+       kServerNow + ", $8, $9 FROM n RETURNING run")
+          .c_str(),
+      {id, now, world_size, groups, ranks_per_trial, hosts, resumed, lease_s_, owner});
+  const std::int64_t run = r.i64(0, 0);
+  db_->exec("SELECT pg_advisory_lock($1::bigint)", {run_lock_key(id, run)});
+  db_->exec("SELECT set_config('application_name', $1, false)", {"xpscale run " + owner});
+  run_ = run;
+  return run;
+}
+
+void PostgresStore::end_run(std::int64_t run, const std::string& status,
+                            const nlohmann::json& summary, double now) {
+  db_->exec(
+      "UPDATE xpscale.runs SET finished_at = $3, status = $4, summary = $5 "
+      "WHERE sweep = $1 AND run = $2",
+      {writable_sweep_id(), run, now, status, summary.dump()});
+}
+
+namespace {
+constexpr const char* kTrialColumns =
+    "id, params, status, attempts, grp, ranks, hosts, started_at, finished_at, reason, "
+    "stderr_tail, last_step, best_value, best_step, last_metrics";
+
+template <class Result>
+TrialRow read_trial(const Result& q, int row) {
+  TrialRow t;
+  t.id = static_cast<std::uint64_t>(q.i64(row, 0));
+  t.params = nlohmann::ordered_json::parse(q.text(row, 1));
+  t.status = parse_trial_status(q.text(row, 2));
+  t.attempts = static_cast<int>(q.i64(row, 3));
+  if (auto g = q.opt_i64(row, 4)) t.group = static_cast<int>(*g);
+  t.ranks = q.text(row, 5);
+  t.hosts = q.text(row, 6);
+  t.started_at = q.opt_f64(row, 7);
+  t.finished_at = q.opt_f64(row, 8);
+  t.reason = q.text(row, 9);
+  t.stderr_tail = q.text(row, 10);
+  t.last_step = q.opt_i64(row, 11);
+  t.best_value = q.opt_f64(row, 12);
+  t.best_step = q.opt_i64(row, 13);
+  if (!q.null(row, 14)) t.last_metrics = nlohmann::json::parse(q.text(row, 14));
+  return t;
+}
+
+// The sweep metric's value as stored: NaN is no value (as SQLite stores it),
+// so that it is never anyone's best.
+std::optional<double> stored_value(std::optional<double> v) {
+  if (v && std::isnan(*v)) return std::nullopt;
+  return v;
+}
+}  // namespace
+
+std::vector<TrialRow> PostgresStore::trials() const {
+  std::vector<TrialRow> out;
+  const auto id = sweep_id();
+  if (!id) return out;
+  const auto q = db_->exec((std::string("SELECT ") + kTrialColumns +
+                            " FROM xpscale.trials WHERE sweep = $1 ORDER BY id")
+                               .c_str(),
+                           {*id});
+  out.reserve(static_cast<std::size_t>(q.rows()));
+  for (int i = 0; i < q.rows(); ++i) out.push_back(read_trial(q, i));
+  return out;
+}
+
+std::optional<TrialRow> PostgresStore::trial(std::uint64_t trial_id) const {
+  const auto id = sweep_id();
+  if (!id) return std::nullopt;
+  const auto q = db_->exec((std::string("SELECT ") + kTrialColumns +
+                            " FROM xpscale.trials WHERE sweep = $1 AND id = $2")
+                               .c_str(),
+                           {*id, trial_id});
+  if (q.rows() == 0) return std::nullopt;
+  return read_trial(q, 0);
+}
+
+std::vector<AttemptRow> PostgresStore::attempts(std::optional<std::uint64_t> trial) const {
+  std::vector<AttemptRow> out;
+  const auto id = sweep_id();
+  if (!id) return out;
+  const auto q = db_->exec(
+      "SELECT trial, attempt, run, grp, ranks, hosts, started_at, finished_at, status, reason, "
+      "stderr_tail FROM xpscale.attempts WHERE sweep = $1 AND ($2::bigint IS NULL OR trial = $2) "
+      "ORDER BY trial, attempt",
+      {*id, trial});
+  out.reserve(static_cast<std::size_t>(q.rows()));
+  for (int i = 0; i < q.rows(); ++i) {
+    AttemptRow a;
+    a.trial = static_cast<std::uint64_t>(q.i64(i, 0));
+    a.attempt = static_cast<int>(q.i64(i, 1));
+    a.run = q.i64(i, 2);
+    a.group = static_cast<int>(q.i64(i, 3));
+    a.ranks = q.text(i, 4);
+    a.hosts = q.text(i, 5);
+    a.started_at = q.f64(i, 6);
+    a.finished_at = q.opt_f64(i, 7);
+    a.status = q.text(i, 8);
+    a.reason = q.text(i, 9);
+    a.stderr_tail = q.text(i, 10);
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+void PostgresStore::put_queued_trial(std::uint64_t id, const nlohmann::ordered_json& params) {
+  db_->exec(
+      "INSERT INTO xpscale.trials(sweep, id, params, status) VALUES ($1, $2, $3, 'queued') "
+      "ON CONFLICT (sweep, id) DO UPDATE SET params = excluded.params, status = 'queued', "
+      "reason = '', stderr_tail = '', last_step = NULL, best_value = NULL, best_step = NULL, "
+      "last_metrics = NULL, finished_at = NULL",
+      {writable_sweep_id(), id, params.dump()});
+}
+
+void PostgresStore::set_trial_params(std::uint64_t id, const nlohmann::ordered_json& params) {
+  db_->exec("UPDATE xpscale.trials SET params = $3 WHERE sweep = $1 AND id = $2",
+            {writable_sweep_id(), id, params.dump()});
+}
+
+void PostgresStore::put_state(const std::string& name, const nlohmann::json& state) {
+  db_->exec(
+      "INSERT INTO xpscale.algorithm_state(sweep, name, state) VALUES ($1, $2, $3) "
+      "ON CONFLICT (sweep, name) DO UPDATE SET state = excluded.state",
+      {writable_sweep_id(), name, state.dump()});
+}
+
+std::optional<nlohmann::json> PostgresStore::state(const std::string& name) const {
+  const auto id = sweep_id();
+  if (!id) return std::nullopt;
+  const auto q =
+      db_->exec("SELECT state FROM xpscale.algorithm_state WHERE sweep = $1 AND name = $2",
+                {*id, name});
+  if (q.rows() == 0) return std::nullopt;
+  auto j = nlohmann::json::parse(q.text(0, 0), nullptr, false);
+  if (j.is_discarded())
+    throw StoreError("store " + location() + ": the saved state of '" + name + "' is not JSON");
+  return j;
+}
+
+void PostgresStore::start_attempt(std::uint64_t trial, int attempt, std::int64_t run, int group,
+                                  const std::string& ranks, const std::string& hosts, double now) {
+  db_->exec(
+      "WITH a AS (INSERT INTO xpscale.attempts(sweep, trial, attempt, run, grp, ranks, hosts, "
+      "started_at, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'running') "
+      "ON CONFLICT (sweep, trial, attempt) DO UPDATE SET run = excluded.run, grp = excluded.grp, "
+      "ranks = excluded.ranks, hosts = excluded.hosts, started_at = excluded.started_at, "
+      "finished_at = NULL, status = 'running', reason = '', stderr_tail = '') "
+      "UPDATE xpscale.trials SET status = 'running', attempts = $3, grp = $5, ranks = $6, "
+      "hosts = $7, started_at = $8, finished_at = NULL WHERE sweep = $1 AND id = $2",
+      {writable_sweep_id(), trial, attempt, run, group, ranks, hosts, now});
+}
+
+// Writes about an attempt apply only while it is this run's and running
+// (fencing, shared_sweep.h); $RUN NULL (no run begun here, e.g. tests and
+// tools) applies them as they come.
+void PostgresStore::finish_attempt(std::uint64_t trial, int attempt, TrialStatus status,
+                                   const std::string& reason, const std::string& stderr_tail,
+                                   double now, bool final) {
+  db_->exec(
+      "WITH a AS (UPDATE xpscale.attempts SET finished_at = $4, status = $5, reason = $6, "
+      "stderr_tail = $7 WHERE sweep = $1 AND trial = $2 AND attempt = $3 "
+      "AND ($9::bigint IS NULL OR (run = $9 AND status = 'running')) RETURNING 1) "
+      "UPDATE xpscale.trials SET status = $8, finished_at = $4, reason = $6, stderr_tail = $7 "
+      "WHERE sweep = $1 AND id = $2 AND ($9::bigint IS NULL OR EXISTS (SELECT 1 FROM a))",
+      {writable_sweep_id(), trial, attempt, now, std::string(trial_status_name(status)), reason,
+       stderr_tail,
+       std::string(final ? trial_status_name(status) : trial_status_name(TrialStatus::kQueued)),
+       run_});
+}
+
+int PostgresStore::mark_interrupted(double now) { return reap(-1, now); }
+
+void PostgresStore::interrupt_attempt(std::uint64_t trial, int attempt, const std::string& reason,
+                                      double now, bool lost) {
+  db_->exec(
+      "WITH a AS (UPDATE xpscale.attempts SET status = $4, finished_at = $5, reason = $6 "
+      "WHERE sweep = $1 AND trial = $2 AND attempt = $3 "
+      "AND ($7::bigint IS NULL OR (run = $7 AND status = 'running')) RETURNING 1) "
+      "UPDATE xpscale.trials SET status = 'queued', finished_at = $5, reason = $6 "
+      "WHERE sweep = $1 AND id = $2 AND ($7::bigint IS NULL OR EXISTS (SELECT 1 FROM a))",
+      {writable_sweep_id(), trial, attempt, lost ? "lost" : "interrupted", now, reason, run_});
+}
+
+void PostgresStore::add_metrics(std::uint64_t trial, int attempt, std::int64_t step, double time,
+                                std::optional<double> value, const nlohmann::json& values,
+                                Goal goal) {
+  const std::string text = values.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  // One round trip: the row and the trial's last/best together.
+  const std::string better = goal == Goal::kMaximize ? ">" : "<";
+  const std::string is_better =
+      "$6::float8 IS NOT NULL AND (best_value IS NULL OR $6::float8 " + better + " best_value)";
+  const std::string sql =
+      "WITH ok AS (SELECT 1 WHERE $8::bigint IS NULL OR EXISTS (SELECT 1 FROM xpscale.attempts f "
+      "WHERE f.sweep = $1 AND f.trial = $2 AND f.attempt = $3 AND f.run = $8 "
+      "AND f.status = 'running')), "
+      "m AS (INSERT INTO xpscale.metrics(sweep, trial, attempt, step, time, value, values_json) "
+      "SELECT $1, $2, $3, $4, $5, $6, $7 FROM ok) "
+      "UPDATE xpscale.trials SET last_step = $4, last_metrics = $7, "
+      "best_step = CASE WHEN " + is_better + " THEN $4 ELSE best_step END, "
+      "best_value = CASE WHEN " + is_better + " THEN $6::float8 ELSE best_value END "
+      "WHERE sweep = $1 AND id = $2 AND EXISTS (SELECT 1 FROM ok)";
+  db_->exec(sql.c_str(),
+            {writable_sweep_id(), trial, attempt, step, time, stored_value(value), text, run_});
+}
+
+// ---- Many jobs on one sweep (shared_sweep.h) ----
+
+void PostgresStore::lock_sweep() {
+  db_->exec("SELECT pg_advisory_xact_lock($1::int, $2::int)", {kLockClass, writable_sweep_id()});
+}
+
+std::optional<Claim> PostgresStore::claim_trial(std::int64_t run, int group,
+                                                const std::string& ranks, const std::string& hosts,
+                                                double now) {
+  // SKIP LOCKED: a trial another job is claiming right now is passed over,
+  // never handed out twice; retried and interrupted trials (attempts > 0,
+  // they may hold checkpoints) go first, then by id.
+  const auto q = db_->exec(
+      "WITH c AS (SELECT id FROM xpscale.trials WHERE sweep = $1 AND status = 'queued' "
+      "ORDER BY (attempts > 0) DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED), "
+      "t AS (UPDATE xpscale.trials t SET status = 'running', attempts = t.attempts + 1, grp = $3, "
+      "ranks = $4, hosts = $5, started_at = $6, finished_at = NULL FROM c "
+      "WHERE t.sweep = $1 AND t.id = c.id RETURNING t.id, t.params, t.attempts), "
+      "a AS (INSERT INTO xpscale.attempts(sweep, trial, attempt, run, grp, ranks, hosts, "
+      "started_at, status) SELECT $1, id, attempts, $2, $3, $4, $5, $6, 'running' FROM t "
+      "ON CONFLICT (sweep, trial, attempt) DO UPDATE SET run = excluded.run, grp = excluded.grp, "
+      "ranks = excluded.ranks, hosts = excluded.hosts, started_at = excluded.started_at, "
+      "finished_at = NULL, status = 'running', reason = '', stderr_tail = '') "
+      "SELECT t.id, t.params, t.attempts, "
+      "(SELECT count(*) FROM xpscale.attempts x WHERE x.sweep = $1 AND x.trial = t.id "
+      "AND x.status = 'failed'), "
+      "(SELECT count(*) FROM xpscale.attempts x WHERE x.sweep = $1 AND x.trial = t.id "
+      "AND (x.status = 'lost' OR (x.status = 'interrupted' AND x.reason = $7))) FROM t",
+      {writable_sweep_id(), run, group, ranks, hosts, now, kRunEndedReason});
+  if (q.rows() == 0) return std::nullopt;
+  Claim c;
+  c.id = static_cast<std::uint64_t>(q.i64(0, 0));
+  c.params = nlohmann::ordered_json::parse(q.text(0, 1));
+  c.attempt = static_cast<int>(q.i64(0, 2));
+  c.failed = static_cast<int>(q.i64(0, 3));
+  c.crashed = static_cast<int>(q.i64(0, 4));
+  return c;
+}
+
+SweepCounts PostgresStore::heartbeat(std::int64_t run) {
+  const auto q = db_->exec(
+      (std::string("WITH h AS (UPDATE xpscale.runs SET heartbeat_at = ") + kServerNow +
+       " WHERE sweep = $1 AND run = $2 AND status = 'running' RETURNING 1) "
+       "SELECT (SELECT count(*) FROM h), count(*) FILTER (WHERE status = 'queued'), "
+       "count(*) FILTER (WHERE status = 'running') FROM xpscale.trials WHERE sweep = $1")
+          .c_str(),
+      {writable_sweep_id(), run});
+  SweepCounts c;
+  c.alive = q.i64(0, 0) > 0;
+  c.queued = static_cast<std::uint64_t>(q.i64(0, 1));
+  c.running = static_cast<std::uint64_t>(q.i64(0, 2));
+  return c;
+}
+
+int PostgresStore::reap(std::int64_t run, double now) {
+  // Runs that are not alive (kLiveRuns) are ended ("killed", as a run
+  // killed with its job); their running attempts end "interrupted" with
+  // kRunEndedReason (counted against the trial's retries) and their
+  // trials are queued again. Attempts of runs without a row count too.
+  const auto q = db_->exec(
+      (std::string("WITH live AS (") + kLiveRuns +
+       "), r AS (UPDATE xpscale.runs SET status = 'killed', finished_at = $3 "
+       "WHERE sweep = $1 AND status = 'running' AND run <> $2 AND run NOT IN (SELECT run FROM "
+       "live)), "
+       "a AS (UPDATE xpscale.attempts SET status = 'interrupted', finished_at = $3, reason = $4 "
+       "WHERE sweep = $1 AND status = 'running' AND run <> $2 AND run NOT IN (SELECT run FROM "
+       "live) RETURNING trial), "
+       "t AS (UPDATE xpscale.trials SET status = 'queued' WHERE sweep = $1 AND status = 'running' "
+       "AND id IN (SELECT trial FROM a) RETURNING 1) SELECT count(*) FROM t")
+          .c_str(),
+      {writable_sweep_id(), run, now, kRunEndedReason});
+  return static_cast<int>(q.i64(0, 0));
+}
+
+bool PostgresStore::owns_attempt(std::uint64_t trial, int attempt, std::int64_t run) {
+  return db_
+             ->exec(
+                 "SELECT 1 FROM xpscale.attempts WHERE sweep = $1 AND trial = $2 AND attempt = $3 "
+                 "AND run = $4 AND status = 'running' FOR UPDATE",
+                 {writable_sweep_id(), trial, attempt, run})
+             .rows() > 0;
+}
+
+std::uint64_t PostgresStore::next_trial_id() {
+  return static_cast<std::uint64_t>(
+      db_->exec("SELECT coalesce(max(id) + 1, 0) FROM xpscale.trials WHERE sweep = $1",
+                {writable_sweep_id()})
+          .i64(0, 0));
+}
+
+std::vector<std::string> PostgresStore::live_runs() {
+  std::vector<std::string> out;
+  const auto id = sweep_id();
+  if (!id) return out;
+  const auto q = db_->exec(
+      (std::string("SELECT run, owner, to_char(to_timestamp(started_at), 'YYYY-MM-DD "
+                   "HH24:MI:SS TZ') FROM xpscale.runs WHERE sweep = $1 AND run IN (") +
+       kLiveRuns + ") ORDER BY run")
+          .c_str(),
+      {*id});
+  for (int i = 0; i < q.rows(); ++i)
+    out.push_back("run " + q.text(i, 0) + ": " + q.text(i, 1) + ", since " + q.text(i, 2));
+  return out;
+}
+
+std::vector<MetricRow> PostgresStore::metrics(std::optional<std::uint64_t> trial,
+                                              bool with_values) const {
+  std::vector<MetricRow> out;
+  const auto id = sweep_id();
+  if (!id) return out;
+  const auto q = db_->exec(
+      with_values ? "SELECT trial, attempt, step, time, value, values_json FROM xpscale.metrics "
+                    "WHERE sweep = $1 AND ($2::bigint IS NULL OR trial = $2) "
+                    "ORDER BY trial, attempt, step, seq"
+                  : "SELECT trial, attempt, step, time, value FROM xpscale.metrics "
+                    "WHERE sweep = $1 AND ($2::bigint IS NULL OR trial = $2) "
+                    "ORDER BY trial, attempt, step, seq",
+      {*id, trial});
+  out.reserve(static_cast<std::size_t>(q.rows()));
+  for (int i = 0; i < q.rows(); ++i) {
+    MetricRow m;
+    m.trial = static_cast<std::uint64_t>(q.i64(i, 0));
+    m.attempt = static_cast<int>(q.i64(i, 1));
+    m.step = q.i64(i, 2);
+    m.time = q.f64(i, 3);
+    m.value = q.opt_f64(i, 4);
+    if (with_values) m.values = nlohmann::json::parse(q.text(i, 5));
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
+}  // namespace xpscale
