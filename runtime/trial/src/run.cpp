@@ -185,7 +185,15 @@ CoordinatorSetup prepare(const SweepConfig& config, const RunOptions& given, int
   std::unique_ptr<Store> opened;
   bool existed = false;
   if (postgres) {
-    auto pg = std::make_unique<PostgresStore>(store_url, sweep_name);
+    std::unique_ptr<PostgresStore> pg;
+    try {
+      pg = std::make_unique<PostgresStore>(store_url, sweep_name);
+    } catch (const StoreError& e) {
+      // A server that does not answer, a refused password, a database that
+      // is not a store: the user's to fix, on every rank (exit 2).
+      if (e.category() == ErrorCategory::kUser) throw UserError(e.what());
+      throw;
+    }
     pg->set_lease(options.lease_s);
     existed = pg->sweep().has_value();
     opened = std::move(pg);
