@@ -550,7 +550,8 @@ void Coordinator::shared_upkeep() {
       // Another job found this one's lease expired (the store did not
       // answer, or this job was stopped for longer than --lease) and took
       // its trials: their results here would be dropped.
-      begin_preemption("this job's lease ran out (no renewal for " +
+      begin_preemption("this job lost its lease (its connection to the store dropped, or it "
+                       "did not renew for " +
                        std::to_string(static_cast<int>(shared.lease())) +
                        " s, --lease) and other jobs took its trials");
     }

@@ -207,14 +207,15 @@ CoordinatorSetup prepare(const SweepConfig& config, const RunOptions& given, int
                                     db.filename().string() + ")") +
                     "; run without --resume to start the sweep");
   // out_dir holds config text and trials' stderr: only its owner reads it.
-  const bool created = !fs::exists(out_dir, ec);
-  fs::create_directories(out_dir, ec);
-  if (ec) throw UserError("cannot create out_dir " + out_dir.string() + ": " + ec.message());
-  if (created) fs::permissions(out_dir, fs::perms::owner_all, ec);
-  if (postgres) {
-    // For report, dashboard, export and stop, which take the out_dir.
-    write_store_pointer(out_dir, {store_url, sweep_name});
-  } else {
+  // (A PostgreSQL sweep's, once its config is accepted: below.)
+  const auto make_out_dir = [&] {
+    const bool created = !fs::exists(out_dir, ec);
+    fs::create_directories(out_dir, ec);
+    if (ec) throw UserError("cannot create out_dir " + out_dir.string() + ": " + ec.message());
+    if (created) fs::permissions(out_dir, fs::perms::owner_all, ec);
+  };
+  if (!postgres) {
+    make_out_dir();
     // Before the store is touched: a second run must not mark the first's
     // running attempts interrupted.
     s.lock = std::make_unique<StoreLock>(db);
@@ -242,8 +243,7 @@ CoordinatorSetup prepare(const SweepConfig& config, const RunOptions& given, int
   const std::string& hash = match.hash;
   const bool same_config = previous && match.same;
   if (previous && !same_config && !options.force)
-    throw UserError((postgres ? "sweep '" + sweep_name + "' in " + store.location() +
-                                    " was started with a different sweep config ("
+    throw UserError((postgres ? store.location() + " was started with a different sweep config ("
                               : out_dir.string() + " holds the store of a different sweep config (") +
                     previous->config_path + "), not " + config.path + ": " + match.difference +
                     "; use --force to run this config there (finished trials whose parameters "
@@ -258,6 +258,12 @@ CoordinatorSetup prepare(const SweepConfig& config, const RunOptions& given, int
                       (live.size() == 1 ? " is" : "s are") + " running sweep '" + sweep_name +
                       "' with its other config now (" + live.front() +
                       "); stop them first (xpscale stop " + out_dir.string() + ")");
+
+  if (postgres) {
+    make_out_dir();
+    // For report, dashboard, export and stop, which take the out_dir.
+    write_store_pointer(out_dir, {store_url, sweep_name});
+  }
 
   // nullopt: unbounded, trials are drawn until the sweep is stopped.
   const std::optional<std::uint64_t> limit = trial_limit(config, *searcher, options.trials);

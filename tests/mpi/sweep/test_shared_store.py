@@ -261,10 +261,12 @@ class SharedStoreTest(SweepTest):
         for out in (self.out, os.path.join(self.tmp, "elsewhere")):
             p = self.run_cmd([TRAINER, "--sweep", other, "--store", self.pg.url, "--out-dir", out],
                              ranks=2, expect=2)
-            self.assertIn("sweep '%s'" % SWEEP, p.stderr)
+            self.assertIn("sweep %s was started with a different sweep config" % SWEEP, p.stderr)
             self.assertIn("parameters.x.values: 3 values -> 4 values", p.stderr)  # the difference
             self.assertIn("`name:`", p.stderr)
             self.assertEqual(self.sql(state), before)
+        # A refused config leaves nothing behind (as with SQLite).
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "elsewhere")))
         _, trials = self.export()
         self.assertEqual(sorted(trials), [0, 1, 2])
         self.assertEqual({t["params"]["x"] for t in trials.values()}, {0, 1, 2})

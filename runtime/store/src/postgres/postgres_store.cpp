@@ -93,12 +93,17 @@ std::int64_t run_lock_key(std::int64_t sweep, std::int64_t run) {
 }
 
 // The runs of sweep $1 that are alive: running, heartbeat within their
-// lease, and their connection still holding their lock.
+// lease, and their connection still holding their lock. A server restart
+// drops every lock, and each job takes its own again only when it
+// reconnects (before anything else: on_connect_): a run that has not
+// renewed since the server started is judged by its lease alone, so the
+// first job back does not reap the others.
 constexpr const char* kLiveRuns =
     "SELECT r.run FROM xpscale.runs r WHERE r.sweep = $1 AND r.status = 'running' "
     "AND r.heartbeat_at >= extract(epoch from clock_timestamp()) - r.lease_s "
-    "AND EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted "
-    "AND l.objsubid = 1 AND l.classid = r.sweep::oid AND l.objid = r.run::oid)";
+    "AND (EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted "
+    "AND l.objsubid = 1 AND l.classid = r.sweep::oid AND l.objid = r.run::oid) "
+    "OR r.heartbeat_at < extract(epoch from pg_postmaster_start_time()))";
 constexpr int kSchemaVersion = static_cast<int>(std::size(kMigrations));
 
 // Text that PostgreSQL's UTF8 text type takes: valid UTF-8 without NUL.
