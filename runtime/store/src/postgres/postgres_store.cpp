@@ -16,6 +16,8 @@
 #include <utility>
 #include <vector>
 
+#include "xpscale/core/utf8.h"
+
 namespace xpscale {
 namespace {
 
@@ -107,46 +109,15 @@ constexpr const char* kLiveRuns =
 constexpr int kSchemaVersion = static_cast<int>(std::size(kMigrations));
 
 // Text that PostgreSQL's UTF8 text type takes: valid UTF-8 without NUL.
-// Trials' stderr tails are arbitrary bytes; their bad bytes become U+FFFD
-// (the report shows them the same way).
+// Trials' stderr tails are arbitrary bytes; their bad bytes, NUL too,
+// become U+FFFD (the report shows them the same way).
 std::string pg_text(std::string_view s) {
   std::string out;
-  out.reserve(s.size());
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  const std::size_t n = s.size();
-  for (std::size_t i = 0; i < n;) {
-    const unsigned char c = p[i];
-    std::size_t len = 0;
-    std::uint32_t cp = 0;
-    if (c >= 0x01 && c < 0x80) {
-      len = 1;
-      cp = c;
-    } else if ((c & 0xE0) == 0xC0) {
-      len = 2;
-      cp = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-      len = 3;
-      cp = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-      len = 4;
-      cp = c & 0x07;
-    }
-    bool ok = len > 0 && i + len <= n;
-    for (std::size_t k = 1; ok && k < len; ++k) {
-      ok = (p[i + k] & 0xC0) == 0x80;
-      cp = (cp << 6) | (p[i + k] & 0x3F);
-    }
-    // Overlong forms, surrogates and code points past U+10FFFF are invalid too.
-    if (ok && ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
-               (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) || (cp >= 0xD800 && cp <= 0xDFFF)))
-      ok = false;
-    if (ok) {
-      out.append(s.substr(i, len));
-      i += len;
-    } else {
+  for (char c : valid_utf8(s)) {
+    if (c == '\0')
       out += "\xEF\xBF\xBD";
-      ++i;
-    }
+    else
+      out += c;
   }
   return out;
 }
