@@ -123,13 +123,36 @@ Dashboard::Dashboard(DashboardOptions options)
   // The page and the data go out as they are, through a content provider:
   // httplib compresses a plain body with Brotli at its highest level, which
   // for a 10 MB page costs seconds of a core per request.
-  auto send = [](httplib::Response& res, std::shared_ptr<const std::string> body,
-                 const char* type) {
+  // Each answer is counted until written, so that stop() lets it finish:
+  // httplib writes a provider's body only while its server runs, and an
+  // answer begun as it stops goes out as headers without their body.
+  auto send = [this](httplib::Response& res, std::shared_ptr<const std::string> body,
+                     const char* type) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (closing_) {
+        // Past stop()'s wait: a body that httplib would cut to nothing
+        // after the headers; a whole short answer instead.
+        res.status = 503;
+        res.set_content("xpscale dashboard: stopped\n", "text/plain");
+        return;
+      }
+      ++sending_;
+      last_send_ = Clock::now();
+    }
     const std::size_t size = body->size();
-    res.set_content_provider(size, type,
-                             [body](std::size_t offset, std::size_t length, httplib::DataSink& sink) {
-                               return sink.write(body->data() + offset, length);
-                             });
+    res.set_content_provider(
+        size, type,
+        [body](std::size_t offset, std::size_t length, httplib::DataSink& sink) {
+          return sink.write(body->data() + offset, length);
+        },
+        [this](bool) {
+          {
+            std::lock_guard<std::mutex> lock(mu_);
+            --sending_;
+          }
+          changed_.notify_all();
+        });
   };
   server.Get("/", [this, send](const httplib::Request&, httplib::Response& res) {
     std::shared_ptr<const std::string> page;
@@ -361,6 +384,14 @@ void Dashboard::stop() {
     // that pages stop listening rather than see a cut stream.
     std::unique_lock<std::mutex> lock(mu_);
     changed_.wait_for(lock, 1s, [&] { return streams_ == 0; });
+    // Then the answers being written, and a fetch that a page began just
+    // before its stream said `end` (3 s at most, for a page that stopped
+    // reading).
+    const auto until = Clock::now() + 3s;
+    while (Clock::now() < until &&
+           (sending_ > 0 || Clock::now() - last_send_ < 200ms))
+      changed_.wait_for(lock, 50ms);
+    closing_ = true;
   }
   // httplib's stop() does nothing before its loop runs: wait for the loop
   // when serve() is about to enter it.

@@ -182,6 +182,44 @@ out_dir: {os.path.join(self.tmp, "out")}
         self.assertEqual(r.returncode, 2)
         self.assertIn("--token", r.stderr)
 
+    def test_an_answer_being_written_when_it_stops_is_written_whole(self):
+        # A page that fetched just as the sweep ended must never get headers
+        # with a cut body (Chromium: ERR_CONTENT_LENGTH_MISMATCH): each
+        # answer is whole, or a whole 503, or no answer at all.
+        out = self.run_sweep()
+        p, url = self.dashboard(out, "--port", "0")
+        u = urllib.parse.urlparse(url)
+        request = f"GET /data.json?{u.query} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
+        def fetch():
+            """(status, whole) of one answer; None when refused or reset before any."""
+            try:
+                with socket.create_connection((u.hostname, u.port), timeout=10) as s:
+                    s.sendall(request.encode())
+                    got = b""
+                    while True:
+                        chunk = s.recv(1 << 16)
+                        if not chunk:
+                            break
+                        got += chunk
+            except (ConnectionRefusedError, ConnectionResetError):
+                return None
+            if not got:
+                return None
+            head, _, body = got.partition(b"\r\n\r\n")
+            length = int(re.search(rb"(?i)content-length: (\d+)", head).group(1))
+            return int(head.split()[1]), len(body) == length
+
+        self.assertEqual(fetch(), (200, True))
+        p.send_signal(2)
+        answers = []
+        while p.poll() is None or not answers:
+            answers.append(fetch())
+        self.assertEqual(p.wait(timeout=10), 0)
+        self.assertGreater(len(answers), 3)
+        cut = [a for a in answers if a is not None and not a[1]]
+        self.assertEqual(cut, [], f"{len(cut)} of {len(answers)} answers cut short")
+
     def test_a_running_sweeps_reports_reach_the_data_within_2_s(self):
         run, url = self.run_with_dashboard(self.config(trials=3, steps=30, every=0.25))
         deadline = time.time() + 30

@@ -22,6 +22,7 @@
 // the URL: another user of the node, or a web page reaching the ssh
 // tunnel through DNS rebinding, does not know it.
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -91,6 +92,9 @@ class Dashboard {
   std::uint64_t page_version_ = 0;
   std::uint64_t version_ = 0;  // bumped with each new data_
   int streams_ = 0;            // open /events streams
+  int sending_ = 0;            // page and data answers being written
+  bool closing_ = false;       // stop() is past waiting for them
+  std::chrono::steady_clock::time_point last_send_{};  // when the latest of them began
   std::string stores_key_;     // what the store files looked like for data_
   // A PostgreSQL sweep's connection for its change marker (refresh thread).
   std::unique_ptr<PostgresStore> marker_store_;
