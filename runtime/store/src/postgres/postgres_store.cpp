@@ -1,89 +1,24 @@
-// The PostgreSQL engine of the store (postgres_store.h). This file is the
-// one boundary to libpq: every call is checked by Db::check(), which names
-// the store (never its password) and the server's own message.
+// The PostgreSQL engine of the store (postgres_store.h), on the checked
+// connection of pg_connection.h.
 #include "xpscale/store/postgres_store.h"
 
-#include <libpq-fe.h>
 #include <unistd.h>
 
-#include <charconv>
 #include <cmath>
 #include <cstdlib>
-#include <cstring>
-#include <functional>
-#include <initializer_list>
 #include <string_view>
 #include <utility>
 #include <vector>
 
-#include "xpscale/core/utf8.h"
+#include "pg_connection.h"
 
 namespace xpscale {
 namespace {
 
-// Advisory lock keys: (kLockClass, 0) guards migrations, (kLockClass,
-// sweep id) a sweep's run. Sweep ids start at 1.
-constexpr int kLockClass = 0x78707363;  // "xpsc"
-
-// Migrations: kMigrations[v] brings a store from version v to v + 1. A
-// store is only ever migrated forward, in one transaction with the
-// version's update, so a failed migration leaves the old version intact.
-const char* const kMigrations[] = {
-    // 0 -> 1: the tables of store.h, keyed by sweep.
-    R"sql(
-CREATE SCHEMA IF NOT EXISTS xpscale;
-CREATE TABLE xpscale.meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE xpscale.sweeps(
-  id BIGSERIAL PRIMARY KEY, name TEXT NOT NULL UNIQUE,
-  config_path TEXT, config_text TEXT, config_hash TEXT, metric TEXT, goal TEXT,
-  planned BIGINT, created_at DOUBLE PRECISION, updated_at DOUBLE PRECISION,
-  runs BIGINT NOT NULL DEFAULT 0);
-CREATE TABLE xpscale.runs(
-  sweep BIGINT NOT NULL REFERENCES xpscale.sweeps(id) ON DELETE CASCADE,
-  run BIGINT NOT NULL, started_at DOUBLE PRECISION NOT NULL, finished_at DOUBLE PRECISION,
-  world_size INTEGER NOT NULL, groups INTEGER NOT NULL, ranks_per_trial INTEGER NOT NULL,
-  hosts TEXT NOT NULL, resumed BOOLEAN NOT NULL, status TEXT NOT NULL DEFAULT 'running',
-  summary TEXT, PRIMARY KEY (sweep, run));
-CREATE TABLE xpscale.trials(
-  sweep BIGINT NOT NULL REFERENCES xpscale.sweeps(id) ON DELETE CASCADE,
-  id BIGINT NOT NULL, params TEXT NOT NULL, status TEXT NOT NULL,
-  attempts INTEGER NOT NULL DEFAULT 0, grp INTEGER, ranks TEXT NOT NULL DEFAULT '',
-  hosts TEXT NOT NULL DEFAULT '', started_at DOUBLE PRECISION, finished_at DOUBLE PRECISION,
-  reason TEXT NOT NULL DEFAULT '', stderr_tail TEXT NOT NULL DEFAULT '',
-  last_step BIGINT, best_value DOUBLE PRECISION, best_step BIGINT, last_metrics TEXT,
-  PRIMARY KEY (sweep, id));
-CREATE TABLE xpscale.attempts(
-  sweep BIGINT NOT NULL REFERENCES xpscale.sweeps(id) ON DELETE CASCADE,
-  trial BIGINT NOT NULL, attempt INTEGER NOT NULL, run BIGINT NOT NULL, grp INTEGER NOT NULL,
-  ranks TEXT NOT NULL, hosts TEXT NOT NULL, started_at DOUBLE PRECISION NOT NULL,
-  finished_at DOUBLE PRECISION, status TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '',
-  stderr_tail TEXT NOT NULL DEFAULT '', PRIMARY KEY (sweep, trial, attempt));
-CREATE TABLE xpscale.metrics(
-  seq BIGSERIAL PRIMARY KEY,
-  sweep BIGINT NOT NULL REFERENCES xpscale.sweeps(id) ON DELETE CASCADE,
-  trial BIGINT NOT NULL, attempt INTEGER NOT NULL, step BIGINT NOT NULL,
-  time DOUBLE PRECISION NOT NULL, value DOUBLE PRECISION, values_json TEXT NOT NULL);
-CREATE INDEX metrics_by_trial ON xpscale.metrics(sweep, trial, attempt, step, seq);
-CREATE TABLE xpscale.algorithm_state(
-  sweep BIGINT NOT NULL REFERENCES xpscale.sweeps(id) ON DELETE CASCADE,
-  name TEXT NOT NULL, state TEXT NOT NULL, PRIMARY KEY (sweep, name));
-INSERT INTO xpscale.meta(key, value) VALUES ('schema_version', '0');
-)sql",
-    // 1 -> 2: many jobs on one sweep (shared_sweep.h): each run's lease
-    // (renewed heartbeat, on the server's clock) and who holds it; queued
-    // trials found in claim order by an index, so that a claim costs the same
-    // at 100 or 100,000 trials.
-    R"sql(
-ALTER TABLE xpscale.runs ADD COLUMN heartbeat_at DOUBLE PRECISION,
-  ADD COLUMN lease_s DOUBLE PRECISION NOT NULL DEFAULT 60,
-  ADD COLUMN owner TEXT NOT NULL DEFAULT '';
-CREATE INDEX trials_queued ON xpscale.trials(sweep, (attempts > 0) DESC, id)
-  WHERE status = 'queued';
-)sql",
-};
-
-// The server's clock, in Unix seconds: leases are measured on it alone.
-constexpr const char* kServerNow = "extract(epoch from clock_timestamp())";
+using pg::kLockClass;
+using pg::kServerNow;
+using pg::Param;
+using pg::Result;
 
 // The advisory lock a run holds for its life (session level: the server
 // drops it when the connection ends, however the process ends): one
@@ -106,69 +41,6 @@ constexpr const char* kLiveRuns =
     "AND (EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted "
     "AND l.objsubid = 1 AND l.classid = r.sweep::oid AND l.objid = r.run::oid) "
     "OR r.heartbeat_at < extract(epoch from pg_postmaster_start_time()))";
-constexpr int kSchemaVersion = static_cast<int>(std::size(kMigrations));
-
-// Text that PostgreSQL's UTF8 text type takes: valid UTF-8 without NUL.
-// Trials' stderr tails are arbitrary bytes; their bad bytes, NUL too,
-// become U+FFFD (the report shows them the same way).
-std::string pg_text(std::string_view s) {
-  std::string out;
-  for (char c : valid_utf8(s)) {
-    if (c == '\0')
-      out += "\xEF\xBF\xBD";
-    else
-      out += c;
-  }
-  return out;
-}
-
-// One parameter of a statement, as text; nullopt is SQL NULL.
-struct Param {
-  std::optional<std::string> text;
-  Param(std::nullopt_t) {}  // NOLINT(google-explicit-constructor): reads as SQL
-  Param(std::int64_t v) : text(std::to_string(v)) {}  // NOLINT
-  Param(int v) : text(std::to_string(v)) {}           // NOLINT
-  Param(std::uint64_t v) : text(std::to_string(v)) {}  // NOLINT
-  Param(bool v) : text(v ? "true" : "false") {}        // NOLINT
-  Param(double v) {                                    // NOLINT
-    if (std::isnan(v)) {
-      text = "NaN";
-    } else if (std::isinf(v)) {
-      text = v > 0 ? "Infinity" : "-Infinity";
-    } else {
-      char buf[32];
-      const auto r = std::to_chars(buf, buf + sizeof buf, v);  // shortest exact
-      text = std::string(buf, r.ptr);
-    }
-  }
-  Param(std::string_view v) : text(pg_text(v)) {}  // NOLINT
-  Param(const std::string& v) : Param(std::string_view(v)) {}  // NOLINT
-  Param(const char* v) : Param(std::string_view(v)) {}         // NOLINT
-  template <class T>
-  Param(const std::optional<T>& v) {  // NOLINT
-    if (v) text = Param(*v).text;
-  }
-};
-
-// SQLSTATEs worth a retry: the connection (08), a serialization failure or
-// deadlock (40001, 40P01), lock not available (55P03), insufficient
-// resources (53: disk full, out of memory, too many connections), the
-// server shutting down or starting (57P01-57P03), a cancelled statement.
-bool transient_state(std::string_view state) {
-  return state.starts_with("08") || state.starts_with("53") || state == "40001" ||
-         state == "40P01" || state == "55P03" || state == "57P01" || state == "57P02" ||
-         state == "57P03" || state == "57014";
-}
-
-std::string trimmed(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  return s;
-}
-
-double parse_double(const char* s) {
-  // PostgreSQL writes NaN, Infinity and -Infinity, which strtod reads.
-  return std::strtod(s, nullptr);
-}
 
 }  // namespace
 
@@ -205,230 +77,17 @@ std::string url_without_password(std::string_view url) {
   return out;
 }
 
-// Owns the connection, checks every call, reconnects between transactions.
-class PostgresStore::Db {
- public:
-  // A result, cleared on destruction.
-  class Result {
-   public:
-    explicit Result(PGresult* r) : r_(r) {}
-    ~Result() { PQclear(r_); }
-    Result(Result&& o) noexcept : r_(std::exchange(o.r_, nullptr)) {}
-    Result(const Result&) = delete;
-    Result& operator=(const Result&) = delete;
-    Result& operator=(Result&&) = delete;
-
-    int rows() const { return PQntuples(r_); }
-    bool null(int row, int c) const { return PQgetisnull(r_, row, c) != 0; }
-    std::string text(int row, int c) const {
-      return std::string(PQgetvalue(r_, row, c), static_cast<std::size_t>(PQgetlength(r_, row, c)));
-    }
-    std::int64_t i64(int row, int c) const { return std::strtoll(PQgetvalue(r_, row, c), nullptr, 10); }
-    double f64(int row, int c) const { return parse_double(PQgetvalue(r_, row, c)); }
-    bool boolean(int row, int c) const { return PQgetvalue(r_, row, c)[0] == 't'; }
-    std::optional<std::int64_t> opt_i64(int row, int c) const {
-      return null(row, c) ? std::nullopt : std::optional(i64(row, c));
-    }
-    std::optional<double> opt_f64(int row, int c) const {
-      return null(row, c) ? std::nullopt : std::optional(f64(row, c));
-    }
-
-   private:
-    PGresult* r_;
-  };
-
-  Db(const std::string& url, std::string sweep, bool read_only)
-      : read_only_(read_only), sweep_(std::move(sweep)) {
-    describe(url);
-    // Defaults first: what the URL (expanded from dbname, last) sets wins.
-    std::vector<const char*> keys, values;
-    auto add = [&](const char* k, const char* v) {
-      keys.push_back(k);
-      values.push_back(v);
-    };
-    if (!std::getenv("PGCONNECT_TIMEOUT")) add("connect_timeout", "10");
-    add("keepalives", "1");
-    add("keepalives_idle", "5");
-    add("keepalives_interval", "2");
-    add("keepalives_count", "3");
-    add("fallback_application_name", "xpscale");
-    add("dbname", url.c_str());
-    keys.push_back(nullptr);
-    values.push_back(nullptr);
-    conn_ = PQconnectdbParams(keys.data(), values.data(), /*expand_dbname=*/1);
-    if (!conn_) throw StoreError("cannot open store " + where() + ": out of memory");
-    if (PQstatus(conn_) != CONNECTION_OK) {
-      const std::string msg = redacted(trimmed(PQerrorMessage(conn_)));
-      PQfinish(conn_);
-      conn_ = nullptr;
-      // At open a refused password, an unknown host or database, or a
-      // server that does not answer is the user's to fix.
-      throw StoreError("cannot open store " + where() + ": " + msg +
-                           (msg.find("password") != std::string::npos
-                                ? " (the password comes from PGPASSWORD or ~/.pgpass)"
-                                : ""),
-                       false, ErrorCategory::kUser);
-    }
-    session_setup();
-  }
-  ~Db() { PQfinish(conn_); }
-  Db(const Db&) = delete;
-  Db& operator=(const Db&) = delete;
-
-  // "postgresql://user@host:port/db, sweep NAME".
-  std::string where() const { return display_ + ", sweep " + sweep_; }
-  bool in_tx() const { return in_tx_; }
-
-  // Runs after every (re)connection: session settings, then `on_connect_`.
-  std::function<void()> on_connect_;
-
-  Result exec(const char* sql, std::initializer_list<Param> params = {}) {
-    ensure_connected();
-    return run(sql, params);
-  }
-
-  // A script of several statements, without parameters (migrations).
-  void exec_script(const char* sql) {
-    ensure_connected();
-    PQclear(check(PQexec(conn_, sql)));
-  }
-
-  void begin() {
-    if (in_tx_) return;
-    ensure_connected();
-    run("BEGIN", {});
-    in_tx_ = true;
-  }
-  void commit() {
-    if (!in_tx_) return;
-    // A failed COMMIT leaves no transaction open: the server rolled it back.
-    in_tx_ = false;
-    run("COMMIT", {});
-  }
-  void rollback() noexcept {
-    if (!in_tx_) return;
-    in_tx_ = false;
-    if (PQstatus(conn_) != CONNECTION_OK) return;  // the server dropped it with the connection
-    PQclear(PQexec(conn_, "ROLLBACK"));
-  }
-
- private:
-  Result run(const char* sql, std::initializer_list<Param> params) {
-    std::vector<const char*> values;
-    values.reserve(params.size());
-    for (const auto& p : params) values.push_back(p.text ? p.text->c_str() : nullptr);
-    PGresult* r = PQexecParams(conn_, sql, static_cast<int>(values.size()), nullptr, values.data(),
-                               nullptr, nullptr, 0);
-    return Result(check(r));
-  }
-
-  PGresult* check(PGresult* r) {
-    const ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
-    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return r;
-    const char* state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
-    std::string msg = trimmed(r ? PQresultErrorMessage(r) : PQerrorMessage(conn_));
-    if (msg.empty()) msg = trimmed(PQerrorMessage(conn_));
-    PQclear(r);
-    const bool lost = PQstatus(conn_) != CONNECTION_OK;
-    throw StoreError("store " + where() + ": " + redacted(msg),
-                     lost || (state && transient_state(state)));
-  }
-
-  // Reconnects a dropped connection, but never inside a transaction: its
-  // writes died with the connection and must be replayed by the caller
-  // (RetryingStore rolls back, begins again and replays them).
-  void ensure_connected() {
-    if (PQstatus(conn_) == CONNECTION_OK) return;
-    if (in_tx_)
-      throw StoreError("store " + where() + ": the connection was lost in a transaction", true);
-    PQreset(conn_);
-    if (PQstatus(conn_) != CONNECTION_OK)
-      throw StoreError("store " + where() + ": cannot reconnect: " +
-                           redacted(trimmed(PQerrorMessage(conn_))),
-                       true);
-    session_setup();
-  }
-
-  void session_setup() {
-    // Readers never write, whatever a bug would try.
-    if (read_only_) PQclear(PQexec(conn_, "SET default_transaction_read_only = on"));
-    PQclear(PQexec(conn_, "SET client_min_messages = warning"));  // no NOTICEs on stderr
-    if (on_connect_) on_connect_();
-  }
-
-  // The URL as shown: scheme, user, host, port and database, no password
-  // or options (which may carry one).
-  void describe(const std::string& url) {
-    // The password as written, to take out of libpq's messages.
-    if (const auto scheme = url.find("://"); scheme != std::string::npos) {
-      const auto at = url.find('@', scheme + 3);
-      const auto slash = url.find('/', scheme + 3);
-      if (at != std::string::npos && (slash == std::string::npos || at < slash)) {
-        const auto colon = url.find(':', scheme + 3);
-        if (colon != std::string::npos && colon < at)
-          password_ = url.substr(colon + 1, at - colon - 1);
-      }
-    }
-    char* err = nullptr;
-    PQconninfoOption* opts = PQconninfoParse(url.c_str(), &err);
-    if (!opts) {
-      const std::string msg = err ? redacted(trimmed(err)) : "cannot parse it";
-      PQfreemem(err);
-      throw StoreError("store URL " + redacted(url) + ": " + msg, false, ErrorCategory::kUser);
-    }
-    std::string user, host, port, db;
-    for (auto* o = opts; o->keyword; ++o) {
-      if (!o->val) continue;
-      if (!std::strcmp(o->keyword, "user")) user = o->val;
-      if (!std::strcmp(o->keyword, "host")) host = o->val;
-      if (!std::strcmp(o->keyword, "hostaddr") && host.empty()) host = o->val;
-      if (!std::strcmp(o->keyword, "port")) port = o->val;
-      if (!std::strcmp(o->keyword, "dbname")) db = o->val;
-      if (!std::strcmp(o->keyword, "password") && password_.empty()) password_ = o->val;
-    }
-    PQconninfoFree(opts);
-    display_ = "postgresql://" + (user.empty() ? "" : user + "@") + host +
-               (port.empty() ? "" : ":" + port) + "/" + db;
-  }
-
-  std::string redacted(std::string s) const {
-    if (password_.size() >= 1)
-      for (std::size_t p; (p = s.find(password_)) != std::string::npos;)
-        s.replace(p, password_.size(), "***");
-    return s;
-  }
-
-  bool read_only_;
-  std::string sweep_, display_, password_;
-  PGconn* conn_ = nullptr;
-  bool in_tx_ = false;
-};
-
 PostgresStore::PostgresStore(const std::string& url, const std::string& sweep, Mode mode)
     : sweep_name_(sweep), mode_(mode) {
   if (sweep.empty())
     throw StoreError("a PostgreSQL store needs a sweep name", false, ErrorCategory::kUser);
-  db_ = std::make_unique<Db>(url, sweep, mode == Mode::kReadOnly);
+  db_ = std::make_unique<pg::Connection>(url, ", sweep " + sweep, mode == Mode::kReadOnly);
   if (mode == Mode::kReadWrite) {
-    migrate();
+    pg::migrate(*db_);
     db_->exec("INSERT INTO xpscale.sweeps(name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
               {sweep_name_});
   } else {
-    const auto r = db_->exec(
-        "SELECT to_regclass('xpscale.meta') IS NOT NULL, to_regclass('xpscale.sweeps') IS NOT "
-        "NULL");
-    if (!r.boolean(0, 0) || !r.boolean(0, 1))
-      throw StoreError(location() + " holds no xpscale store (no schema xpscale with its tables)",
-                       false, ErrorCategory::kUser);
-    const auto v = db_->exec("SELECT value FROM xpscale.meta WHERE key = 'schema_version'");
-    if (v.rows() == 0 || v.text(0, 0) != std::to_string(kSchemaVersion))
-      throw StoreError(location() + " has schema version " +
-                           (v.rows() ? v.text(0, 0) : std::string("(none)")) +
-                           "; this xpscale reads version " + std::to_string(kSchemaVersion) +
-                           (v.rows() && std::atoi(v.text(0, 0).c_str()) < kSchemaVersion
-                                ? " (a read-write open, e.g. xpscale run --resume, upgrades it)"
-                                : ""),
-                       false, ErrorCategory::kUser);
+    pg::check_schema(*db_);
   }
   db_->on_connect_ = [this] {
     // A reconnection dropped the run's lock with the old session: take it
@@ -448,51 +107,12 @@ PostgresStore::~PostgresStore() {
   }
 }
 
-int PostgresStore::schema_version() { return kSchemaVersion; }
+int PostgresStore::schema_version() { return pg::schema_version(); }
 
-std::string PostgresStore::migration(int from_version) {
-  if (from_version < 0 || from_version >= kSchemaVersion)
-    throw StoreError("no migration from schema version " + std::to_string(from_version));
-  return kMigrations[from_version];
-}
+std::string PostgresStore::migration(int from_version) { return pg::migration(from_version); }
 
 std::string PostgresStore::location() const { return db_->where(); }
 
-void PostgresStore::migrate() {
-  // One process migrates; the others wait on the lock and find it done.
-  db_->begin();
-  try {
-    db_->exec("SELECT pg_advisory_xact_lock($1::int, 0)", {kLockClass});
-    const auto r = db_->exec(
-        "SELECT to_regnamespace('xpscale') IS NOT NULL, to_regclass('xpscale.meta') IS NOT NULL");
-    int version = 0;
-    if (r.boolean(0, 1)) {
-      const auto v = db_->exec("SELECT value FROM xpscale.meta WHERE key = 'schema_version'");
-      if (v.rows() == 0)
-        throw StoreError(location() + ": xpscale.meta has no schema_version; not an xpscale store",
-                         false, ErrorCategory::kUser);
-      version = std::atoi(v.text(0, 0).c_str());
-    } else if (r.boolean(0, 0)) {
-      throw StoreError(location() +
-                           ": the database has a schema 'xpscale' that is not an xpscale store "
-                           "(no xpscale.meta); it is left alone. Use another database",
-                       false, ErrorCategory::kUser);
-    }
-    if (version > kSchemaVersion)
-      throw StoreError(location() + " has schema version " + std::to_string(version) +
-                           ", written by a newer xpscale; this xpscale reads version " +
-                           std::to_string(kSchemaVersion) + ". Upgrade xpscale",
-                       false, ErrorCategory::kUser);
-    for (int v = version; v < kSchemaVersion; ++v) db_->exec_script(kMigrations[v]);
-    if (version < kSchemaVersion)
-      db_->exec("UPDATE xpscale.meta SET value = $1 WHERE key = 'schema_version'",
-                {std::to_string(kSchemaVersion)});
-    db_->commit();
-  } catch (...) {
-    db_->rollback();
-    throw;
-  }
-}
 
 std::optional<std::int64_t> PostgresStore::sweep_id() const {
   if (!sweep_id_) {
@@ -594,7 +214,6 @@ constexpr const char* kTrialColumns =
     "id, params, status, attempts, grp, ranks, hosts, started_at, finished_at, reason, "
     "stderr_tail, last_step, best_value, best_step, last_metrics";
 
-template <class Result>
 TrialRow read_trial(const Result& q, int row) {
   TrialRow t;
   t.id = static_cast<std::uint64_t>(q.i64(row, 0));

@@ -24,13 +24,17 @@
 // server that cannot be reached, a refused password and a database that
 // is not a store are user errors (exit 2).
 //
-// postgres_store.cpp is the one boundary to libpq.
+// src/postgres (pg_connection.h) is the one boundary to libpq.
 #include <memory>
 #include <string>
 
 #include "xpscale/store/store.h"
 
 namespace xpscale {
+
+namespace pg {
+class Connection;
+}
 
 class PostgresStore final : public Store, public SharedSweep {
  public:
@@ -100,15 +104,13 @@ class PostgresStore final : public Store, public SharedSweep {
   std::vector<std::string> live_runs() override;
 
  private:
-  class Db;
   // The sweep's id; in kReadOnly mode looked up again until it exists.
   std::optional<std::int64_t> sweep_id() const;
   std::int64_t writable_sweep_id();  // throws in kReadOnly mode
-  void migrate();
 
   std::string sweep_name_;
   Mode mode_;
-  std::unique_ptr<Db> db_;
+  std::unique_ptr<pg::Connection> db_;
   mutable std::optional<std::int64_t> sweep_id_;
   double lease_s_ = 60;
   // The run begun on this connection: its writes are fenced (shared_sweep.h)
