@@ -1,5 +1,8 @@
 #include "commands.h"
 
+#include <pwd.h>
+#include <unistd.h>
+
 #include <sstream>
 
 #include "xpscale/coordinator/sweep_run.h"
@@ -36,6 +39,14 @@ void check_count_option(const std::string& flag, std::int64_t value, std::int64_
   if (value >= min && value <= max) return;
   throw UserError(flag + " must be in [" + std::to_string(min) + ", " + std::to_string(max) +
                   "], got " + std::to_string(value));
+}
+
+std::string who_am_i() {
+  std::string user = "?";
+  if (const passwd* pw = ::getpwuid(::getuid())) user = pw->pw_name;
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  return user + "@" + host + " pid " + std::to_string(::getpid());
 }
 
 }  // namespace xpscale::cli

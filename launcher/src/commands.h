@@ -22,6 +22,9 @@ int dashboard_command(const std::vector<std::string>& args);
 int export_command(const std::vector<std::string>& args);
 int shard_command(const std::vector<std::string>& args);
 int slurm_command(const std::vector<std::string>& args);
+int enqueue_command(const std::vector<std::string>& args);
+int queue_command(const std::vector<std::string>& args);
+int agent_command(const std::vector<std::string>& args);
 
 // Parses args against `options` plus one positional argument called `name`
 // (it shows in --help as part of the usage line, not as an option) into vm,
@@ -38,6 +41,9 @@ void check_seconds_option(const std::string& flag, double seconds);
 // got 0".
 void check_count_option(const std::string& flag, std::int64_t value, std::int64_t min,
                         std::int64_t max);
+
+// "user@host pid N": who asked (stop requests, the queue's entries).
+std::string who_am_i();
 
 // This program's path (/proc/self/exe), or "xpscale" when it cannot be read.
 std::string self_exe();

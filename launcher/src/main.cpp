@@ -37,6 +37,11 @@ const Subcommand kSubcommands[] = {
      xpscale::cli::slurm_command},
     {"shard", "write a data set as tar shards with indexes and a manifest",
      xpscale::cli::shard_command},
+    {"enqueue", "add a sweep to a queue of sweeps in a PostgreSQL store",
+     xpscale::cli::enqueue_command},
+    {"queue", "list, pause, resume or cancel the queue of sweeps", xpscale::cli::queue_command},
+    {"agent", "serve a queue of sweeps: run its entries as jobs, one after another",
+     xpscale::cli::agent_command},
 };
 
 void print_usage(std::ostream& out) {

@@ -30,13 +30,6 @@ constexpr const char* kUsage =
     "the request within about a second; a run started later ignores it.\n\n"
     "options";
 
-std::string who() {
-  std::string user = "?";
-  if (const passwd* pw = ::getpwuid(::getuid())) user = pw->pw_name;
-  char host[256] = {};
-  ::gethostname(host, sizeof host - 1);
-  return user + "@" + host + " pid " + std::to_string(::getpid());
-}
 
 }  // namespace
 
@@ -78,7 +71,7 @@ int stop_command(const std::vector<std::string>& args) {
   StopRequest request;
   request.at = detail::unix_now();
   request.cancel = vm.count("cancel") > 0;
-  request.by = who();
+  request.by = who_am_i();
   write_stop_request(out_dir, request);
   std::cout << "xpscale: asked " << running.size() << (running.size() == 1 ? " run" : " runs")
             << " of " << out_dir << " to stop"

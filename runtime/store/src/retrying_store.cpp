@@ -132,6 +132,10 @@ class RetryingStore::Shared final : public SharedSweep {
   bool owns_attempt(std::uint64_t trial, int attempt, std::int64_t run) override {
     return outer_.attempt([&] { return inner_.owns_attempt(trial, attempt, run); });
   }
+  Finished finish_owned(std::int64_t run, const AttemptEnd& end,
+                        const std::optional<ClaimFor>& next) override {
+    return outer_.attempt([&] { return inner_.finish_owned(run, end, next); });
+  }
   std::uint64_t next_trial_id() override {
     return outer_.attempt([&] { return inner_.next_trial_id(); });
   }

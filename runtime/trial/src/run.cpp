@@ -100,15 +100,15 @@ std::string join(const std::vector<std::string>& v, const char* sep = ",") {
   return out;
 }
 
-// Job arrays: task k of n runs trials k, k+n, k+2n, ... (a partition: no
-// trial runs in two tasks, whatever order the tasks run in).
+}  // namespace
+
 // --store, else the config's store:, else XPSCALE_STORE; "" for out_dir's
 // SQLite file. Anything but a PostgreSQL URL is refused, shown without
 // its password.
-std::string chosen_store_url(const RunOptions& options, const SweepConfig& config) {
+std::string chosen_store_url(const std::optional<std::string>& flag, const SweepConfig& config) {
   std::string url, from;
-  if (options.store) {
-    url = *options.store;
+  if (flag) {
+    url = *flag;
     from = "--store";
   } else if (!config.store.empty()) {
     url = config.store;
@@ -118,7 +118,7 @@ std::string chosen_store_url(const RunOptions& options, const SweepConfig& confi
     from = "XPSCALE_STORE";
   }
   if (url.empty() || url == "sqlite") return {};
-  if (!options.store && !config.store.empty() && url_without_password(url) != url)
+  if (!flag && !config.store.empty() && url_without_password(url) != url)
     throw UserError(from + ": the URL holds a password, which would be kept with the sweep's "
                     "config in the store; put it in PGPASSWORD or ~/.pgpass instead");
   if (!is_postgres_url(url))
@@ -134,6 +134,10 @@ std::string postgres_sweep_name(const SweepConfig& config) {
   return fs::path(config.out_dir).lexically_normal().filename().string();
 }
 
+namespace {
+
+// Job arrays: task k of n runs trials k, k+n, k+2n, ... (a partition: no
+// trial runs in two tasks, whatever order the tasks run in).
 bool in_array_task(std::uint64_t trial, const RunOptions& options) {
   return options.task_count <= 0 || trial % static_cast<std::uint64_t>(options.task_count) ==
                                         static_cast<std::uint64_t>(options.task);
@@ -147,7 +151,7 @@ CoordinatorSetup prepare(const SweepConfig& config, const RunOptions& given, int
   // The store: a PostgreSQL URL (--store, the config's store:, else
   // XPSCALE_STORE), or out_dir's SQLite file. On PostgreSQL every job, and
   // every task of a job array, is a worker of the whole sweep (shared_sweep.h).
-  const std::string store_url = chosen_store_url(given, config);
+  const std::string store_url = chosen_store_url(given.store, config);
   const bool postgres = !store_url.empty();
   RunOptions options = given;
   if (postgres) options.task = options.task_count = 0;

@@ -77,7 +77,7 @@ CREATE TABLE xpscale.queues(
 CREATE TABLE xpscale.queue(
   id BIGSERIAL PRIMARY KEY, queue TEXT NOT NULL, sweep TEXT NOT NULL,
   config_path TEXT NOT NULL, config_text TEXT NOT NULL, config_hash TEXT NOT NULL,
-  out_dir TEXT NOT NULL, ranks_per_trial BIGINT NOT NULL, gpus_per_rank BIGINT NOT NULL,
+  out_dir TEXT NOT NULL, cwd TEXT NOT NULL, ranks_per_trial BIGINT NOT NULL, gpus_per_rank BIGINT NOT NULL,
   priority INTEGER NOT NULL DEFAULT 0, status TEXT NOT NULL DEFAULT 'queued',
   cancel_requested BOOLEAN NOT NULL DEFAULT false,
   enqueued_at DOUBLE PRECISION NOT NULL, enqueued_by TEXT NOT NULL,

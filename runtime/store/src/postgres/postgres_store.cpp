@@ -101,6 +101,7 @@ PostgresStore::PostgresStore(const std::string& url, const std::string& sweep, M
 PostgresStore::~PostgresStore() {
   if (db_ && db_->in_tx()) {
     try {
+      flush_queued();
       db_->commit();  // as SqliteStore: what was not committed is lost only on a crash
     } catch (...) {
     }
@@ -132,7 +133,7 @@ std::int64_t PostgresStore::writable_sweep_id() {
 std::string PostgresStore::change_marker() const {
   const auto id = sweep_id();
   if (!id) return "none";
-  const auto q = db_->exec(
+  const auto q = db().exec(
       "SELECT (SELECT coalesce(max(seq), 0) FROM xpscale.metrics WHERE sweep = $1), "
       "count(*), coalesce(sum(attempts), 0), count(*) FILTER (WHERE status = 'running'), "
       "count(*) FILTER (WHERE status = 'queued'), coalesce(max(started_at), 0), "
@@ -146,13 +147,50 @@ std::string PostgresStore::change_marker() const {
 
 bool PostgresStore::in_transaction() const { return db_->in_tx(); }
 void PostgresStore::begin() { db_->begin(); }
-void PostgresStore::commit() { db_->commit(); }
-void PostgresStore::rollback() noexcept { db_->rollback(); }
+
+void PostgresStore::commit() {
+  try {
+    flush_queued();
+  } catch (...) {
+    rollback();  // the server aborted the transaction: end it here too
+    throw;
+  }
+  db_->commit();
+}
+
+void PostgresStore::rollback() noexcept {
+  queued_.clear();
+  queued_at_.clear();
+  db_->rollback();
+}
+
+pg::Connection& PostgresStore::db() const {
+  flush_queued();
+  return *db_;
+}
+
+void PostgresStore::flush_queued() const {
+  if (queued_.empty()) return;
+  // One statement for them all; each row [id, params text], taken apart by
+  // the server. Cleared first: a failed write aborts the transaction, whose
+  // writes the caller replays (RetryingStore) or gives up.
+  nlohmann::json rows = nlohmann::json::array();
+  for (auto& [id, params] : queued_) rows.push_back({id, std::move(params)});
+  queued_.clear();
+  queued_at_.clear();
+  db_->exec(
+      "INSERT INTO xpscale.trials(sweep, id, params, status) "
+      "SELECT $1, (r->>0)::bigint, r->>1, 'queued' FROM json_array_elements($2::json) r "
+      "ON CONFLICT (sweep, id) DO UPDATE SET params = excluded.params, status = 'queued', "
+      "reason = '', stderr_tail = '', last_step = NULL, best_value = NULL, best_step = NULL, "
+      "last_metrics = NULL, finished_at = NULL",
+      {*sweep_id_, rows.dump()});
+}
 
 std::optional<SweepRow> PostgresStore::sweep() const {
   const auto id = sweep_id();
   if (!id) return std::nullopt;
-  const auto q = db_->exec(
+  const auto q = db().exec(
       "SELECT name, config_path, config_text, config_hash, metric, goal, planned, created_at, "
       "updated_at FROM xpscale.sweeps WHERE id = $1 AND config_hash IS NOT NULL",
       {*id});
@@ -171,7 +209,7 @@ std::optional<SweepRow> PostgresStore::sweep() const {
 }
 
 void PostgresStore::write_sweep(const SweepRow& r) {
-  db_->exec(
+  db().exec(
       "UPDATE xpscale.sweeps SET config_path = $2, config_text = $3, config_hash = $4, "
       "metric = $5, goal = $6, planned = $7, created_at = COALESCE(created_at, $8), "
       "updated_at = $9 WHERE id = $1",
@@ -186,7 +224,7 @@ std::int64_t PostgresStore::begin_run(int world_size, int groups, int ranks_per_
   ::gethostname(host, sizeof host - 1);
   const std::string owner = std::string(host) + " pid " + std::to_string(::getpid());
   // The sweep's row counts its runs: its row lock numbers concurrent jobs' runs apart.
-  const auto r = db_->exec(
+  const auto r = db().exec(
       (std::string("WITH n AS (UPDATE xpscale.sweeps SET runs = runs + 1 WHERE id = $1 "
                    "RETURNING runs) INSERT INTO xpscale.runs(sweep, run, started_at, world_size, "
                    "groups, ranks_per_trial, hosts, resumed, heartbeat_at, lease_s, owner) "
@@ -195,15 +233,15 @@ std::int64_t PostgresStore::begin_run(int world_size, int groups, int ranks_per_
           .c_str(),
       {id, now, world_size, groups, ranks_per_trial, hosts, resumed, lease_s_, owner});
   const std::int64_t run = r.i64(0, 0);
-  db_->exec("SELECT pg_advisory_lock($1::bigint)", {run_lock_key(id, run)});
-  db_->exec("SELECT set_config('application_name', $1, false)", {"xpscale run " + owner});
+  db().exec("SELECT pg_advisory_lock($1::bigint)", {run_lock_key(id, run)});
+  db().exec("SELECT set_config('application_name', $1, false)", {"xpscale run " + owner});
   run_ = run;
   return run;
 }
 
 void PostgresStore::end_run(std::int64_t run, const std::string& status,
                             const nlohmann::json& summary, double now) {
-  db_->exec(
+  db().exec(
       "UPDATE xpscale.runs SET finished_at = $3, status = $4, summary = $5 "
       "WHERE sweep = $1 AND run = $2",
       {writable_sweep_id(), run, now, status, summary.dump()});
@@ -246,7 +284,7 @@ std::vector<TrialRow> PostgresStore::trials() const {
   std::vector<TrialRow> out;
   const auto id = sweep_id();
   if (!id) return out;
-  const auto q = db_->exec((std::string("SELECT ") + kTrialColumns +
+  const auto q = db().exec((std::string("SELECT ") + kTrialColumns +
                             " FROM xpscale.trials WHERE sweep = $1 ORDER BY id")
                                .c_str(),
                            {*id});
@@ -258,7 +296,7 @@ std::vector<TrialRow> PostgresStore::trials() const {
 std::optional<TrialRow> PostgresStore::trial(std::uint64_t trial_id) const {
   const auto id = sweep_id();
   if (!id) return std::nullopt;
-  const auto q = db_->exec((std::string("SELECT ") + kTrialColumns +
+  const auto q = db().exec((std::string("SELECT ") + kTrialColumns +
                             " FROM xpscale.trials WHERE sweep = $1 AND id = $2")
                                .c_str(),
                            {*id, trial_id});
@@ -270,7 +308,7 @@ std::vector<AttemptRow> PostgresStore::attempts(std::optional<std::uint64_t> tri
   std::vector<AttemptRow> out;
   const auto id = sweep_id();
   if (!id) return out;
-  const auto q = db_->exec(
+  const auto q = db().exec(
       "SELECT trial, attempt, run, grp, ranks, hosts, started_at, finished_at, status, reason, "
       "stderr_tail FROM xpscale.attempts WHERE sweep = $1 AND ($2::bigint IS NULL OR trial = $2) "
       "ORDER BY trial, attempt",
@@ -295,21 +333,32 @@ std::vector<AttemptRow> PostgresStore::attempts(std::optional<std::uint64_t> tri
 }
 
 void PostgresStore::put_queued_trial(std::uint64_t id, const nlohmann::ordered_json& params) {
-  db_->exec(
+  const std::int64_t sweep = writable_sweep_id();
+  if (db_->in_tx()) {
+    // The same id twice in one transaction: the later params win, as two
+    // upserts in a row would.
+    auto [at, fresh] = queued_at_.try_emplace(id, queued_.size());
+    if (fresh)
+      queued_.emplace_back(id, params.dump());
+    else
+      queued_[at->second].second = params.dump();
+    return;
+  }
+  db().exec(
       "INSERT INTO xpscale.trials(sweep, id, params, status) VALUES ($1, $2, $3, 'queued') "
       "ON CONFLICT (sweep, id) DO UPDATE SET params = excluded.params, status = 'queued', "
       "reason = '', stderr_tail = '', last_step = NULL, best_value = NULL, best_step = NULL, "
       "last_metrics = NULL, finished_at = NULL",
-      {writable_sweep_id(), id, params.dump()});
+      {sweep, id, params.dump()});
 }
 
 void PostgresStore::set_trial_params(std::uint64_t id, const nlohmann::ordered_json& params) {
-  db_->exec("UPDATE xpscale.trials SET params = $3 WHERE sweep = $1 AND id = $2",
+  db().exec("UPDATE xpscale.trials SET params = $3 WHERE sweep = $1 AND id = $2",
             {writable_sweep_id(), id, params.dump()});
 }
 
 void PostgresStore::put_state(const std::string& name, const nlohmann::json& state) {
-  db_->exec(
+  db().exec(
       "INSERT INTO xpscale.algorithm_state(sweep, name, state) VALUES ($1, $2, $3) "
       "ON CONFLICT (sweep, name) DO UPDATE SET state = excluded.state",
       {writable_sweep_id(), name, state.dump()});
@@ -319,7 +368,7 @@ std::optional<nlohmann::json> PostgresStore::state(const std::string& name) cons
   const auto id = sweep_id();
   if (!id) return std::nullopt;
   const auto q =
-      db_->exec("SELECT state FROM xpscale.algorithm_state WHERE sweep = $1 AND name = $2",
+      db().exec("SELECT state FROM xpscale.algorithm_state WHERE sweep = $1 AND name = $2",
                 {*id, name});
   if (q.rows() == 0) return std::nullopt;
   auto j = nlohmann::json::parse(q.text(0, 0), nullptr, false);
@@ -330,7 +379,7 @@ std::optional<nlohmann::json> PostgresStore::state(const std::string& name) cons
 
 void PostgresStore::start_attempt(std::uint64_t trial, int attempt, std::int64_t run, int group,
                                   const std::string& ranks, const std::string& hosts, double now) {
-  db_->exec(
+  db().exec(
       "WITH a AS (INSERT INTO xpscale.attempts(sweep, trial, attempt, run, grp, ranks, hosts, "
       "started_at, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'running') "
       "ON CONFLICT (sweep, trial, attempt) DO UPDATE SET run = excluded.run, grp = excluded.grp, "
@@ -347,7 +396,7 @@ void PostgresStore::start_attempt(std::uint64_t trial, int attempt, std::int64_t
 void PostgresStore::finish_attempt(std::uint64_t trial, int attempt, TrialStatus status,
                                    const std::string& reason, const std::string& stderr_tail,
                                    double now, bool final) {
-  db_->exec(
+  db().exec(
       "WITH a AS (UPDATE xpscale.attempts SET finished_at = $4, status = $5, reason = $6, "
       "stderr_tail = $7 WHERE sweep = $1 AND trial = $2 AND attempt = $3 "
       "AND ($9::bigint IS NULL OR (run = $9 AND status = 'running')) RETURNING 1) "
@@ -363,7 +412,7 @@ int PostgresStore::mark_interrupted(double now) { return reap(-1, now); }
 
 void PostgresStore::interrupt_attempt(std::uint64_t trial, int attempt, const std::string& reason,
                                       double now, bool lost) {
-  db_->exec(
+  db().exec(
       "WITH a AS (UPDATE xpscale.attempts SET status = $4, finished_at = $5, reason = $6 "
       "WHERE sweep = $1 AND trial = $2 AND attempt = $3 "
       "AND ($7::bigint IS NULL OR (run = $7 AND status = 'running')) RETURNING 1) "
@@ -390,51 +439,114 @@ void PostgresStore::add_metrics(std::uint64_t trial, int attempt, std::int64_t s
       "best_step = CASE WHEN " + is_better + " THEN $4 ELSE best_step END, "
       "best_value = CASE WHEN " + is_better + " THEN $6::float8 ELSE best_value END "
       "WHERE sweep = $1 AND id = $2 AND EXISTS (SELECT 1 FROM ok)";
-  db_->exec(sql.c_str(),
+  db().exec(sql.c_str(),
             {writable_sweep_id(), trial, attempt, step, time, stored_value(value), text, run_});
 }
 
 // ---- Many jobs on one sweep (shared_sweep.h) ----
 
 void PostgresStore::lock_sweep() {
-  db_->exec("SELECT pg_advisory_xact_lock($1::int, $2::int)", {kLockClass, writable_sweep_id()});
+  db().exec("SELECT pg_advisory_xact_lock($1::int, $2::int)", {kLockClass, writable_sweep_id()});
 }
+
+namespace {
+
+// The claim (claim_trial()) as CTEs c (the trial), t (its row) and n (its
+// attempt) of a larger statement, on the statement's parameters: $1 the
+// sweep, and those named here. SKIP LOCKED: a trial another job is
+// claiming right now is passed over, never handed out twice; retried and
+// interrupted trials (attempts > 0, they may hold checkpoints) go first,
+// then by id. `on`: a condition that must hold for any claim.
+struct ClaimParams {
+  const char *run, *on, *group, *ranks, *hosts, *now;
+};
+
+std::string claim_ctes(const ClaimParams& p) {
+  const std::string run = p.run, group = p.group, ranks = p.ranks, hosts = p.hosts, now = p.now;
+  return "c AS (SELECT id FROM xpscale.trials WHERE sweep = $1 AND status = 'queued' AND " +
+         std::string(p.on) +
+         " ORDER BY (attempts > 0) DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED), "
+         "t AS (UPDATE xpscale.trials t SET status = 'running', attempts = t.attempts + 1, grp = " +
+         group + ", ranks = " + ranks + ", hosts = " + hosts + ", started_at = " + now +
+         ", finished_at = NULL FROM c WHERE t.sweep = $1 AND t.id = c.id "
+         "RETURNING t.id, t.params, t.attempts), "
+         "n AS (INSERT INTO xpscale.attempts(sweep, trial, attempt, run, grp, ranks, hosts, "
+         "started_at, status) SELECT $1, id, attempts, " +
+         run + ", " + group + ", " + ranks + ", " + hosts + ", " + now +
+         ", 'running' FROM t ON CONFLICT (sweep, trial, attempt) DO UPDATE SET "
+         "run = excluded.run, grp = excluded.grp, ranks = excluded.ranks, hosts = excluded.hosts, "
+         "started_at = excluded.started_at, finished_at = NULL, status = 'running', reason = '', "
+         "stderr_tail = '') ";
+}
+
+// The claimed trial's columns (none: nothing was queued): id, params,
+// attempt, its failed attempts, its attempts whose run ended under them
+// (`ended`: the parameter that holds kRunEndedReason).
+std::string claim_columns(const std::string& ended) {
+  return "t.id, t.params, t.attempts, "
+         "(SELECT count(*) FROM xpscale.attempts x WHERE x.sweep = $1 AND x.trial = t.id "
+         "AND x.status = 'failed'), "
+         "(SELECT count(*) FROM xpscale.attempts x WHERE x.sweep = $1 AND x.trial = t.id "
+         "AND (x.status = 'lost' OR (x.status = 'interrupted' AND x.reason = " +
+         ended + "))) ";
+}
+
+std::optional<Claim> read_claim(const Result& q, int col) {
+  if (q.rows() == 0 || q.null(0, col)) return std::nullopt;
+  Claim c;
+  c.id = static_cast<std::uint64_t>(q.i64(0, col));
+  c.params = nlohmann::ordered_json::parse(q.text(0, col + 1));
+  c.attempt = static_cast<int>(q.i64(0, col + 2));
+  c.failed = static_cast<int>(q.i64(0, col + 3));
+  c.crashed = static_cast<int>(q.i64(0, col + 4));
+  return c;
+}
+
+}  // namespace
 
 std::optional<Claim> PostgresStore::claim_trial(std::int64_t run, int group,
                                                 const std::string& ranks, const std::string& hosts,
                                                 double now) {
-  // SKIP LOCKED: a trial another job is claiming right now is passed over,
-  // never handed out twice; retried and interrupted trials (attempts > 0,
-  // they may hold checkpoints) go first, then by id.
-  const auto q = db_->exec(
-      "WITH c AS (SELECT id FROM xpscale.trials WHERE sweep = $1 AND status = 'queued' "
-      "ORDER BY (attempts > 0) DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED), "
-      "t AS (UPDATE xpscale.trials t SET status = 'running', attempts = t.attempts + 1, grp = $3, "
-      "ranks = $4, hosts = $5, started_at = $6, finished_at = NULL FROM c "
-      "WHERE t.sweep = $1 AND t.id = c.id RETURNING t.id, t.params, t.attempts), "
-      "a AS (INSERT INTO xpscale.attempts(sweep, trial, attempt, run, grp, ranks, hosts, "
-      "started_at, status) SELECT $1, id, attempts, $2, $3, $4, $5, $6, 'running' FROM t "
-      "ON CONFLICT (sweep, trial, attempt) DO UPDATE SET run = excluded.run, grp = excluded.grp, "
-      "ranks = excluded.ranks, hosts = excluded.hosts, started_at = excluded.started_at, "
-      "finished_at = NULL, status = 'running', reason = '', stderr_tail = '') "
-      "SELECT t.id, t.params, t.attempts, "
-      "(SELECT count(*) FROM xpscale.attempts x WHERE x.sweep = $1 AND x.trial = t.id "
-      "AND x.status = 'failed'), "
-      "(SELECT count(*) FROM xpscale.attempts x WHERE x.sweep = $1 AND x.trial = t.id "
-      "AND (x.status = 'lost' OR (x.status = 'interrupted' AND x.reason = $7))) FROM t",
-      {writable_sweep_id(), run, group, ranks, hosts, now, kRunEndedReason});
-  if (q.rows() == 0) return std::nullopt;
-  Claim c;
-  c.id = static_cast<std::uint64_t>(q.i64(0, 0));
-  c.params = nlohmann::ordered_json::parse(q.text(0, 1));
-  c.attempt = static_cast<int>(q.i64(0, 2));
-  c.failed = static_cast<int>(q.i64(0, 3));
-  c.crashed = static_cast<int>(q.i64(0, 4));
-  return c;
+  static const std::string sql =
+      "WITH " + claim_ctes({"$2", "true", "$3", "$4", "$5", "$6"}) + "SELECT " +
+      claim_columns("$7") + "FROM t";
+  return read_claim(db().exec(sql.c_str(), {writable_sweep_id(), run, group, ranks, hosts, now,
+                                            kRunEndedReason}),
+                    0);
+}
+
+Finished PostgresStore::finish_owned(std::int64_t run, const AttemptEnd& e,
+                                     const std::optional<ClaimFor>& next) {
+  // The finish (a: the attempt, f: the trial's row), fenced as
+  // finish_attempt() is; then the claim. One snapshot for all: the claim
+  // cannot take the trial this statement finishes (running in the
+  // snapshot), nor one queued again by it. Applied: the attempt was
+  // written, or (a retry after a commit lost in flight) this run had
+  // already ended it exactly so.
+  static const std::string sql =
+      "WITH a AS (UPDATE xpscale.attempts SET finished_at = $4, status = $5, reason = $6, "
+      "stderr_tail = $7 WHERE sweep = $1 AND trial = $2 AND attempt = $3 AND run = $9 "
+      "AND status = 'running' RETURNING 1), "
+      "f AS (UPDATE xpscale.trials SET status = $8, finished_at = $4, reason = $6, "
+      "stderr_tail = $7 WHERE sweep = $1 AND id = $2 AND EXISTS (SELECT 1 FROM a) "
+      "RETURNING 1), " +
+      claim_ctes({"$9", "$10::boolean", "$11", "$12", "$13", "$14"}) +
+      "SELECT EXISTS (SELECT 1 FROM a) OR EXISTS (SELECT 1 FROM xpscale.attempts x "
+      "WHERE x.sweep = $1 AND x.trial = $2 AND x.attempt = $3 AND x.run = $9 AND x.status = $5 "
+      "AND x.finished_at = $4 AND x.reason = $6), " +
+      claim_columns("$15") + "FROM (SELECT 1) one LEFT JOIN t ON true";
+  const std::string status(trial_status_name(e.status));
+  const auto q = db().exec(
+      sql.c_str(),
+      {writable_sweep_id(), e.trial, e.attempt, e.at, status, e.reason, e.stderr_tail,
+       std::string(e.final ? status : trial_status_name(TrialStatus::kQueued)), run,
+       next.has_value(), next ? next->group : 0, next ? next->ranks : std::string(),
+       next ? next->hosts : std::string(), next ? next->now : 0.0, kRunEndedReason});
+  return {.applied = q.boolean(0, 0), .next = read_claim(q, 1)};
 }
 
 SweepCounts PostgresStore::heartbeat(std::int64_t run) {
-  const auto q = db_->exec(
+  const auto q = db().exec(
       (std::string("WITH h AS (UPDATE xpscale.runs SET heartbeat_at = ") + kServerNow +
        " WHERE sweep = $1 AND run = $2 AND status = 'running' RETURNING 1) "
        "SELECT (SELECT count(*) FROM h), count(*) FILTER (WHERE status = 'queued'), "
@@ -453,7 +565,7 @@ int PostgresStore::reap(std::int64_t run, double now) {
   // killed with its job); their running attempts end "interrupted" with
   // kRunEndedReason (counted against the trial's retries) and their
   // trials are queued again. Attempts of runs without a row count too.
-  const auto q = db_->exec(
+  const auto q = db().exec(
       (std::string("WITH live AS (") + kLiveRuns +
        "), r AS (UPDATE xpscale.runs SET status = 'killed', finished_at = $3 "
        "WHERE sweep = $1 AND status = 'running' AND run <> $2 AND run NOT IN (SELECT run FROM "
@@ -479,7 +591,7 @@ bool PostgresStore::owns_attempt(std::uint64_t trial, int attempt, std::int64_t 
 
 std::uint64_t PostgresStore::next_trial_id() {
   return static_cast<std::uint64_t>(
-      db_->exec("SELECT coalesce(max(id) + 1, 0) FROM xpscale.trials WHERE sweep = $1",
+      db().exec("SELECT coalesce(max(id) + 1, 0) FROM xpscale.trials WHERE sweep = $1",
                 {writable_sweep_id()})
           .i64(0, 0));
 }
@@ -488,7 +600,7 @@ std::vector<std::string> PostgresStore::live_runs() {
   std::vector<std::string> out;
   const auto id = sweep_id();
   if (!id) return out;
-  const auto q = db_->exec(
+  const auto q = db().exec(
       (std::string("SELECT run, owner, to_char(to_timestamp(started_at), 'YYYY-MM-DD "
                    "HH24:MI:SS TZ') FROM xpscale.runs WHERE sweep = $1 AND run IN (") +
        kLiveRuns + ") ORDER BY run")
@@ -504,7 +616,7 @@ std::vector<MetricRow> PostgresStore::metrics(std::optional<std::uint64_t> trial
   std::vector<MetricRow> out;
   const auto id = sweep_id();
   if (!id) return out;
-  const auto q = db_->exec(
+  const auto q = db().exec(
       with_values ? "SELECT trial, attempt, step, time, value, values_json FROM xpscale.metrics "
                     "WHERE sweep = $1 AND ($2::bigint IS NULL OR trial = $2) "
                     "ORDER BY trial, attempt, step, seq"

@@ -25,8 +25,12 @@
 // is not a store are user errors (exit 2).
 //
 // src/postgres (pg_connection.h) is the one boundary to libpq.
+#include <cstddef>
 #include <memory>
 #include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "xpscale/store/store.h"
 
@@ -73,6 +77,8 @@ class PostgresStore final : public Store, public SharedSweep {
   std::optional<TrialRow> trial(std::uint64_t id) const override;
   std::vector<AttemptRow> attempts(
       std::optional<std::uint64_t> trial = std::nullopt) const override;
+  // In a transaction, written at its next statement (or commit), all the
+  // trials queued since in one: an error surfaces there.
   void put_queued_trial(std::uint64_t id, const nlohmann::ordered_json& params) override;
   void set_trial_params(std::uint64_t id, const nlohmann::ordered_json& params) override;
   void put_state(const std::string& name, const nlohmann::json& state) override;
@@ -100,6 +106,8 @@ class PostgresStore final : public Store, public SharedSweep {
   SweepCounts heartbeat(std::int64_t run) override;
   int reap(std::int64_t run, double now) override;
   bool owns_attempt(std::uint64_t trial, int attempt, std::int64_t run) override;
+  Finished finish_owned(std::int64_t run, const AttemptEnd& end,
+                        const std::optional<ClaimFor>& next = std::nullopt) override;
   std::uint64_t next_trial_id() override;
   std::vector<std::string> live_runs() override;
 
@@ -107,6 +115,11 @@ class PostgresStore final : public Store, public SharedSweep {
   // The sweep's id; in kReadOnly mode looked up again until it exists.
   std::optional<std::int64_t> sweep_id() const;
   std::int64_t writable_sweep_id();  // throws in kReadOnly mode
+  // The connection, once the trials put_queued_trial() holds back are
+  // written: every statement but those goes through here, so that reads
+  // see them and they commit (or roll back) with their transaction.
+  pg::Connection& db() const;
+  void flush_queued() const;
 
   std::string sweep_name_;
   Mode mode_;
@@ -116,6 +129,11 @@ class PostgresStore final : public Store, public SharedSweep {
   // The run begun on this connection: its writes are fenced (shared_sweep.h)
   // and its lease lock is taken again after a reconnection.
   std::optional<std::int64_t> run_;
+  // Trials queued in the open transaction and not yet written (id, params
+  // as text), written as one statement (the first job of a sweep queues
+  // every trial of it at once); where each id sits in it.
+  mutable std::vector<std::pair<std::uint64_t, std::string>> queued_;
+  mutable std::unordered_map<std::uint64_t, std::size_t> queued_at_;
 };
 
 // Whether `location` names a PostgreSQL store (postgresql:// or postgres://).

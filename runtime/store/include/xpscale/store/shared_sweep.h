@@ -17,10 +17,20 @@
 //     (finish_attempt, interrupt_attempt, add_metrics) apply only while the
 //     attempt is still this run's and running; a run whose lease expired
 //     writes nothing over the job that took its trial. owns_attempt() says,
-//     and in a transaction locks the attempt's row until the commit.
+//     and in a transaction locks the attempt's row until the commit;
+//     finish_owned() is the fenced finish that says whether it applied, so
+//     that a result needs no check of its own when nothing else is decided
+//     with it (a result it did not apply is dropped, never merged).
 //   - Decisions that read and change shared state (the searcher's and the
 //     scheduler's, new trial ids) run in a transaction after lock_sweep(),
 //     which serializes them with every other job's: no last writer wins.
+//     A sweep whose searcher and scheduler keep no state (random or grid,
+//     no scheduler) has no such decisions: its results take neither the
+//     lock nor a reload of the state.
+//   - Round trips: in the steady state a trial costs one statement, the
+//     finish_owned() of a group's result that claims the group's next trial
+//     too; the trials a job queues in a transaction go in one statement at
+//     its next one (put_queued_trial()).
 // Times of leases are the database server's clock, so hosts whose clocks
 // disagree cannot steal each other's leases early.
 #include <cstdint>
@@ -31,6 +41,8 @@
 #include <nlohmann/json.hpp>
 
 namespace xpscale {
+
+enum class TrialStatus;  // store.h
 
 // A claimed trial: its attempt was started for the run that claimed it.
 struct Claim {
@@ -44,6 +56,28 @@ struct Claim {
 struct SweepCounts {
   std::uint64_t queued = 0, running = 0;  // trials, over every job
   bool alive = true;  // false: this run's lease had expired and it was ended
+};
+
+// How an attempt ended, as Store::finish_attempt() takes it.
+struct AttemptEnd {
+  std::uint64_t trial = 0;
+  int attempt = 0;
+  TrialStatus status{};
+  std::string reason, stderr_tail;
+  double at = 0;       // Unix seconds
+  bool final = true;   // false: the trial is queued again (a retry)
+};
+
+// Where a claimed trial runs (claim_trial()'s arguments).
+struct ClaimFor {
+  int group = 0;
+  std::string ranks, hosts;
+  double now = 0;
+};
+
+struct Finished {
+  bool applied = false;       // false: the attempt was no longer the run's; nothing written
+  std::optional<Claim> next;  // the trial claimed after it, when asked and one was queued
 };
 
 class SharedSweep {
@@ -64,6 +98,14 @@ class SharedSweep {
   // trials went back to the queue. Outside a transaction.
   virtual int reap(std::int64_t run, double now) = 0;
   virtual bool owns_attempt(std::uint64_t trial, int attempt, std::int64_t run) = 0;
+  // finish_attempt(end) fenced for `run`: applies only while the attempt is
+  // still run's and running, and says whether it did (a retry of a call
+  // whose commit was lost in flight finds its own finish and says applied;
+  // its claim, as claim_trial()'s, is not undone). With `next`, also claims
+  // the next queued trial for run as claim_trial() does, whether or not the
+  // finish applied, in the same statement. Outside a transaction.
+  virtual Finished finish_owned(std::int64_t run, const AttemptEnd& end,
+                                const std::optional<ClaimFor>& next = std::nullopt) = 0;
   // The first trial id no trial has yet.
   virtual std::uint64_t next_trial_id() = 0;
   // Live runs: one line each (host, pid, since when), for `xpscale stop`.

@@ -51,4 +51,14 @@ int run(int argc, char** argv, const TrainFn& train);
 // returns the exit status as run() does. `prog` prefixes messages.
 int run_and_report(const RunOptions& options, const TrainFactory& make_train, const char* prog);
 
+// The store a run of `config` uses: `flag` (--store), else the config's
+// `store:`, else XPSCALE_STORE; "" for out_dir's SQLite file (also for
+// "sqlite"). Throws UserError for anything but a PostgreSQL URL, and for
+// a password in the config's `store:` (shown without it).
+std::string chosen_store_url(const std::optional<std::string>& flag, const SweepConfig& config);
+
+// A sweep's name in a PostgreSQL store: its config's `name`, else its
+// out_dir's last part (runs/<config file stem> by default).
+std::string postgres_sweep_name(const SweepConfig& config);
+
 }  // namespace xpscale
