@@ -473,7 +473,9 @@ std::vector<std::string> job_argv(const AgentOptions& o, const QueueEntry& e, st
                                        std::to_string(static_cast<int>(o.offer.lease_s))};
   std::vector<std::string> argv;
   if (o.launcher == "srun") {
-    argv = {"srun", "--ntasks", std::to_string(ranks), "--kill-on-bad-exit=1", self, "run"};
+    // PMIx, as the batch script of `xpscale slurm submit` (Open MPI needs it under srun).
+    argv = {"srun", "--mpi=pmix", "--ntasks", std::to_string(ranks), "--kill-on-bad-exit=1", self,
+            "run"};
   } else if (o.launcher == "mpirun") {
     argv = {self, "launch", "-n", std::to_string(ranks)};
   } else {

@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -20,7 +21,10 @@
 #include "xpscale/config/command.h"
 #include "xpscale/config/sweep_config.h"
 #include "xpscale/launcher/slurm_script.h"
+#include "xpscale/config/canonical_config.h"
+#include "xpscale/store/postgres_store.h"
 #include "xpscale/store/store.h"
+#include "xpscale/trial/run.h"
 
 extern char** environ;
 
@@ -38,6 +42,7 @@ using launcher::SlurmJob;
 constexpr const char* kUsage =
     "usage: xpscale slurm render SWEEP.yaml [options] [-- run options]\n"
     "       xpscale slurm submit SWEEP.yaml [options] [-- run options]\n"
+    "       xpscale slurm submit --join SWEEP --store URL [options] [-- run options]\n"
     "       xpscale slurm status OUT_DIR [--format text|json]\n\n"
     "render prints the sweep's batch script (from slurm/sweep.sbatch.in); submit\n"
     "writes it to OUT_DIR/slurm/ and submits it with sbatch, then prints the job id\n"
@@ -46,7 +51,9 @@ constexpr const char* kUsage =
     "--sweep SWEEP) on nodes x ranks-per-node ranks. It asks for\n"
     "--signal=B:USR1@GRACE and --requeue: on the signal, trials checkpoint, the\n"
     "store is committed and the job requeues itself, then resumes (docs/slurm.md).\n"
-    "Words after `--` are added to the run command.\n\noptions";
+    "Words after `--` are added to the run command. On a PostgreSQL store (--store)\n"
+    "every job and array task is a worker of the one sweep; --join NAME adds workers\n"
+    "to a sweep already in the store, found by its name (docs/store.md).\n\noptions";
 
 // The job id file: one JSON line per submission, the last one is current.
 fs::path jobs_file(const fs::path& out_dir) { return out_dir / "slurm" / "jobs.jsonl"; }
@@ -100,6 +107,45 @@ std::string absolute(const std::string& path) {
   return ec ? path : p.lexically_normal().string();
 }
 
+// The config of sweep `name` in the PostgreSQL store (--store, else
+// XPSCALE_STORE), checked to be the one the sweep began with.
+std::string joined_config(const std::string& name, std::string url, const char* verb) {
+  const std::string cmd = std::string("slurm ") + verb + " --join";
+  if (url.empty())
+    if (const char* env = std::getenv("XPSCALE_STORE")) url = env;
+  if (url.empty() || !is_postgres_url(url))
+    throw UserError(cmd + ": the sweep is found in a PostgreSQL store: pass --store "
+                    "postgresql://user@host:port/database (or set XPSCALE_STORE)");
+  std::optional<SweepRow> row;
+  std::string where;
+  try {
+    PostgresStore store(url, name, Store::Mode::kReadOnly);
+    row = store.sweep();
+    where = store.location();
+  } catch (const StoreError& e) {
+    if (e.category() == ErrorCategory::kUser) throw UserError(cmd + ": " + e.what());
+    throw;
+  }
+  if (!row)
+    throw UserError(cmd + ": " + where +
+                    " has not begun; start it first (xpscale slurm submit SWEEP.yaml --store "
+                    "URL, or xpscale enqueue SWEEP.yaml)");
+  const std::string path = row->config_path;
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec))
+    throw UserError(cmd + ": the sweep's config " + path + " is not here" +
+                    (fs::path(path).is_relative() ? " (a path relative to where the sweep began: "
+                                                    "run this there)"
+                                                  : "") +
+                    "; the jobs run it from its file");
+  const SweepConfig now = load_sweep_config(path);
+  const auto match = match_stored_config(row->config_hash, row->config_text, now.text, now.path);
+  if (!match.same)
+    throw UserError(cmd + ": " + path + " changed since sweep '" + name +
+                    "' began (" + match.difference + "); the jobs would be refused");
+  return path;
+}
+
 struct JobRequest {
   SlurmJob job;
   std::string sweep_path;
@@ -119,7 +165,7 @@ std::optional<JobRequest> parse_job(const std::vector<std::string>& args_in, con
   }
   JobRequest r;
   SlurmJob& job = r.job;
-  std::string out_dir, trainer;
+  std::string out_dir, trainer, join, store;
   int ranks_per_node = 0;
   po::options_description desc(kUsage);
   desc.add_options()("help,h", "show this help")(
@@ -144,18 +190,44 @@ std::optional<JobRequest> parse_job(const std::vector<std::string>& args_in, con
       "trainer", po::value<std::string>(&trainer),
       "an in-process trainer (xpscale::run) to run instead of `xpscale run`")(
       "launcher", po::value<std::string>(&job.launcher)->default_value("srun"),
-      "srun (--mpi=pmix) or mpirun inside the allocation");
+      "srun (--mpi=pmix) or mpirun inside the allocation")(
+      "store", po::value<std::string>(&store),
+      "a postgresql://user@host:port/database store for the run (default: the config's "
+      "store:, else XPSCALE_STORE)")(
+      "join", po::value<std::string>(&join),
+      "add workers to sweep NAME of the PostgreSQL store (its config is found there)");
   po::variables_map vm;
   r.sweep_path = parse_command_line(args, desc, "sweep", vm);
   if (vm.count("help")) {
     std::cout << desc;
     return std::nullopt;
   }
+  if (!join.empty()) {
+    if (!r.sweep_path.empty())
+      throw UserError(std::string("slurm ") + verb + ": --join " + join +
+                      " finds the sweep's config in the store; give no SWEEP.yaml with it");
+    if (vm.count("out-dir"))
+      throw UserError(std::string("slurm ") + verb +
+                      ": --join runs the sweep where it runs; --out-dir cannot move it");
+    r.sweep_path = joined_config(join, store, verb);
+  }
   if (r.sweep_path.empty())
     throw UserError(std::string("slurm ") + verb + ": missing SWEEP.yaml; see --help");
 
   const SweepConfig config = load_sweep_config(r.sweep_path);
   print_config_warnings(config, std::cerr);  // before submitting, not only in the job's log
+  // The store, as the run will choose it: a PostgreSQL one goes on the
+  // run's command line (without its password, which the job finds in
+  // PGPASSWORD or ~/.pgpass as this command does).
+  const std::string url =
+      chosen_store_url(store.empty() ? std::nullopt : std::optional(store), config);
+  if (url.empty() && job.array_size > 0 && config.method == SearchMethod::kBayes)
+    throw UserError(std::string("slurm ") + verb +
+                    ": method: bayes (TPE) learns from every result, and array tasks on SQLite "
+                    "keep separate stores; give a PostgreSQL store (--store postgresql://...), on "
+                    "which every task is a worker of the one sweep, or drop --array");
+  if (!url.empty() && std::find(extra.begin(), extra.end(), "--store") == extra.end())
+    extra.insert(extra.begin(), {"--store", url_without_password(url)});
   if (trainer.empty() && !config.is_external())
     throw UserError(r.sweep_path +
                     " has no 'program' or 'command' for `xpscale run`; pass --trainer PROGRAM "

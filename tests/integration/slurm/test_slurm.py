@@ -11,6 +11,7 @@ import json
 import os
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -21,6 +22,9 @@ ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
 XPSCALE = os.environ["XPSCALE_BIN"]
 TRAINER = os.environ["XPSCALE_TRAINER"]
 EXT_TRIAL = os.path.join(ROOT, "tests", "mpi", "sweep", "ext_trial.py")
+sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
+from pg_server import PgServer  # noqa: E402  (tests/support)
+
 FINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
          "BOOT_FAIL", "DEADLINE", "PREEMPTED"}
 
@@ -258,6 +262,95 @@ class SlurmTest(unittest.TestCase):
         self.assertEqual([l["id"] for l in lines[1:]], list(range(7)))
         table = self.run_cmd([XPSCALE, "report", self.out]).stdout
         self.assertIn("7 trials", table)
+
+    def start_pg(self):
+        pg = PgServer()
+        self.addCleanup(pg.stop)
+        self.env.update(pg.env)  # PGPASSWORD, which sbatch passes on to the job
+        return pg
+
+    def pg_counts(self, pg, sweep):
+        """(trials, trials with exactly one completed attempt, runs) of `sweep`."""
+        sid = "(SELECT id FROM xpscale.sweeps WHERE name = '%s')" % sweep
+        return tuple(int(v) for v in pg.psql(
+            "SELECT (SELECT count(*) FROM xpscale.trials WHERE sweep = %s), "
+            "(SELECT count(*) FROM (SELECT trial FROM xpscale.attempts WHERE sweep = %s AND "
+            "status = 'completed' GROUP BY trial HAVING count(*) = 1) x), "
+            "(SELECT count(*) FROM xpscale.runs WHERE sweep = %s)" % (sid, sid, sid)).split("|"))
+
+    def test_array_on_postgres_is_one_bayes_sweep_and_join_adds_a_worker(self):
+        pg = self.start_pg()
+        cfg = self.write_config({
+            "name": "elastic", "method": "bayes", "trials": 16, "seed": 3,
+            "metric": {"name": "loss", "goal": "minimize"},
+            "parameters": {"x": {"min": -4.0, "max": 4.0}, "ms": {"value": 150}}})
+        # bayes over array tasks: refused on SQLite (separate stores) ...
+        p = self.run_cmd([XPSCALE, "slurm", "submit", cfg, "--trainer", TRAINER, "--array", "2",
+                          "--ranks-per-node", "1"], expect=2)
+        self.assertIn("bayes", p.stderr)
+        array = self.submit(cfg, "--trainer", TRAINER, "--array", "2", "--ranks-per-node", "1",
+                            "--store", pg.url)
+        # ... and one sweep of elastic workers on PostgreSQL; a third joins
+        # by the sweep's name alone.
+        deadline = time.time() + 60
+        while time.time() < deadline and "elastic" not in pg.psql(
+                "SELECT coalesce(string_agg(name, ','), '') FROM xpscale.sweeps"
+                if pg.psql("SELECT to_regclass('xpscale.sweeps') IS NOT NULL") == "t"
+                else "SELECT ''"):
+            time.sleep(0.5)
+        p = self.run_cmd([XPSCALE, "slurm", "submit", "--join", "elastic", "--store", pg.url,
+                          "--trainer", TRAINER, "--ranks-per-node", "1"])
+        joined = p.stdout.split()[2].rstrip(";")
+        self.assertEqual(sorted(self.wait_job(array, tasks=2).values()), ["COMPLETED"] * 2,
+                         self.job_logs())
+        self.assertEqual(list(self.wait_job(joined).values()), ["COMPLETED"], self.job_logs())
+        trials, once, runs = self.pg_counts(pg, "elastic")
+        self.assertEqual((trials, once), (16, 16), self.job_logs())
+        self.assertEqual(runs, 3)  # two array tasks and the joined job
+        script = self.run_cmd([XPSCALE, "slurm", "render", "--join", "elastic", "--store", pg.url,
+                               "--trainer", TRAINER]).stdout
+        self.assertIn(cfg, script)
+        self.assertNotIn(pg.password, script)
+        # A sweep that has not begun cannot be joined.
+        p = self.run_cmd([XPSCALE, "slurm", "submit", "--join", "nope", "--store", pg.url,
+                          "--trainer", TRAINER], expect=2)
+        self.assertIn("has not begun", p.stderr)
+
+    def test_an_agent_in_an_allocation_runs_queued_sweeps_with_srun(self):
+        pg = self.start_pg()
+        cfgs = []
+        for k in range(2):
+            cfgs.append(self.write_config({
+                "name": "queued-%d" % k, "method": "grid",
+                "command": ["/usr/bin/python3", EXT_TRIAL, "${args}"],
+                "metric": {"name": "loss", "goal": "minimize"},
+                "parameters": {"x": {"values": [0, 1, 2, 3]}},
+                "out_dir": os.path.join(self.tmp, "out%d" % k)}, name="q%d.yaml" % k))
+            self.run_cmd([XPSCALE, "enqueue", cfgs[-1], "--store", pg.url, "--priority", str(k)])
+        log = os.path.join(self.tmp, "agent.out")
+        p = self.run_cmd(["sbatch", "--ntasks", "2", "--output", log, "--wrap",
+                          "exec %s agent --store %s --idle-exit 3" % (XPSCALE, pg.url)])
+        job = p.stdout.split()[-1]
+        states = self.wait_job(job)
+        with open(log, errors="replace") as f:
+            out = f.read()
+        self.assertEqual(list(states.values()), ["COMPLETED"], out)
+        self.assertIn("launcher srun", out)
+        self.assertNotIn(pg.password, out)
+        listed = [json.loads(l) for l in self.run_cmd(
+            [XPSCALE, "queue", "list", "--store", pg.url, "--json"]).stdout.splitlines()]
+        self.assertEqual(sorted((e["sweep"], e["status"]) for e in listed),
+                         [("queued-0", "done"), ("queued-1", "done")], out)
+        for k in range(2):
+            trials, once, runs = self.pg_counts(pg, "queued-%d" % k)
+            self.assertEqual((trials, once, runs), (4, 4, 1), out)
+            # Each ran on the allocation's two ranks, through srun.
+            self.assertEqual(pg.psql(
+                "SELECT world_size FROM xpscale.runs WHERE sweep = (SELECT id FROM "
+                "xpscale.sweeps WHERE name = 'queued-%d')" % k), "2")
+        # Priority 1 first.
+        first = min(listed, key=lambda e: e["started_at"])
+        self.assertEqual(first["sweep"], "queued-1")
 
     def test_preempted_array_tasks_requeue_on_their_own(self):
         cfg = self.write_config({
