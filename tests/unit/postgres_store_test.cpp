@@ -266,6 +266,11 @@ TEST_F(PostgresStoreTest, AJobWhoseLeaseExpiredIsFencedOut) {
   EXPECT_EQ(c->attempt, 2);
   // The stale job's writes about its attempt change nothing.
   EXPECT_FALSE(stale.owns_attempt(0, 1, old_run));
+  EXPECT_FALSE(stale.finish_owned(old_run, {.trial = 0,
+                                            .attempt = 1,
+                                            .status = TrialStatus::kCompleted,
+                                            .at = 6})
+                   .applied);
   stale.add_metrics(0, 1, 1, 5, 0.001, {{"loss", 0.001}}, Goal::kMinimize);
   stale.finish_attempt(0, 1, TrialStatus::kCompleted, "", "", 6, true);
   stale.interrupt_attempt(0, 1, "preempted", 6);
@@ -280,6 +285,95 @@ TEST_F(PostgresStoreTest, AJobWhoseLeaseExpiredIsFencedOut) {
   other.finish_attempt(0, 2, TrialStatus::kCompleted, "", "", 7, true);
   EXPECT_EQ(other.trial(0)->status, TrialStatus::kCompleted);
   EXPECT_TRUE(other.heartbeat(run).alive);
+}
+
+TEST_F(PostgresStoreTest, AFencedFinishSaysWhetherItAppliedAndClaimsTheNextTrial) {
+  PostgresStore s(url_, "sweep");
+  const auto run = s.begin_run(1, 1, 1, "h", false, 1);
+  for (std::uint64_t i = 0; i < 3; ++i) s.put_queued_trial(i, {{"x", i}});
+  ASSERT_EQ(s.claim_trial(run, 0, "0", "h", 2)->id, 0u);
+  const AttemptEnd done0{.trial = 0,
+                         .attempt = 1,
+                         .status = TrialStatus::kCompleted,
+                         .stderr_tail = "tail",
+                         .at = 3};
+  auto f = s.finish_owned(run, done0, ClaimFor{.group = 1, .ranks = "1", .hosts = "h1", .now = 3});
+  EXPECT_TRUE(f.applied);
+  ASSERT_TRUE(f.next);
+  EXPECT_EQ(f.next->id, 1u);
+  EXPECT_EQ(f.next->attempt, 1);
+  EXPECT_EQ(f.next->params["x"], 1);
+  EXPECT_EQ(s.trial(0)->status, TrialStatus::kCompleted);
+  EXPECT_EQ(s.trial(0)->stderr_tail, "tail");
+  EXPECT_EQ(s.attempts(0)[0].status, "completed");
+  EXPECT_EQ(s.trial(1)->status, TrialStatus::kRunning);
+  EXPECT_EQ(s.attempts(1)[0].run, run);
+  EXPECT_EQ(s.attempts(1)[0].group, 1);
+  // The same call again (its commit lost in flight): applied, nothing new.
+  EXPECT_TRUE(s.finish_owned(run, done0).applied);
+  EXPECT_DOUBLE_EQ(*s.trial(0)->finished_at, 3);
+  // Another end of the same attempt is not this run's to write any more.
+  EXPECT_FALSE(s.finish_owned(run, {.trial = 0, .attempt = 1, .status = TrialStatus::kFailed,
+                                    .at = 4})
+                   .applied);
+  EXPECT_EQ(s.trial(0)->status, TrialStatus::kCompleted);
+  // A failure with retries left queues its trial again; the claim made with
+  // it takes the next one, never the trial it has just ended.
+  f = s.finish_owned(run,
+                     {.trial = 1, .attempt = 1, .status = TrialStatus::kFailed, .reason = "boom",
+                      .at = 5, .final = false},
+                     ClaimFor{.group = 1, .ranks = "1", .hosts = "h1", .now = 5});
+  EXPECT_TRUE(f.applied);
+  ASSERT_TRUE(f.next);
+  EXPECT_EQ(f.next->id, 2u);
+  EXPECT_EQ(s.trial(1)->status, TrialStatus::kQueued);
+  const auto retry = s.claim_trial(run, 0, "0", "h", 6);
+  ASSERT_TRUE(retry);
+  EXPECT_EQ(retry->id, 1u);
+  EXPECT_EQ(retry->attempt, 2);
+  EXPECT_EQ(retry->failed, 1);
+  // Nothing left to claim.
+  f = s.finish_owned(run, {.trial = 2, .attempt = 1, .status = TrialStatus::kStopped, .at = 7},
+                     ClaimFor{.group = 1, .ranks = "1", .hosts = "h1", .now = 7});
+  EXPECT_TRUE(f.applied);
+  EXPECT_FALSE(f.next);
+  EXPECT_EQ(s.trial(2)->status, TrialStatus::kStopped);
+}
+
+TEST_F(PostgresStoreTest, FencedFinishesAndClaimsOfManyJobsNeverShareATrial) {
+  {
+    PostgresStore s(url_, "sweep");
+    s.begin();
+    for (std::uint64_t i = 0; i < 200; ++i) s.put_queued_trial(i, {{"i", i}});
+    s.commit();
+  }
+  // Four jobs, each finishing its trial and claiming the next in one
+  // statement, until the queue is empty.
+  std::vector<std::future<std::vector<std::uint64_t>>> jobs;
+  for (int j = 0; j < 4; ++j)
+    jobs.push_back(std::async(std::launch::async, [this, j] {
+      PostgresStore s(url_, "sweep");
+      const auto run = s.begin_run(2, 2, 1, "h", false, 1);
+      std::vector<std::uint64_t> got;
+      auto c = s.claim_trial(run, j, "0", "h", 2);
+      while (c) {
+        got.push_back(c->id);
+        const auto f = s.finish_owned(
+            run, {.trial = c->id, .attempt = c->attempt, .status = TrialStatus::kCompleted, .at = 3},
+            ClaimFor{.group = j, .ranks = "0", .hosts = "h", .now = 3});
+        EXPECT_TRUE(f.applied);
+        c = f.next;
+      }
+      return got;
+    }));
+  std::map<std::uint64_t, int> claimed;
+  for (auto& j : jobs)
+    for (auto id : j.get()) ++claimed[id];
+  EXPECT_EQ(claimed.size(), 200u);
+  for (auto [id, n] : claimed) EXPECT_EQ(n, 1) << "trial " << id;
+  PostgresStore reader(url_, "sweep", Store::Mode::kReadOnly);
+  for (const auto& t : reader.trials()) EXPECT_EQ(t.status, TrialStatus::kCompleted);
+  EXPECT_EQ(reader.attempts().size(), 200u);
 }
 
 TEST_F(PostgresStoreTest, LockSweepSerializesDecisionsAcrossJobs) {

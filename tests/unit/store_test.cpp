@@ -168,6 +168,29 @@ TEST_P(StoreTest, UncommittedWorkIsLostCommittedWorkSurvives) {
   EXPECT_TRUE(s.trial(0).has_value());
 }
 
+TEST_P(StoreTest, TrialsQueuedInATransactionAreReadBackAndRolledBackWithIt) {
+  // PostgreSQL holds them back to write them in one statement: reads in
+  // the transaction still see them, and a rollback takes them all away.
+  const auto store = open();
+  Store& s = *store;
+  s.begin();
+  for (std::uint64_t i = 0; i < 5; ++i) s.put_queued_trial(i, {{"x", i}});
+  s.put_queued_trial(2, {{"x", 20}});  // twice in one transaction: the later params
+  ASSERT_EQ(s.trials().size(), 5u);
+  EXPECT_EQ(s.trial(2)->params["x"], 20);
+  s.rollback();
+  EXPECT_TRUE(s.trials().empty());
+  s.begin();
+  for (std::uint64_t i = 0; i < 3; ++i) s.put_queued_trial(i, {{"x", i}});
+  s.put_queued_trial(1, {{"x", 10}});
+  s.commit();
+  const auto reader = open(Store::Mode::kReadOnly);
+  const auto trials = reader->trials();
+  ASSERT_EQ(trials.size(), 3u);
+  EXPECT_EQ(trials[1].params["x"], 10);
+  EXPECT_EQ(trials[2].status, TrialStatus::kQueued);
+}
+
 TEST_P(StoreTest, ExportWritesOneLinePerTrialAfterTheSweep) {
   const auto store = open();
   Store& s = *store;

@@ -63,7 +63,7 @@ struct AttemptEnd {
   std::uint64_t trial = 0;
   int attempt = 0;
   TrialStatus status{};
-  std::string reason, stderr_tail;
+  std::string reason{}, stderr_tail{};
   double at = 0;       // Unix seconds
   bool final = true;   // false: the trial is queued again (a retry)
 };
@@ -71,13 +71,13 @@ struct AttemptEnd {
 // Where a claimed trial runs (claim_trial()'s arguments).
 struct ClaimFor {
   int group = 0;
-  std::string ranks, hosts;
+  std::string ranks{}, hosts{};
   double now = 0;
 };
 
 struct Finished {
   bool applied = false;       // false: the attempt was no longer the run's; nothing written
-  std::optional<Claim> next;  // the trial claimed after it, when asked and one was queued
+  std::optional<Claim> next{};  // the trial claimed after it, when asked and one was queued
 };
 
 class SharedSweep {
