@@ -288,8 +288,9 @@ void Coordinator::handle_next(int source, const nlohmann::json& body) {
   const int group = body.at("g").get<int>();
   group_where_[group] = {body.value("ranks", ""), body.value("hosts", "")};
   if (body.value("pre", false)) begin_preemption();
-  if (!body.at("result").is_null()) record_result(group, body.at("result"));
-  dispatch(source, group);
+  Claimed claimed;
+  if (!body.at("result").is_null()) record_result(group, body.at("result"), &claimed);
+  dispatch(source, group, &claimed);
 }
 
 Coordinator::Running Coordinator::end_running(int group, double end) {
@@ -314,7 +315,7 @@ void Coordinator::ended(std::uint64_t id, int attempt, int group, const Running&
                          .reason = reason});
 }
 
-void Coordinator::record_result(int group, const nlohmann::json& r) {
+void Coordinator::record_result(int group, const nlohmann::json& r, Claimed* next) {
   const auto id = r.at("t").get<std::uint64_t>();
   const int attempt = r.at("a").get<int>();
   const double end = r.value("end", unix_now());
@@ -323,15 +324,22 @@ void Coordinator::record_result(int group, const nlohmann::json& r) {
     record_preempted(id, attempt, group, ran, r);
     return;
   }
-  if (s_.shared) {
+  const auto dropped = [&] {
+    progress_.message("xpscale: trial " + std::to_string(id) + " attempt " +
+                      std::to_string(attempt) +
+                      ": this job's lease on it ran out and another job took the trial over; "
+                      "this attempt's result is dropped");
+  };
+  // A shared sweep whose searcher and scheduler keep no state decides
+  // nothing under the sweep's lock: its fenced finish (finish_owned) is the
+  // ownership check, and nothing is written before it.
+  const bool stateless = s_.shared && !s_.algorithms->stateful();
+  if (s_.shared && !stateless) {
     // Fencing: a job whose lease ran out may have lost this attempt to
     // another job; the row stays locked until this result commits.
     s_.store->begin();
     if (!s_.store->shared()->owns_attempt(id, attempt, s_.run)) {
-      progress_.message("xpscale: trial " + std::to_string(id) + " attempt " +
-                        std::to_string(attempt) +
-                        ": this job's lease on it ran out and another job took the trial over; "
-                        "this attempt's result is dropped");
+      dropped();
       maybe_commit(true);
       release_parked();
       return;
@@ -379,6 +387,36 @@ void Coordinator::record_result(int group, const nlohmann::json& r) {
       }
     }
   }
+  if (stateless) {
+    maybe_commit(true);  // metric rows first: the finish commits on its own
+    // The group's next trial in the same statement, when it may start one
+    // now (as dispatch() would decide) and this result cannot stop the
+    // sweep (only failures can).
+    std::optional<ClaimFor> claim_for;
+    if (next && final && status != TrialStatus::kFailed && !stopping_ &&
+        !s_.config->max_concurrent_trials && !disk_full()) {
+      const auto& [ranks, hosts] = group_where_[group];
+      claim_for = ClaimFor{.group = group, .ranks = ranks, .hosts = hosts, .now = unix_now()};
+    }
+    Finished f = s_.store->shared()->finish_owned(s_.run,
+                                                  {.trial = id,
+                                                   .attempt = attempt,
+                                                   .status = status,
+                                                   .reason = reason,
+                                                   .stderr_tail = r.value("stderr_tail", ""),
+                                                   .at = end,
+                                                   .final = final},
+                                                  claim_for);
+    if (claim_for) *next = {.asked = true, .claim = std::move(f.next)};
+    if (!f.applied) {
+      dropped();
+      release_parked();
+      return;
+    }
+    s_.algorithms->on_end(*s_.store, id, status, final);  // no scheduler: never a restart
+    finished(id, attempt, group, ran, status, final, reason, end);
+    return;
+  }
   s_.store->begin();
   sync_algorithms(false);
   // A scheduler may restart the trial (PBT's exploit): first in line, as
@@ -388,6 +426,11 @@ void Coordinator::record_result(int group, const nlohmann::json& r) {
     if (!s_.shared) s_.queue.push_front({id, std::move(*params), attempt + 1});
   }
   s_.store->finish_attempt(id, attempt, status, reason, r.value("stderr_tail", ""), end, final);
+  finished(id, attempt, group, ran, status, final, reason, end);
+}
+
+void Coordinator::finished(std::uint64_t id, int attempt, int group, const Running& ran,
+                           TrialStatus status, bool final, const std::string& reason, double end) {
   ended(id, attempt, group, ran, std::string(trial_status_name(status)), final, reason, end);
   if (final) {
     ++finished_this_run_;
@@ -418,7 +461,11 @@ void Coordinator::record_result(int group, const nlohmann::json& r) {
   release_parked();
 }
 
-void Coordinator::dispatch(int source, int group) {
+void Coordinator::dispatch(int source, int group, Claimed* claimed) {
+  if (claimed && claimed->asked) {  // claimed when it could start
+    dispatch_shared(source, group, claimed);
+    return;
+  }
   if (!stopping_ && disk_full()) {  // wait_out_full_disk() releases it
     parked_.emplace_back(source, group);
     return;
@@ -467,13 +514,23 @@ void Coordinator::release_parked() {
   for (auto [source, group] : parked) dispatch(source, group);
 }
 
-void Coordinator::dispatch_shared(int source, int group) {
+void Coordinator::dispatch_shared(int source, int group, Claimed* claimed) {
   SharedSweep& shared = *s_.store->shared();
+  const bool asked = claimed && claimed->asked;
+  if (stopping_ && asked && claimed->claim) {
+    // Claimed with the last result, and the job stops since: it goes back.
+    s_.store->begin();
+    s_.store->interrupt_attempt(claimed->claim->id, claimed->claim->attempt,
+                                "not started: the job is stopping", unix_now());
+    maybe_commit(true);
+  }
   if (!stopping_) {
     maybe_commit(true);  // a claim commits on its own, outside a transaction
     const auto& [ranks, hosts] = group_where_[group];
     for (int round = 0; round < 2; ++round) {
-      std::optional<Claim> c = shared.claim_trial(s_.run, group, ranks, hosts, unix_now());
+      std::optional<Claim> c = round == 0 && asked
+                                   ? std::move(claimed->claim)
+                                   : shared.claim_trial(s_.run, group, ranks, hosts, unix_now());
       // A trial whose jobs kept dying under it (a crash of its rank takes
       // the job with it) is not handed to another job forever.
       while (c && c->crashed > s_.config->retries + kCrashesForgiven) {

@@ -96,9 +96,11 @@ std::optional<Params> SweepAlgorithms::on_end(Store& store, std::uint64_t trial,
     o.score = it->second.score;
     o.resource = it->second.resource;
   }
-  const auto row = store.trial(trial);
-  searcher_->observe(trial, row ? row->params : Params::object(), o);
-  if (searcher_->adaptive()) searcher_dirty_ = true;
+  if (searcher_->adaptive()) {  // the others ignore observe(): no read of the trial for them
+    const auto row = store.trial(trial);
+    searcher_->observe(trial, row ? row->params : Params::object(), o);
+    searcher_dirty_ = true;
+  }
   last_.erase(trial);
   return std::nullopt;
 }

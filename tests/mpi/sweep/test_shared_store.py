@@ -136,6 +136,17 @@ class SharedStoreTest(SweepTest):
             self.assertEqual(len(done), 1, "trial %d: %s" % (i, t["history"]))
             self.assertEqual(t["history"][-1]["status"], "completed", t["history"])
 
+    def signal_session(self, p, sig):
+        """Signals every process of job p's session: mpiexec puts its ranks
+        in process groups of their own, which os.killpg does not reach."""
+        for pid in os.listdir("/proc"):
+            if pid.isdigit():
+                try:
+                    if os.getsid(int(pid)) == p.pid:
+                        os.kill(int(pid), sig)
+                except OSError:
+                    pass
+
     def run_of(self, p):
         """The store's run number of job p: the run whose owner (its rank 0,
         "HOST pid N") is in p's session."""
@@ -212,6 +223,41 @@ class SharedStoreTest(SweepTest):
                             for t in trials.values() for a in t["history"]))
         self.assertEqual(self.sql("SELECT status FROM xpscale.runs WHERE sweep = $SWEEP "
                                   "AND run = %d" % victim_run), "killed")
+
+    def test_a_job_stopped_past_its_lease_has_its_results_dropped_not_merged(self):
+        # A grid without a scheduler: no state, so a result is recorded by the
+        # fenced finish alone (finish_owned), with no ownership check first.
+        n = 60  # ~1.2 s each, 2 groups a job: the survivor alone needs ~36 s
+        cfg = self.shared_config({"x": {"values": list(range(n))}, "ms": {"value": 300},
+                                  "steps": {"value": 4}})
+        victim = self.start_job(cfg, "--lease", "10")  # the shortest allowed
+        survivor = self.start_job(cfg, "--lease", "10")
+        self.poll("SELECT count(DISTINCT run) FROM xpscale.attempts "
+                  "WHERE sweep = $SWEEP AND status = 'running'", at_least=2)
+        victim_run = self.run_of(victim)
+        self.poll("SELECT count(*) FROM xpscale.attempts WHERE sweep = $SWEEP AND status = "
+                  "'running' AND run = %d" % victim_run, at_least=1)
+        self.signal_session(victim, signal.SIGSTOP)  # connected, but renewing nothing
+        self.addCleanup(lambda: self.signal_session(victim, signal.SIGCONT))
+        self.poll("SELECT count(*) FROM xpscale.runs WHERE sweep = $SWEEP AND run = %d "
+                  "AND status = 'killed'" % victim_run, at_least=1, timeout=60)
+        self.signal_session(victim, signal.SIGCONT)  # its trials' results come in late
+        self.wait_job(survivor)
+        try:
+            victim.wait(timeout=120)  # it learns it lost its lease and ends
+        except subprocess.TimeoutExpired:
+            self.fail("the job stopped past its lease did not end:\n" +
+                      self.stderr_of(victim)[-4000:])
+        _, trials = self.export()
+        # One completed attempt per trial: none of the stale job's late
+        # results turned its interrupted attempts into completed ones.
+        self.assert_each_completed_once(trials, n)
+        taken = [t for t in trials.values() if any(
+            a["run"] == victim_run and a["status"] == "interrupted" for a in t["history"])]
+        self.assertTrue(taken, "the stopped job's trials were not taken over:\n" +
+                        self.store_state())
+        for t in taken:
+            self.assertNotEqual(t["history"][-1]["run"], victim_run, t["history"])
 
     def test_the_database_stopping_for_10_s_loses_nothing(self):
         n = 30

@@ -110,7 +110,21 @@ class Coordinator {
   bool disk_full();
   void wait_out_full_disk();
   [[noreturn]] void lose(int group, const std::string& why);
-  void record_result(int group, const nlohmann::json& result);
+  // The trial a group's result claimed along with its finish (shared
+  // sweeps without state: one statement for both); `asked`: a claim was
+  // made, and dispatch() must not claim again.
+  struct Claimed {
+    bool asked = false;
+    std::optional<Claim> claim;
+  };
+  // Records a group's result. With `next`, on a shared sweep whose
+  // searcher and scheduler keep no state, a result that ends its trial for
+  // good claims the group's next trial in the same statement (into *next).
+  void record_result(int group, const nlohmann::json& result, Claimed* next = nullptr);
+  // What follows a recorded finish: the trial_ended event, the counts,
+  // a stop for too many failures, the commit, parked groups served.
+  void finished(std::uint64_t id, int attempt, int group, const Running& ran, TrialStatus status,
+                bool final, const std::string& reason, double end);
   // Takes the group's attempt out of running_ (its time counts as busy);
   // a blank one, started at `end`, if it had none.
   Running end_running(int group, double end);
@@ -120,7 +134,9 @@ class Coordinator {
              bool final, const std::string& reason, double end);
   // Answers the request of `source` (group `group`) with the next trial, or
   // parks it, or says done.
-  void dispatch(int source, int group);
+  // `claimed`: the trial record_result() claimed for it, to start or, if
+  // it may not start now, give back.
+  void dispatch(int source, int group, Claimed* claimed = nullptr);
   void reply(int source, const nlohmann::json& body);
   // Tells group `group` (at `source`) that the sweep is over for it.
   void say_done(int source, int group);
@@ -141,7 +157,7 @@ class Coordinator {
   // A shared sweep (CoordinatorSetup::shared): claims the next trial from
   // the store, proposing one first when the searcher draws them; parks the
   // group while other jobs' trials may still come back, else says done.
-  void dispatch_shared(int source, int group);
+  void dispatch_shared(int source, int group, Claimed* claimed = nullptr);
   // A shared sweep: before a searcher or scheduler decides, takes the
   // sweep's lock in the open transaction and reloads their states, so that
   // the decision sees every job's results; true when it did (then commit
