@@ -7,6 +7,7 @@
 #
 #   bench/store/run.sh
 #   XPSCALE_BUILD_DIR=/tmp/b bench/store/run.sh      # build dir (default build/)
+#   STORE_BUILD=0 XPSCALE_BUILD_DIR=/tmp/b bench/store/run.sh  # its binaries as they are
 #
 # Knobs (environment): STORE_TRIALS (3000) no-op trials per xpscale sweep;
 # STORE_RANKS (4) ranks of the one-job runs; STORE_JOBS (4) and
@@ -16,7 +17,8 @@
 # rounds of every measurement; STORE_TIMEOUT (600) seconds per run;
 # STORE_PG_STATEMENTS (1) counts statements per trial with
 # pg_stat_statements; STORE_KEEP=1 keeps the work dir (the server still
-# stops). The build follows scripts/setup: XPSCALE_BUILD_TYPE
+# stops); STORE_BUILD=0 builds nothing and takes bench/dispatch/dispatch_noop
+# and launcher/xpscale from the build dir as they are. The build follows scripts/setup: XPSCALE_BUILD_TYPE
 # (RelWithDebInfo), XPSCALE_CUDA (AUTO), XPSCALE_WERROR (ON), XPSCALE_JOBS
 # (nproc).
 set -euo pipefail
@@ -44,11 +46,13 @@ if ! "$py" -c 'import optuna, psycopg2, sqlalchemy' 2>/dev/null; then
 fi
 
 build=${XPSCALE_BUILD_DIR:-build}
-if [ ! -f "$build/build.ninja" ]; then
-  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE="${XPSCALE_BUILD_TYPE:-RelWithDebInfo}" \
-    -DXPSCALE_CUDA="${XPSCALE_CUDA:-AUTO}" -DXPSCALE_WERROR="${XPSCALE_WERROR:-ON}" >&2
+if [ "${STORE_BUILD:-1}" != 0 ]; then
+  if [ ! -f "$build/build.ninja" ]; then
+    cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE="${XPSCALE_BUILD_TYPE:-RelWithDebInfo}" \
+      -DXPSCALE_CUDA="${XPSCALE_CUDA:-AUTO}" -DXPSCALE_WERROR="${XPSCALE_WERROR:-ON}" >&2
+  fi
+  cmake --build "$build" -j "${XPSCALE_JOBS:-$(nproc)}" --target dispatch_noop xpscale >&2
 fi
-cmake --build "$build" -j "${XPSCALE_JOBS:-$(nproc)}" --target dispatch_noop xpscale >&2
 build=$(cd "$build" && pwd)
 noop=$build/bench/dispatch/dispatch_noop
 xpscale=$build/launcher/xpscale
