@@ -103,11 +103,23 @@ SweepQueue::~SweepQueue() = default;
 std::string SweepQueue::location() const { return db_->where(); }
 
 QueueEntry SweepQueue::enqueue(const NewQueueEntry& e) {
-  db_->begin();
-  try {
+  // The unique index on active entries decides between enqueues of one
+  // sweep at once: ON CONFLICT waits for the other's transaction, and the
+  // one that loses is told which entry won (a SELECT first, then INSERT,
+  // let both pass the SELECT and the loser fail on the index).
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    const auto r = db_->exec(
+        ("INSERT INTO xpscale.queue AS q(queue, sweep, config_path, config_text, config_hash, "
+         "out_dir, cwd, ranks_per_trial, gpus_per_rank, priority, enqueued_at, enqueued_by) VALUES "
+         "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, " + kNow + ", $11) ON CONFLICT (sweep) WHERE "
+         "status IN ('queued', 'running') DO NOTHING RETURNING " + kColumns)
+            .c_str(),
+        {e.queue, e.sweep, e.config_path, e.config_text, e.config_hash, e.out_dir, e.cwd,
+         e.ranks_per_trial, e.gpus_per_rank, e.priority, e.enqueued_by});
+    if (r.rows()) return read_entry(r, 0, false);
     const auto active = db_->exec(
         "SELECT id, queue, status FROM xpscale.queue WHERE sweep = $1 "
-        "AND status IN ('queued', 'running') FOR UPDATE",
+        "AND status IN ('queued', 'running')",
         {e.sweep});
     if (active.rows())
       throw StoreError("sweep '" + e.sweep + "' is already " + active.text(0, 2) + " on queue '" +
@@ -115,20 +127,10 @@ QueueEntry SweepQueue::enqueue(const NewQueueEntry& e) {
                            "; cancel it first (xpscale queue cancel " + active.text(0, 0) +
                            ") or give this config another `name:`",
                        false, ErrorCategory::kUser);
-    const auto r = db_->exec(
-        ("INSERT INTO xpscale.queue AS q(queue, sweep, config_path, config_text, config_hash, "
-         "out_dir, cwd, ranks_per_trial, gpus_per_rank, priority, enqueued_at, enqueued_by) VALUES "
-         "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, " + kNow + ", $11) RETURNING " + kColumns)
-            .c_str(),
-        {e.queue, e.sweep, e.config_path, e.config_text, e.config_hash, e.out_dir, e.cwd,
-         e.ranks_per_trial, e.gpus_per_rank, e.priority, e.enqueued_by});
-    QueueEntry out = read_entry(r, 0, false);
-    db_->commit();
-    return out;
-  } catch (...) {
-    db_->rollback();
-    throw;
+    // The entry in the way ended in between: try again.
   }
+  throw StoreError("queue: the entries of sweep '" + e.sweep + "' kept changing; enqueue it again",
+                   true);
 }
 
 std::int64_t SweepQueue::position(std::int64_t id) {
@@ -178,10 +180,19 @@ bool SweepQueue::finish(std::int64_t id, const std::string& agent, const std::st
                         std::optional<int> exit_code, const std::string& message) {
   if (status != "done" && status != "failed" && status != "cancelled" && status != "queued")
     throw StoreError("queue: no entry status '" + status + "'");
-  const bool back = status == "queued";
+  // Put back after a cancel was asked for (the agent was stopped before a
+  // heartbeat told it), an entry is cancelled: queued, no agent would ever
+  // take it (claim() skips cancel_requested) and it would stay forever.
+  const std::string set =
+      status == "queued"
+          ? "status = CASE WHEN cancel_requested THEN 'cancelled' ELSE $3 END, "
+            "message = CASE WHEN cancel_requested THEN 'cancelled; ' || $5 ELSE $5 END, "
+            "finished_at = CASE WHEN cancel_requested THEN " + kNow + " END, "
+            "agent = CASE WHEN cancel_requested THEN agent END, "
+            "heartbeat_at = CASE WHEN cancel_requested THEN heartbeat_at END"
+          : "status = $3, message = $5, finished_at = " + kNow;
   const auto r = db_->exec(
-      ("UPDATE xpscale.queue SET status = $3, exit_code = $4, message = $5, finished_at = " +
-       (back ? std::string("NULL") : kNow) + (back ? ", agent = NULL, heartbeat_at = NULL" : "") +
+      ("UPDATE xpscale.queue SET " + set + ", exit_code = $4"
        " WHERE id = $1 AND agent = $2 AND status = 'running' RETURNING id")
           .c_str(),
       {id, agent, status, exit_code ? pg::Param(*exit_code) : pg::Param(std::nullopt), message});

@@ -17,8 +17,8 @@
 //     the next agent resumes its sweep, which the shared store makes safe
 //     (the dead job's trials are reaped and run again).
 //   - finish() ends the entry (done, failed, cancelled) or puts it back
-//     (queued: the agent was stopped, the job preempted), only while the
-//     agent still holds it.
+//     (queued: the agent was stopped, the job preempted; cancelled instead
+//     when a cancel was asked for), only while the agent still holds it.
 //   - cancel() ends a queued entry at once and asks a running one's agent,
 //     through its next heartbeat, to stop the job.
 #include <cstdint>
@@ -81,7 +81,8 @@ class SweepQueue {
   std::string location() const;
 
   // Adds `e`; returns it as stored, with its id. Throws StoreError (kUser)
-  // when the sweep already has an active entry, naming it.
+  // when the sweep already has an active entry, naming it (also to all but
+  // one of several enqueues of the sweep at once).
   QueueEntry enqueue(const NewQueueEntry& e);
   // How many queued entries of its queue come before entry `id`.
   std::int64_t position(std::int64_t id);
@@ -89,8 +90,9 @@ class SweepQueue {
   std::optional<QueueEntry> claim(const AgentOffer& offer);
   enum class Beat { kHeld, kCancel, kLost };
   Beat heartbeat(std::int64_t id, const std::string& agent);
-  // status: done, failed, cancelled, or queued (back to the queue). False
-  // when the agent no longer held the entry (nothing changed).
+  // status: done, failed, cancelled, or queued (back to the queue; an
+  // entry whose cancel was asked for is cancelled instead). False when the
+  // agent no longer held the entry (nothing changed).
   bool finish(std::int64_t id, const std::string& agent, const std::string& status,
               std::optional<int> exit_code, const std::string& message);
 
