@@ -261,9 +261,13 @@ void print_table(const std::vector<QueueEntry>& entries,
 }  // namespace
 
 int queue_command(const std::vector<std::string>& args_in) {
-  if (args_in.empty() || args_in[0] == "--help" || args_in[0] == "-h") {
-    std::cout << kQueueUsage << '\n';
-    return args_in.empty() ? kExitUsage : kExitOk;
+  if (args_in.empty()) {
+    std::cerr << kQueueUsage << "\n(xpscale queue list --help for the options)\n";
+    return kExitUsage;
+  }
+  if (args_in[0] == "--help" || args_in[0] == "-h") {
+    std::cout << kQueueUsage << "\n(xpscale queue list --help for the options)\n";
+    return kExitOk;
   }
   const std::string verb = args_in[0];
   const std::vector<std::string> args(args_in.begin() + 1, args_in.end());
@@ -515,6 +519,34 @@ std::string last_lines(const fs::path& log, std::size_t lines) {
 
 void say(const std::string& line) { std::cerr << "xpscale agent: " << line << std::endl; }
 
+// Ends entry `e` (finish()), waiting out a store that is briefly
+// unavailable (a minute), and says how it ended: a put-back entry whose
+// cancel was asked for meanwhile ends cancelled (sweep_queue.h).
+void record_end(SweepQueue& q, const AgentOptions& o, const QueueEntry& e,
+                const std::string& status, std::optional<int> code, const std::string& message) {
+  for (int attempt = 0;; ++attempt) {
+    try {
+      if (!q.finish(e.id, o.offer.agent, status, code, message)) {
+        say("entry " + std::to_string(e.id) + " is no longer this agent's; its end (" + status +
+            ") is not recorded");
+        return;
+      }
+      break;
+    } catch (const StoreError& err) {
+      if (!err.transient() || attempt == 30) throw;
+      say(std::string("cannot record the entry's end yet: ") + err.what());
+      std::this_thread::sleep_for(std::chrono::seconds(2));
+    }
+  }
+  std::string now = status;
+  try {
+    if (const auto after = q.find(std::to_string(e.id))) now = after->status;
+  } catch (const StoreError&) {
+  }
+  say("entry " + std::to_string(e.id) + " (sweep '" + e.sweep + "'): " + now +
+      (message.empty() ? "" : " (" + message + ")"));
+}
+
 // Runs entry `e` to its end; returns false when the agent is to stop.
 bool serve_entry(SweepQueue& q, const AgentOptions& o, QueueEntry e) {
   // The config as enqueued: a file changed since (beyond comments and
@@ -531,8 +563,7 @@ bool serve_entry(SweepQueue& q, const AgentOptions& o, QueueEntry e) {
     problem = std::string("its config cannot be loaded now: ") + err.what();
   }
   if (!problem.empty()) {
-    say("entry " + std::to_string(e.id) + " (sweep '" + e.sweep + "') failed: " + problem);
-    q.finish(e.id, o.offer.agent, "failed", std::nullopt, problem);
+    record_end(q, o, e, "failed", std::nullopt, problem);
     return true;
   }
   std::int64_t ranks = o.offer.ranks;
@@ -564,9 +595,7 @@ bool serve_entry(SweepQueue& q, const AgentOptions& o, QueueEntry e) {
   try {
     job.emplace(launcher::Process::spawn(spec));
   } catch (const std::exception& err) {
-    const std::string why = std::string("cannot start its job: ") + err.what();
-    say("entry " + std::to_string(e.id) + " failed: " + why);
-    q.finish(e.id, o.offer.agent, "failed", std::nullopt, why);
+    record_end(q, o, e, "failed", std::nullopt, std::string("cannot start its job: ") + err.what());
     return true;
   }
   const auto beat_every = std::chrono::milliseconds(
@@ -637,20 +666,7 @@ bool serve_entry(SweepQueue& q, const AgentOptions& o, QueueEntry e) {
     status = "failed";
     message = "its job " + how + (tail.empty() ? "" : ": " + tail);
   }
-  bool recorded = false;
-  for (int attempt = 0; attempt < 30 && !recorded; ++attempt) {
-    try {
-      if (!q.finish(e.id, o.offer.agent, status, code, message))
-        say("entry " + std::to_string(e.id) + " is no longer this agent's; not recorded");
-      recorded = true;
-    } catch (const StoreError& err) {
-      if (!err.transient()) throw;
-      say(std::string("cannot record the entry's end yet: ") + err.what());
-      std::this_thread::sleep_for(std::chrono::seconds(2));
-    }
-  }
-  say("entry " + std::to_string(e.id) + " (sweep '" + e.sweep + "'): " + status +
-      (message.empty() ? "" : " (" + message + ")"));
+  record_end(q, o, e, status, code, message);
   return forwarded == 0;
 }
 
@@ -692,6 +708,9 @@ int agent_command(const std::vector<std::string>& args) {
   o.url = queue_store_url(store, "agent");
   o.child_url = url_without_password(o.url);
   o.password = url_password(o.url);
+  if (!o.password.empty() && !store.empty())
+    say("warning: the --store URL holds a password, which `ps` shows to every user of this "
+        "node; put it in PGPASSWORD or ~/.pgpass instead (the jobs get it in PGPASSWORD)");
   if (queues.empty()) queues = {"default"};
   for (const auto& name : queues) check_queue_name(name);
   if (!vm.count("np")) ranks = env_int("SLURM_NTASKS", 1);
@@ -700,7 +719,11 @@ int agent_command(const std::vector<std::string>& args) {
   check_count_option("agent: --gpus", gpus, 0, 1 << 20);
   if (vm.count("idle-exit")) check_seconds_option("agent: --idle-exit", idle_exit);
   check_seconds_option("agent: --lease", lease);
-  if (lease < 10) throw UserError("agent: --lease must be at least 10 seconds, got " + std::to_string(lease));
+  if (lease < 10) {
+    std::ostringstream got;
+    got << lease;
+    throw UserError("agent: --lease must be at least 10 seconds, got " + got.str());
+  }
   check_seconds_option("agent: --poll", poll);
   if (launcher == "auto")
     launcher = std::getenv("SLURM_JOB_ID") && on_path("srun") ? "srun"

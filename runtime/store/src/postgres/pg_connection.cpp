@@ -199,13 +199,28 @@ void Connection::rollback() noexcept {
   PQclear(PQexec(conn_, "ROLLBACK"));
 }
 
+// A statement with parameters is prepared on its first use on this
+// connection and executed by name afterwards: the server parses and plans
+// it once instead of at every call, which for the one statement of a
+// finished trial (finish + next claim) is about half of its cost. The
+// texts are the store's own, a few dozen; past kMaxPrepared (a bug making
+// texts) they run unprepared rather than fill the server's memory.
 Result Connection::run(const char* sql, std::initializer_list<Param> params) {
+  constexpr std::size_t kMaxPrepared = 256;
   std::vector<const char*> values;
   values.reserve(params.size());
   for (const auto& p : params) values.push_back(p.text ? p.text->c_str() : nullptr);
-  PGresult* r = PQexecParams(conn_, sql, static_cast<int>(values.size()), nullptr, values.data(),
-                             nullptr, nullptr, 0);
-  return Result(check(r));
+  const int n = static_cast<int>(values.size());
+  if (n == 0 || (prepared_.size() >= kMaxPrepared && !prepared_.contains(sql)))
+    return Result(check(PQexecParams(conn_, sql, n, nullptr, values.data(), nullptr, nullptr, 0)));
+  auto it = prepared_.find(sql);
+  if (it == prepared_.end()) {
+    const std::string name = "xpscale_" + std::to_string(prepared_.size());
+    PQclear(check(PQprepare(conn_, name.c_str(), sql, n, nullptr)));
+    it = prepared_.emplace(sql, name).first;
+  }
+  return Result(
+      check(PQexecPrepared(conn_, it->second.c_str(), n, values.data(), nullptr, nullptr, 0)));
 }
 
 PGresult* Connection::check(PGresult* r) {
@@ -228,6 +243,7 @@ void Connection::ensure_connected() {
   if (in_tx_)
     throw StoreError("store " + where() + ": the connection was lost in a transaction", true);
   PQreset(conn_);
+  prepared_.clear();  // they died with the old session
   if (PQstatus(conn_) != CONNECTION_OK)
     throw StoreError("store " + where() + ": cannot reconnect: " +
                          redacted(trimmed(PQerrorMessage(conn_))),

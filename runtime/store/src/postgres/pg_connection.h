@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 
 namespace xpscale::pg {
@@ -109,6 +110,7 @@ class Connection {
   std::string context_, display_, password_;
   PGconn* conn_ = nullptr;
   bool in_tx_ = false;
+  std::unordered_map<std::string, std::string> prepared_;  // SQL text -> statement name
 };
 
 // Advisory lock keys of the class kLockClass: (kLockClass, 0) guards
