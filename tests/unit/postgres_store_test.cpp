@@ -221,6 +221,30 @@ TEST_F(PostgresStoreTest, RetriedTrialsAreClaimedFirstAndCountTheirFailures) {
   EXPECT_FALSE(s.claim_trial(run, 0, "0", "h", 6).has_value());
 }
 
+TEST_F(PostgresStoreTest, AClaimThisJobDoesNotHoldGoesBackToTheQueue) {
+  // A claim replayed after its reply was lost: the first claimed trial is
+  // the run's and running, but no group runs it.
+  PostgresStore s(url_, "sweep");
+  const auto run = s.begin_run(1, 1, 1, "h", false, 1);
+  s.put_queued_trial(0, {{"x", 0}});
+  s.put_queued_trial(1, {{"x", 1}});
+  const auto lost = s.claim_trial(run, 0, "0", "h", 2);
+  const auto held = s.claim_trial(run, 0, "0", "h", 2);
+  ASSERT_TRUE(lost && held);
+  const std::vector<std::pair<std::uint64_t, int>> holding = {{held->id, held->attempt}};
+  EXPECT_EQ(s.release_untracked(run, holding, 3), 1);
+  EXPECT_EQ(s.release_untracked(run, holding, 4), 0);  // once
+  const auto t = s.trial(lost->id);
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->status, TrialStatus::kQueued);
+  EXPECT_EQ(s.trial(held->id)->status, TrialStatus::kRunning);
+  const auto again = s.claim_trial(run, 0, "0", "h", 5);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->id, lost->id);
+  EXPECT_EQ(again->attempt, 2);
+  EXPECT_EQ(again->crashed, 0);  // not the trial's doing: not held against it
+}
+
 TEST_F(PostgresStoreTest, TheTrialsOfAJobThatEndedGoBackToTheQueue) {
   PostgresStore survivor(url_, "sweep");
   auto killed = std::make_unique<PostgresStore>(url_, "sweep");

@@ -621,6 +621,16 @@ void Coordinator::shared_upkeep() {
                         "queue");
       last_poll_ = 0;  // offer them now
     }
+    // And this job's own attempts that no group runs (a claim replayed
+    // after its reply was lost): else the sweep would wait on them forever.
+    std::vector<std::pair<std::uint64_t, int>> held;
+    for (const auto& [group, r] : running_) held.emplace_back(r.id, r.attempt);
+    if (const int n = shared.release_untracked(s_.run, held, now); n > 0) {
+      progress_.message("xpscale: " + std::to_string(n) + (n == 1 ? " trial" : " trials") +
+                        " this job had claimed but was not running (a store call replayed "
+                        "after a lost reply) go back to the queue");
+      last_poll_ = 0;
+    }
   }
   if (!parked_.empty() && now - last_poll_ >= 1) {
     last_poll_ = now;

@@ -129,6 +129,10 @@ class RetryingStore::Shared final : public SharedSweep {
   int reap(std::int64_t run, double now) override {
     return outer_.attempt([&] { return inner_.reap(run, now); });
   }
+  int release_untracked(std::int64_t run, const std::vector<std::pair<std::uint64_t, int>>& held,
+                        double now) override {
+    return outer_.attempt([&] { return inner_.release_untracked(run, held, now); });
+  }
   bool owns_attempt(std::uint64_t trial, int attempt, std::int64_t run) override {
     return outer_.attempt([&] { return inner_.owns_attempt(trial, attempt, run); });
   }

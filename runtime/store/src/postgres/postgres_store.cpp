@@ -580,6 +580,25 @@ int PostgresStore::reap(std::int64_t run, double now) {
   return static_cast<int>(q.i64(0, 0));
 }
 
+int PostgresStore::release_untracked(std::int64_t run,
+                                     const std::vector<std::pair<std::uint64_t, int>>& held,
+                                     double now) {
+  nlohmann::json pairs = nlohmann::json::array();
+  for (const auto& [trial, attempt] : held) pairs.push_back({trial, attempt});
+  const auto q = db().exec(
+      "WITH h AS (SELECT (x->>0)::bigint AS trial, (x->>1)::int AS attempt "
+      "FROM json_array_elements($5::json) x), "
+      "a AS (UPDATE xpscale.attempts SET status = 'interrupted', finished_at = $3, reason = $4 "
+      "WHERE sweep = $1 AND run = $2 AND status = 'running' AND (trial, attempt) NOT IN "
+      "(SELECT trial, attempt FROM h) RETURNING trial), "
+      "t AS (UPDATE xpscale.trials SET status = 'queued' WHERE sweep = $1 AND status = 'running' "
+      "AND id IN (SELECT trial FROM a) RETURNING 1) SELECT count(*) FROM t",
+      {writable_sweep_id(), run, now,
+       "this job lost track of the attempt (a store call was replayed after its reply was lost)",
+       pairs.dump()});
+  return static_cast<int>(q.i64(0, 0));
+}
+
 bool PostgresStore::owns_attempt(std::uint64_t trial, int attempt, std::int64_t run) {
   return db_
              ->exec(

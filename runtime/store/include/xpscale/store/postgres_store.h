@@ -105,6 +105,8 @@ class PostgresStore final : public Store, public SharedSweep {
                                    const std::string& hosts, double now) override;
   SweepCounts heartbeat(std::int64_t run) override;
   int reap(std::int64_t run, double now) override;
+  int release_untracked(std::int64_t run, const std::vector<std::pair<std::uint64_t, int>>& held,
+                        double now) override;
   bool owns_attempt(std::uint64_t trial, int attempt, std::int64_t run) override;
   Finished finish_owned(std::int64_t run, const AttemptEnd& end,
                         const std::optional<ClaimFor>& next = std::nullopt) override;

@@ -36,6 +36,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -97,6 +98,14 @@ class SharedSweep {
   // Ends the runs (other than `run`) whose lease expired; returns how many
   // trials went back to the queue. Outside a transaction.
   virtual int reap(std::int64_t run, double now) = 0;
+  // Ends run's own running attempts that its coordinator does not hold
+  // (`held`: trial, attempt) "interrupted" and queues their trials again;
+  // returns how many. A claim retried after its reply was lost leaves one
+  // behind, which no job would ever finish (and every job would wait on).
+  // Outside a transaction, with `held` complete.
+  virtual int release_untracked(std::int64_t run,
+                                const std::vector<std::pair<std::uint64_t, int>>& held,
+                                double now) = 0;
   virtual bool owns_attempt(std::uint64_t trial, int attempt, std::int64_t run) = 0;
   // finish_attempt(end) fenced for `run`: applies only while the attempt is
   // still run's and running, and says whether it did (a retry of a call
