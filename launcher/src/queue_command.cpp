@@ -356,8 +356,8 @@ constexpr const char* kAgentUsage =
     "ranks x gpus_per_rank <= G), runs it as a job of its shared sweep on RANKS ranks\n"
     "(srun inside a Slurm allocation, else mpirun, or in-process on one rank), and\n"
     "takes the next when it ends. Many agents may serve one queue; an agent that dies\n"
-    "loses its entry to the next agent after --lease. SIGTERM/SIGINT/SIGUSR1 are passed\n"
-    "to the job (which checkpoints its trials) and its entry goes back to the queue.\n"
+    "loses its entry to the next agent after --lease. On SIGTERM/SIGINT/SIGUSR1/SIGHUP\n"
+    "the job gets SIGUSR1 (its trials checkpoint) and its entry goes back to the queue.\n"
     "The store: --store, else XPSCALE_STORE.\n\noptions";
 
 volatile sig_atomic_t g_signal = 0;  // the last signal asking the agent to stop
@@ -420,43 +420,6 @@ bool on_path(const std::string& program) {
   for (std::string d; std::getline(dirs, d, ':');)
     if (!d.empty() && ::access((fs::path(d) / program).c_str(), X_OK) == 0) return true;
   return false;
-}
-
-std::string percent_decoded(const std::string& s) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
-        std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
-      out += static_cast<char>(std::stoi(s.substr(i + 1, 2), nullptr, 16));
-      i += 2;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
-}
-
-// The password written in a store URL (user:PASSWORD@ or password=...),
-// decoded; "" when there is none. The agent's jobs get it in PGPASSWORD,
-// never on their command lines (which `ps` shows to every user).
-std::string url_password(const std::string& url) {
-  const auto scheme = url.find("://");
-  if (scheme != std::string::npos) {
-    const auto start = scheme + 3;
-    const auto end = url.find_first_of("/?", start);
-    const auto at = url.rfind('@', end == std::string::npos ? std::string::npos : end);
-    if (at != std::string::npos && at >= start) {
-      const auto colon = url.find(':', start);
-      if (colon != std::string::npos && colon < at)
-        return percent_decoded(url.substr(colon + 1, at - colon - 1));
-    }
-  }
-  for (std::size_t p = 0; (p = url.find("password=", p)) != std::string::npos; p += 9) {
-    if (p > 0 && url[p - 1] != '?' && url[p - 1] != '&') continue;
-    const auto e = url.find('&', p);
-    return percent_decoded(url.substr(p + 9, e == std::string::npos ? e : e - p - 9));
-  }
-  return "";
 }
 
 struct AgentOptions {
@@ -602,21 +565,38 @@ bool serve_entry(SweepQueue& q, const AgentOptions& o, QueueEntry e) {
       static_cast<std::int64_t>(std::clamp(o.offer.lease_s / 5, 0.5, 5.0) * 1000));
   auto next_beat = Clock::now() + beat_every;
   bool cancel = false, lost = false;
-  int forwarded = 0;  // signals passed on to the job
+  int forwarded = 0;  // the agent's stop signals seen while the job ran
+  // Every stop (the agent's signal, a cancel, a lost lease) sends the job
+  // SIGUSR1, `xpscale run`'s preemption: its trials checkpoint and it exits
+  // 3. (A second SIGTERM/SIGINT would end a run at once, and srun passes
+  // SIGUSR1 on to the ranks as mpirun does.) A job still running kStopGrace
+  // later, or after a second signal to the agent, is ended.
+  constexpr auto kStopGrace = std::chrono::seconds(120);
+  std::optional<Clock::time_point> stop_sent;
+  const auto stop_job = [&](const std::string& why) {
+    if (stop_sent) return;
+    say(why);
+    job->signal_group(SIGUSR1);
+    stop_sent = Clock::now();
+  };
   std::optional<launcher::ExitStatus> st;
   while (!(st = job->wait_for(std::chrono::milliseconds(200)))) {
     if (g_signals > forwarded) {
-      const int sig = g_signal;
-      if (forwarded == 0) {
-        say("signal " + std::to_string(sig) + ": passing it to the job of entry " +
-            std::to_string(e.id) + ", which checkpoints and stops");
-        job->signal_group(sig);
-      } else {
+      if (forwarded == 0 && !stop_sent) {
+        stop_job("signal " + std::to_string(g_signal) + ": the job of entry " +
+                 std::to_string(e.id) + " checkpoints and stops (SIGUSR1)");
+      } else if (forwarded > 0) {
         say("another signal: ending the job of entry " + std::to_string(e.id) + " now");
         st = job->terminate_tree(std::chrono::seconds(5));
         break;
       }
       forwarded = g_signals;
+    }
+    if (stop_sent && Clock::now() - *stop_sent > kStopGrace) {
+      say("the job of entry " + std::to_string(e.id) + " did not stop within " +
+          std::to_string(kStopGrace.count()) + " s: ending it");
+      st = job->terminate_tree(std::chrono::seconds(10));
+      break;
     }
     if (Clock::now() >= next_beat) {
       next_beat = Clock::now() + beat_every;
@@ -630,14 +610,12 @@ bool serve_entry(SweepQueue& q, const AgentOptions& o, QueueEntry e) {
       }
       if (beat == SweepQueue::Beat::kCancel && !cancel) {
         cancel = true;
-        say("entry " + std::to_string(e.id) + " was cancelled: stopping its job");
-        job->signal_group(SIGTERM);
+        stop_job("entry " + std::to_string(e.id) + " was cancelled: stopping its job");
       } else if (beat == SweepQueue::Beat::kLost && !lost) {
         lost = true;
-        say("entry " + std::to_string(e.id) +
-            " is no longer this agent's (its lease expired and another agent took it): "
-            "stopping its job");
-        job->signal_group(SIGTERM);
+        stop_job("entry " + std::to_string(e.id) +
+                 " is no longer this agent's (its lease expired and another agent took it): "
+                 "stopping its job");
       }
     }
   }
@@ -780,6 +758,11 @@ int agent_command(const std::vector<std::string>& args) {
       continue;
     }
     waiting_said = false;
+    if (g_signal) {  // came while the entry was being claimed
+      record_end(*q, o, *e, "queued", std::nullopt,
+                 "put back: its agent was stopped (signal " + std::to_string(g_signal) + ")");
+      return kExitPreempted;
+    }
     if (!serve_entry(*q, o, *e)) return kExitPreempted;
     idle_since = Clock::now();
     if (o.once) return kExitOk;

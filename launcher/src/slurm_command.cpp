@@ -109,7 +109,7 @@ std::string absolute(const std::string& path) {
 
 // The config of sweep `name` in the PostgreSQL store (--store, else
 // XPSCALE_STORE), checked to be the one the sweep began with.
-std::string joined_config(const std::string& name, std::string url, const char* verb) {
+std::string joined_config(const std::string& name, std::string& url, const char* verb) {
   const std::string cmd = std::string("slurm ") + verb + " --join";
   if (url.empty())
     if (const char* env = std::getenv("XPSCALE_STORE")) url = env;
@@ -149,6 +149,7 @@ std::string joined_config(const std::string& name, std::string url, const char* 
 struct JobRequest {
   SlurmJob job;
   std::string sweep_path;
+  std::string store_url;  // the run's PostgreSQL store; "" for SQLite
 };
 
 // Parses render/submit's options and loads the sweep config (its errors
@@ -226,6 +227,17 @@ std::optional<JobRequest> parse_job(const std::vector<std::string>& args_in, con
                     ": method: bayes (TPE) learns from every result, and array tasks on SQLite "
                     "keep separate stores; give a PostgreSQL store (--store postgresql://...), on "
                     "which every task is a worker of the one sweep, or drop --array");
+  r.store_url = url;
+  if (!join.empty()) {
+    // The new worker must share the sweep's out_dir (its trials'
+    // checkpoints), which the first job marked with xpscale.store.
+    const auto pointer = read_store_pointer(absolute(config.out_dir));
+    if (!pointer || pointer->sweep != join)
+      throw UserError(std::string("slurm ") + verb + " --join: " + absolute(config.out_dir) +
+                      " (the config's out_dir, seen from here) is not the out_dir of sweep '" + join +
+                      "' (no xpscale.store there names it); run this from the directory where "
+                      "the sweep began");
+  }
   if (!url.empty() && std::find(extra.begin(), extra.end(), "--store") == extra.end())
     extra.insert(extra.begin(), {"--store", url_without_password(url)});
   if (trainer.empty() && !config.is_external())
@@ -263,6 +275,10 @@ int submit(const std::vector<std::string>& args) {
   auto r = parse_job(args, "submit");
   if (!r) return kExitOk;
   const std::string script = render_sbatch(kSbatchTemplate, r->job);
+  // A password written in --store reaches the job in PGPASSWORD, which
+  // sbatch passes on with the environment; never in the script.
+  if (const std::string password = url_password(r->store_url); !password.empty())
+    ::setenv("PGPASSWORD", password.c_str(), 1);
   const fs::path dir = fs::path(r->job.out_dir) / "slurm";
   std::error_code ec;
   fs::create_directories(dir, ec);

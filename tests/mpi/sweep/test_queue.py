@@ -332,7 +332,7 @@ class QueueTest(SweepCase):
         self.poll(self.running_attempts("termed"), at_least=2)
         agent.send_signal(signal.SIGTERM)
         out = self.wait_agent(agent, expect=3, timeout=30)
-        self.assertIn("passing it to the job", out)
+        self.assertIn("checkpoints and stops (SIGUSR1)", out)
         e = self.entry("termed")
         self.assertEqual((e["status"], e["agent"], e["heartbeat_at"]), ("queued", None, None), e)
         self.assertIn("put back: its agent was stopped", e["message"])

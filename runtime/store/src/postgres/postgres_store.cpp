@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <cctype>
 #include <cmath>
 #include <cstdlib>
 #include <string_view>
@@ -75,6 +76,45 @@ std::string url_without_password(std::string_view url) {
   }
   if (!out.empty() && (out.back() == '?')) out.pop_back();
   return out;
+}
+
+namespace {
+
+std::string percent_decoded(const std::string& s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
+        std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
+      out += static_cast<char>(std::stoi(s.substr(i + 1, 2), nullptr, 16));
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string url_password(std::string_view url_view) {
+  const std::string url(url_view);
+  const auto scheme = url.find("://");
+  if (scheme != std::string::npos) {
+    const auto start = scheme + 3;
+    const auto end = url.find_first_of("/?", start);
+    const auto at = url.rfind('@', end == std::string::npos ? std::string::npos : end);
+    if (at != std::string::npos && at >= start) {
+      const auto colon = url.find(':', start);
+      if (colon != std::string::npos && colon < at)
+        return percent_decoded(url.substr(colon + 1, at - colon - 1));
+    }
+  }
+  for (std::size_t p = 0; (p = url.find("password=", p)) != std::string::npos; p += 9) {
+    if (p > 0 && url[p - 1] != '?' && url[p - 1] != '&') continue;
+    const auto e = url.find('&', p);
+    return percent_decoded(url.substr(p + 9, e == std::string::npos ? e : e - p - 9));
+  }
+  return "";
 }
 
 PostgresStore::PostgresStore(const std::string& url, const std::string& sweep, Mode mode)

@@ -145,4 +145,9 @@ bool is_postgres_url(std::string_view location);
 // parameter), its other parts as written: safe to show and to keep.
 std::string url_without_password(std::string_view url);
 
+// The password written in a store URL (`user:PASSWORD@` or `password=`),
+// percent-decoded; "" when there is none. Commands that start jobs hand it
+// over in PGPASSWORD, never on a command line (which `ps` shows to all).
+std::string url_password(std::string_view url);
+
 }  // namespace xpscale
