@@ -106,6 +106,11 @@ std::string join(const std::vector<std::string>& v, const char* sep = ",") {
 // SQLite file. Anything but a PostgreSQL URL is refused, shown without
 // its password.
 std::string chosen_store_url(const std::optional<std::string>& flag, const SweepConfig& config) {
+  // The config's text is kept with the sweep: a password in its store:
+  // is refused even when --store overrides it.
+  if (!config.store.empty() && url_without_password(config.store) != config.store)
+    throw UserError(config.path + ": store: the URL holds a password, which would be kept with "
+                    "the sweep's config in the store; put it in PGPASSWORD or ~/.pgpass instead");
   std::string url, from;
   if (flag) {
     url = *flag;
@@ -118,9 +123,6 @@ std::string chosen_store_url(const std::optional<std::string>& flag, const Sweep
     from = "XPSCALE_STORE";
   }
   if (url.empty() || url == "sqlite") return {};
-  if (!flag && !config.store.empty() && url_without_password(url) != url)
-    throw UserError(from + ": the URL holds a password, which would be kept with the sweep's "
-                    "config in the store; put it in PGPASSWORD or ~/.pgpass instead");
   if (!is_postgres_url(url))
     throw UserError(from + ": expected a postgresql://user@host:port/database URL, or sqlite (out_dir's "
                     "file, the default); got '" + url_without_password(url) + "'");
