@@ -26,6 +26,7 @@
 #include "commands.h"
 #include "xpscale/config/canonical_config.h"
 #include "xpscale/config/sweep_config.h"
+#include "xpscale/coordinator/protocol.h"
 #include "xpscale/launcher/process.h"
 #include "xpscale/schedule/scheduler.h"
 #include "xpscale/search/searcher.h"
@@ -83,11 +84,6 @@ std::string ago(double seconds) {
   if (s < 3600) return std::to_string(s / 60) + "m";
   if (s < 86400) return std::to_string(s / 3600) + "h" + std::to_string(s % 3600 / 60) + "m";
   return std::to_string(s / 86400) + "d";
-}
-
-double unix_now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
 }
 
 nlohmann::json entry_json(const QueueEntry& e) {
@@ -215,7 +211,7 @@ constexpr const char* kQueueUsage =
 
 void print_table(const std::vector<QueueEntry>& entries,
                  const std::vector<std::pair<std::string, bool>>& queues) {
-  const double now = unix_now();
+  const double now = detail::unix_now();
   std::vector<std::vector<std::string>> rows = {
       {"ID", "QUEUE", "PRI", "STATUS", "SWEEP", "TRIALS", "TIME", "AGENT / NOTE"}};
   for (const auto& e : entries) {
