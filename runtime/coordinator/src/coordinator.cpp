@@ -23,6 +23,9 @@ namespace xpscale::detail {
 namespace {
 
 constexpr double kCommitEvery = 0.2;  // seconds between commits of metric rows
+// Requests handled in one group commit at most: with every group waiting,
+// the last reply of a batch waits for the ones before it (~30-100 us each).
+constexpr int kMaxBatch = 16;
 
 ProgressOptions progress_options(CoordinatorSetup& s) {
   ProgressOptions o;
@@ -58,6 +61,7 @@ void Coordinator::run() noexcept {
     // resume). First the request whose handling failed: its group waits.
     try {
       stopping_ = true;
+      release_held_replies();
       auto parked = std::move(parked_);
       parked_.clear();
       if (in_flight_) {
@@ -266,12 +270,15 @@ void Coordinator::serve() {
       begin_preemption();
     progress();  // on busy turns too: a busy coordinator may have no idle ones
     if (!m) {
+      flush_batch();  // nothing more waiting: commit, then answer
       wait_out_full_disk();
       maybe_commit(false);
       backoff.idle();
       continue;
     }
     backoff.reset();
+    // A shared sweep's claims commit on their own (dispatch_shared).
+    if (!s_.shared) batching_ = true;
     const std::string kind = m->body.value("k", "");
     in_flight_.emplace(m->source, kind, m->body.value("g", -1));
     if (kind == "next")
@@ -281,6 +288,40 @@ void Coordinator::serve() {
     else
       throw Error("unknown control message '" + kind + "' from rank " + std::to_string(m->source));
     in_flight_.reset();  // answered, or parked (then parked_ holds it)
+    if (batching_ && ++batch_size_ >= kMaxBatch) flush_batch();
+  }
+  flush_batch();  // the last "done" replies
+}
+
+void Coordinator::flush_batch() {
+  batching_ = false;
+  batch_size_ = 0;
+  if (commit_owed_) {
+    commit_owed_ = false;
+    maybe_commit(true);  // on failure the replies stay held: release_held_replies()
+  }
+  auto held = std::move(held_replies_);
+  held_replies_.clear();
+  for (const auto& h : held) send_json(ctrl_, h.source, kTagReply, h.body);
+}
+
+void Coordinator::release_held_replies() {
+  batching_ = false;
+  commit_owed_ = false;
+  auto held = std::move(held_replies_);
+  held_replies_.clear();
+  for (auto& h : held) {
+    const std::string k = h.body.value("k", "");
+    if (k == "trial") {
+      // Its start was not committed: the trial stays queued (or running
+      // in the store, which the next run's resume puts back).
+      running_.erase(h.group);
+      say_done(h.source, h.group);
+    } else if (k == "decision") {
+      reply(h.source, {{"k", "decision"}, {"stop", true}, {"reason", "coordinator error"}});
+    } else {
+      send_json(ctrl_, h.source, kTagReply, h.body);  // "done": already counted
+    }
   }
 }
 
@@ -497,7 +538,7 @@ void Coordinator::dispatch(int source, int group, Claimed* claimed) {
     s_.store->start_attempt(t.id, t.attempt, s_.run, group, ranks, hosts, now);
     s_.algorithms->on_start(t.id, t.params);
     running_[group] = {t.id, t.attempt, now};
-    reply(source, {{"k", "trial"}, {"t", t.id}, {"a", t.attempt}, {"p", t.params}});
+    reply(source, {{"k", "trial"}, {"t", t.id}, {"a", t.attempt}, {"p", t.params}}, group);
     progress_.trial_started(t.id, t.attempt, group, t.params);
     return;
   }
@@ -554,7 +595,8 @@ void Coordinator::dispatch_shared(int source, int group, Claimed* claimed) {
           maybe_commit(true);
         }
         running_[group] = {c->id, c->attempt, now};
-        reply(source, {{"k", "trial"}, {"t", c->id}, {"a", c->attempt}, {"p", c->params}});
+        reply(source, {{"k", "trial"}, {"t", c->id}, {"a", c->attempt}, {"p", c->params}},
+              group);
         progress_.trial_started(c->id, c->attempt, group, c->params);
         return;
       }
@@ -701,9 +743,14 @@ void Coordinator::handle_report(int source, const nlohmann::json& body) {
   maybe_commit(synced);  // the sweep's lock is not held past this decision
 }
 
-void Coordinator::reply(int source, const nlohmann::json& body) {
-  send_json(ctrl_, source, kTagReply, body);
-  if (in_flight_ && std::get<0>(*in_flight_) == source) in_flight_.reset();
+void Coordinator::reply(int source, const nlohmann::json& body, int group) {
+  const bool answers_in_flight = in_flight_ && std::get<0>(*in_flight_) == source;
+  if (batching_) {
+    held_replies_.push_back({source, group, body});
+  } else {
+    send_json(ctrl_, source, kTagReply, body);
+  }
+  if (answers_in_flight) in_flight_.reset();
 }
 
 void Coordinator::say_done(int source, int group) {
@@ -793,6 +840,10 @@ void Coordinator::requeue_interrupted(std::uint64_t id, int attempt, int group, 
 
 void Coordinator::maybe_commit(bool force) {
   if (!s_.store->in_transaction()) return;
+  if (batching_ && force) {  // flush_batch() commits before any reply goes out
+    commit_owed_ = true;
+    return;
+  }
   const double now = unix_now();
   if (force || now - last_commit_ >= kCommitEvery) {
     s_.algorithms->save(*s_.store);  // in the transaction of the results it reflects

@@ -11,6 +11,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
+#include <string_view>
 #include <utility>
 
 #include "xpscale/store/filesystem_kind.h"
@@ -97,7 +99,10 @@ class SqliteStore::Db {
     // --store-retry (retrying_store.h), with a message while it waits.
     check(sqlite3_busy_timeout(db_, 1000), "sqlite3_busy_timeout");
   }
-  ~Db() { sqlite3_close_v2(db_); }
+  ~Db() {
+    for (auto& [sql, cached] : cache_) sqlite3_finalize(cached.stmt);
+    sqlite3_close_v2(db_);
+  }
   Db(const Db&) = delete;
   Db& operator=(const Db&) = delete;
 
@@ -134,13 +139,44 @@ class SqliteStore::Db {
     }
   }
 
+  struct Cached {
+    sqlite3_stmt* stmt;
+    bool in_use;
+  };
+  static constexpr std::size_t kMaxCached = 128;
+
   // A prepared statement, reset on destruction; bind with 1-based indexes.
+  // Statements are prepared once per connection and kept (parsing and
+  // planning cost more than running the dispatch path's small statements,
+  // bench/dispatch); a statement already in use (a query iterated while
+  // another runs the same text) gets a fresh one of its own.
   class Stmt {
    public:
     Stmt(const Db& db, const char* sql) : db_(db) {
+      auto it = db_.cache_.find(std::string_view(sql));
+      if (it == db_.cache_.end() && db_.cache_.size() < kMaxCached) {
+        sqlite3_stmt* stmt = nullptr;
+        db_.check(sqlite3_prepare_v3(db_.db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr),
+                  sql);
+        it = db_.cache_.emplace(std::string(sql), Cached{stmt, false}).first;
+      }
+      if (it != db_.cache_.end() && !it->second.in_use) {
+        cached_ = &it->second;
+        cached_->in_use = true;
+        stmt_ = cached_->stmt;
+        return;
+      }
       db_.check(sqlite3_prepare_v2(db_.db_, sql, -1, &stmt_, nullptr), sql);
     }
-    ~Stmt() { sqlite3_finalize(stmt_); }
+    ~Stmt() {
+      if (!cached_) {
+        sqlite3_finalize(stmt_);
+        return;
+      }
+      sqlite3_reset(stmt_);
+      sqlite3_clear_bindings(stmt_);
+      cached_->in_use = false;
+    }
     Stmt(const Stmt&) = delete;
     Stmt& operator=(const Stmt&) = delete;
 
@@ -196,6 +232,7 @@ class SqliteStore::Db {
    private:
     const Db& db_;
     sqlite3_stmt* stmt_ = nullptr;
+    Cached* cached_ = nullptr;
   };
 
   std::int64_t last_insert_rowid() const { return sqlite3_last_insert_rowid(db_); }
@@ -204,6 +241,8 @@ class SqliteStore::Db {
  private:
   std::string path_;
   sqlite3* db_ = nullptr;
+  // Prepared statements by their text (Stmt).
+  mutable std::map<std::string, Cached, std::less<>> cache_;
 };
 
 SqliteStore::SqliteStore(const std::filesystem::path& path, Mode mode)

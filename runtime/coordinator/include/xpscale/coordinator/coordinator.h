@@ -137,7 +137,14 @@ class Coordinator {
   // `claimed`: the trial record_result() claimed for it, to start or, if
   // it may not start now, give back.
   void dispatch(int source, int group, Claimed* claimed = nullptr);
-  void reply(int source, const nlohmann::json& body);
+  // `group`: the group a "trial" reply starts a trial on.
+  void reply(int source, const nlohmann::json& body, int group = -1);
+  // Group commit: ends the batch, commits what its requests wrote, then
+  // sends their replies (see batching_).
+  void flush_batch();
+  // After an error: the replies a failed commit held back are sent as
+  // "done" (a trial not recorded as started) or "stop" (a report).
+  void release_held_replies();
   // Tells group `group` (at `source`) that the sweep is over for it.
   void say_done(int source, int group);
   void stop_sweep(const std::string& reason);
@@ -218,6 +225,19 @@ class Coordinator {
   double last_heartbeat_ = 0, last_reap_ = 0, last_poll_ = 0;
   SweepCounts counts_{};
   bool more_proposals_ = true;
+  // Group commit (sweeps in a store of their own): the requests already
+  // waiting are handled as one batch, their writes in one transaction, and
+  // their replies held until it commits, so that one commit, not one per
+  // request, makes each result durable before its group gets new work.
+  bool batching_ = false;
+  bool commit_owed_ = false;  // a forced commit was asked for in the batch
+  int batch_size_ = 0;
+  struct HeldReply {
+    int source;
+    int group;
+    nlohmann::json body;
+  };
+  std::vector<HeldReply> held_replies_;
 };
 
 }  // namespace xpscale::detail
