@@ -35,16 +35,61 @@ TEST(Asha, ContinuesOnlyTheTopThirdOfEachRungSoFar) {
   EXPECT_FALSE(stops(*asha, {4, 1, 0.1}));  // n=5 keep 1: rank 1
   EXPECT_TRUE(stops(*asha, {5, 1, 0.35}));  // n=6 keep 2: rank 3
   EXPECT_FALSE(stops(*asha, {6, 1, 0.2}));  // n=7 keep 2: rank 2
-  // Between rungs nothing is decided.
-  EXPECT_FALSE(stops(*asha, {0, 2, 5.0}));
+  // Between rungs each is ranked again at rung 0 (n=7 keep 2), by its
+  // score there: trial 4 (0.1) and 6 (0.2) go on, trial 0 (0.5) no longer.
+  EXPECT_FALSE(stops(*asha, {4, 2, 5.0}));
+  EXPECT_FALSE(stops(*asha, {6, 2, 5.0}));
+  EXPECT_TRUE(stops(*asha, {0, 2, 0.0}));
   // Rung 1 (resource 3) starts empty: the first one there never waits.
-  EXPECT_FALSE(stops(*asha, {0, 3, 0.45}));
+  EXPECT_FALSE(stops(*asha, {4, 3, 0.45}));
   EXPECT_TRUE(stops(*asha, {6, 3, 0.5}));    // n=2 keep 1: rank 2
   EXPECT_FALSE(stops(*asha, {2, 3, 0.25}));  // n=3 keep 1: rank 1
   // max_resource ends the trial as complete, not as an early stop.
   const auto end = asha->on_report(2, 9, 0.2);
   EXPECT_TRUE(end.stop);
   EXPECT_TRUE(end.complete);
+}
+
+// The case bench/search measured: the first trial at a rung goes on (it
+// has no rivals yet), a better one arrives, and the first would then no
+// longer be promoted. It stops at its next report instead of training on
+// to the next rung, and beyond, as the first one there. Before, nothing was
+// decided between rungs and it ran to max_resource.
+TEST(Asha, AnEarlyArrivalStopsOnceTheRungShowsItOutOfTheTop) {
+  auto asha = make_asha_scheduler({1, 9, 3});
+  EXPECT_FALSE(stops(*asha, {0, 1, 0.5}));  // first at rung 0: goes on
+  EXPECT_FALSE(stops(*asha, {1, 1, 0.3}));  // n=2 keep 1: rank 1
+  const auto d = asha->on_report(0, 2, 0.1);  // its rung-0 score counts, not this one
+  EXPECT_TRUE(d.stop);
+  EXPECT_FALSE(d.complete);
+  EXPECT_EQ(d.reason, "asha: rung 0 (resource 1): now rank 2 of 2, top 1 continue");
+  EXPECT_TRUE(stops(*asha, {0, 3, 0.0}));  // stays stopped; rung 1 never sees it
+  EXPECT_FALSE(stops(*asha, {1, 2, 0.2}));
+  EXPECT_FALSE(stops(*asha, {1, 3, 0.2}));  // first at rung 1
+  EXPECT_EQ(asha->state()["brackets"][0]["scores"][1].size(), 1u);
+}
+
+TEST(Asha, BetweenRungsATrialIsRankedAtItsHighestRungOnly) {
+  auto asha = make_asha_scheduler({1, 9, 3});
+  EXPECT_FALSE(stops(*asha, {0, 1, 0.5}));
+  EXPECT_FALSE(stops(*asha, {0, 3, 0.5}));  // first at rung 1
+  EXPECT_FALSE(stops(*asha, {1, 1, 0.1}));  // rung 0 now ranks trial 0 second
+  EXPECT_FALSE(stops(*asha, {0, 4, 0.5}));  // ranked at rung 1, where it leads
+  EXPECT_FALSE(stops(*asha, {1, 3, 0.4}));  // rung 1: n=2, rank 1
+  EXPECT_TRUE(stops(*asha, {0, 5, 0.5}));   // rung 1: now rank 2 of 2
+}
+
+TEST(Asha, AStateWithoutRungScoresRestoresAndRanksOnlyOnArrival) {
+  auto a = make_asha_scheduler({1, 9, 3});
+  EXPECT_FALSE(stops(*a, {0, 1, 0.5}));
+  EXPECT_FALSE(stops(*a, {1, 1, 0.3}));
+  auto old = a->state();
+  old["brackets"][0].erase("rung_score");  // as written before rung_score
+  auto b = make_asha_scheduler({1, 9, 3});
+  b->restore(old);
+  EXPECT_FALSE(stops(*b, {0, 2, 0.5}));  // no score kept: not ranked again
+  EXPECT_TRUE(stops(*b, {2, 1, 0.9}));   // arrivals are ranked as before
+  EXPECT_TRUE(stops(*a, {0, 2, 0.5}));
 }
 
 TEST(Asha, AReportPastSeveralRungsRecordsEachAndDecidesOnTheLast) {

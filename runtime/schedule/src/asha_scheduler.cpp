@@ -3,7 +3,9 @@
 // Optuna's are Python). See scheduler.h for the rules.
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <set>
+#include <tuple>
 #include <unordered_map>
 
 #include <ext/pb_ds/assoc_container.hpp>
@@ -46,7 +48,15 @@ class Rungs {
       scores_[reached].insert({score, arrivals_++});
       newest = static_cast<int>(reached++);
     }
+    if (newest >= 0) last_score_[trial] = score;
     return newest;
+  }
+  // The highest rung `trial` has passed and its score there, if any.
+  std::optional<std::pair<std::size_t, double>> highest(std::uint64_t trial) const {
+    const auto r = reached_.find(trial);
+    const auto s = last_score_.find(trial);
+    if (r == reached_.end() || r->second == 0 || s == last_score_.end()) return std::nullopt;
+    return std::pair{r->second - 1, s->second};
   }
   // 1 + how many recorded scores at `rung` are strictly better than score.
   std::size_t rank(std::size_t rung, double score) const {
@@ -65,7 +75,12 @@ class Rungs {
       scores.emplace_back();
       for (const auto& [score, arrival] : rung) scores.back().push_back(score);
     }
-    return {{"milestones", milestones_}, {"scores", scores}, {"reached", reached}};
+    nlohmann::json last = nlohmann::json::object();
+    for (const auto& [t, score] : last_score_) last[std::to_string(t)] = score;
+    return {{"milestones", milestones_},
+            {"scores", scores},
+            {"reached", reached},
+            {"rung_score", last}};
   }
   void restore(const nlohmann::json& j) {
     if (j.at("milestones").get<std::vector<double>>() != milestones_)
@@ -83,6 +98,11 @@ class Rungs {
     reached_.clear();
     for (const auto& [t, n] : j.at("reached").items())
       reached_[std::stoull(t)] = n.get<std::size_t>();
+    // A state written before rung_score existed: those trials are not
+    // re-ranked between rungs (as the scheduler that wrote it did).
+    last_score_.clear();
+    if (auto it = j.find("rung_score"); it != j.end())
+      for (const auto& [t, score] : it->items()) last_score_[std::stoull(t)] = score.get<double>();
   }
 
  private:
@@ -94,6 +114,7 @@ class Rungs {
   std::vector<OrderTree> scores_;
   std::uint64_t arrivals_ = 0;
   std::unordered_map<std::uint64_t, std::size_t> reached_;
+  std::unordered_map<std::uint64_t, double> last_score_;  // the score at the highest rung
 };
 
 // Trials told to stop stay stopped: a trial that reports again after a
@@ -157,15 +178,29 @@ class AshaBrackets : public Scheduler {
     if (resource >= o_.max_resource)
       return stops_.remember(
           trial, {true, true, "asha: reached max_resource " + number_text(o_.max_resource)});
-    if (rung < 0) return {};
-    const auto r = static_cast<std::size_t>(rung);
+    // A trial goes on past a rung only while it ranks in the top of that
+    // rung: decided when it reaches the rung, and again on every report
+    // until the next one, as later trials fill the rung. A trial let on
+    // while the rung held few scores (the first ones there always go on)
+    // thus stops once the rung shows it would not have been promoted.
+    std::size_t r = 0;
+    double mine = score;
+    const bool again = rung < 0;
+    if (!again) {
+      r = static_cast<std::size_t>(rung);
+    } else {
+      const auto at = rungs.highest(trial);
+      if (!at) return {};
+      std::tie(r, mine) = *at;
+    }
     const std::size_t n = rungs.size(r);
     const std::size_t keep = std::max<std::size_t>(1, static_cast<std::size_t>(n / o_.eta));
-    const std::size_t rank = rungs.rank(r, score);
+    const std::size_t rank = rungs.rank(r, mine);
     if (rank <= keep) return {};
     std::string reason = "asha: rung " + std::to_string(r) + " (resource " +
-                         number_text(rungs.milestones()[r]) + "): rank " + std::to_string(rank) +
-                         " of " + std::to_string(n) + ", top " + std::to_string(keep) + " continue";
+                         number_text(rungs.milestones()[r]) + "): " + (again ? "now " : "") +
+                         "rank " + std::to_string(rank) + " of " + std::to_string(n) + ", top " +
+                         std::to_string(keep) + " continue";
     if (brackets_.size() > 1) reason = "hyperband bracket " + std::to_string(b) + ", " + reason;
     return stops_.remember(trial, {true, false, reason});
   }

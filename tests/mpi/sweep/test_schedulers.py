@@ -52,23 +52,33 @@ class SchedulerSweepTest(unittest.TestCase):
             self.assertIn(t["status"], ("completed", "stopped"), t)
         # Replay the rung at epoch 1 in the order the reports reached the
         # coordinator: a trial goes on only when it ranks in the top
-        # max(1, n // 3) of the n recorded so far (higher accuracy first).
-        seen, expect_stop = [], {}
-        for trial, value in con.execute(
-                "SELECT trial, value FROM metrics WHERE step = 1 ORDER BY rowid"):
-            seen.append(value)
-            rank = 1 + sum(1 for v in seen if v > value)
-            expect_stop[trial] = rank > max(1, len(seen) // 3)
-        self.assertEqual(len(expect_stop), 6)
-        self.assertTrue(any(expect_stop.values()), expect_stop)
-        for trial, stop in expect_stop.items():
+        # max(1, n // 3) of the n recorded so far (higher accuracy first),
+        # and at epoch 2 it is ranked again, by its epoch-1 value, against
+        # the n recorded by then.
+        seen, at_rung, expect_last = [], {}, {}
+
+        def in_top(value):
+            return 1 + sum(1 for v in seen if v > value) <= max(1, len(seen) // 3)
+
+        for trial, step, value in con.execute(
+                "SELECT trial, step, value FROM metrics WHERE step <= 2 ORDER BY rowid"):
+            if step == 1:
+                seen.append(value)
+                at_rung[trial] = value
+                expect_last[trial] = 3 if in_top(value) else 1
+            elif not in_top(at_rung[trial]):
+                expect_last[trial] = 2
+        self.assertEqual(len(expect_last), 6)
+        self.assertTrue(any(last < 3 for last in expect_last.values()), expect_last)
+        for trial, last in expect_last.items():
             t = trials[trial]
-            if stop:
+            self.assertEqual(t["last_step"], last, (t, expect_last))
+            if last == 1:
                 self.assertEqual(t["status"], "stopped", t)
                 self.assertTrue(t["reason"].startswith("asha: rung 0"), t)
-                self.assertEqual(t["last_step"], 1, t)
-            else:
-                self.assertEqual(t["last_step"], 3, t)
+            elif last == 2:
+                self.assertEqual(t["status"], "stopped", t)
+                self.assertTrue(t["reason"].startswith("asha: rung 0 (resource 1): now rank"), t)
         self.assertGreaterEqual(max(t["best_value"] for t in trials.values()), 0.8)
         state = json.loads(con.execute(
             "SELECT state FROM algorithm_state WHERE name = 'scheduler'").fetchone()[0])

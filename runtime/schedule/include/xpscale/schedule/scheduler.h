@@ -69,7 +69,14 @@ class Scheduler {
 // first reaches a rung, its score there is recorded, and it continues only
 // if it ranks in the top max(1, floor(n / eta)) of the n trials recorded at
 // that rung so far, itself included; otherwise it stops. No trial ever
-// waits for a rung to fill. At max_resource the trial stops (done).
+// waits for a rung to fill, so the first trials at a rung go on. On every
+// later report below its next rung the trial is ranked again at its
+// highest rung, by its score recorded there, against the n recorded there
+// by then: it stops as soon as it is out of the top max(1, floor(n /
+// eta)). That is the paper's promotion rule (promote only what is in the
+// top 1/eta of the rung) applied as the rung fills, instead of letting an
+// early arrival train to the next rung on the strength of few rivals. At
+// max_resource the trial stops (done).
 struct AshaOptions {
   double min_resource = 1;
   double max_resource = 81;
