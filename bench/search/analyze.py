@@ -65,7 +65,7 @@ def main():
     fraction = gap = None
     if "fmnist_grid" in by and "fmnist_asha" in by:
         grid = by["fmnist_grid"]
-        for name in ("fmnist_asha", "optuna_sha_replay"):
+        for name in ("fmnist_asha", "optuna_sha_replay", "optuna_sha_replay_grid_order"):
             if name not in by:
                 continue
             r = by[name]
