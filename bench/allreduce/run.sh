@@ -4,7 +4,10 @@
 # and prints the summary as the last line:
 #   {"bench":"allreduce","backend":...,"ranks":N,
 #    "overhead_vs_raw_mpi_at_4MiB":r1,"overhead_vs_raw_mpi_at_64MiB":r2,
-#    "bucketed_vs_per_tensor_speedup":s,"vs_torch_gloo_at_4MiB":g}
+#    "bucketed_vs_per_tensor_speedup":s,"time_us_at_4MiB":t,
+#    "control_vs_raw_mpi_at_4MiB":c,"vs_torch_gloo_at_4MiB":g,...}
+# c is raw MPI_Allreduce timed against itself the same way as ours: the
+# noise floor to read r1 against (see allreduce_bench.cpp).
 #
 #   bench/allreduce/run.sh [RANKS] [extra allreduce_bench arguments]
 #   XPSCALE_BUILD_DIR=/tmp/b bench/allreduce/run.sh 4 --backend mpi
