@@ -78,6 +78,17 @@ def main():
     line["trials_per_s"] = round(n / (last - run_started), 2)
     # What one group spends per trial, start to start.
     line["group_cycle_us"] = round(1e6 * groups * (last - first) / n, 1)
+    # Does the rate hold as the store grows? Trials/s over the first and
+    # the last tenth of the trials by finish time (the queue's writing,
+    # prepare_s, excluded from the first).
+    if n >= 100:
+        ends = sorted(r[2] for r in rows)
+        k = n // 10
+        head = k / (ends[k - 1] - first)
+        tail = k / (ends[-1] - ends[n - k - 1])
+        line["first_tenth_trials_per_s"] = round(head, 2)
+        line["last_tenth_trials_per_s"] = round(tail, 2)
+        line["rate_kept"] = round(tail / head, 3)
     if a.outer_s:
         line["outer_s"] = round(a.outer_s, 4)
         line["outer_trials_per_s"] = round(n / a.outer_s, 2)

@@ -10,7 +10,9 @@
 #
 # Knobs (environment): DISPATCH_RANKS (4), DISPATCH_TRIALS (20000),
 # DISPATCH_LOOP_TRIALS (20), DISPATCH_OPTUNA_TRIALS (2000),
-# DISPATCH_BUSY_TRIALS (200), DISPATCH_KEEP=1 keeps the work dir. The build
+# DISPATCH_BUSY_TRIALS (200), DISPATCH_SCALE_TRIALS ("10000 100000": the
+# sweeps that check the rate holds as the store grows; "" skips them),
+# DISPATCH_KEEP=1 keeps the work dir. The build
 # follows scripts/setup: XPSCALE_BUILD_TYPE (RelWithDebInfo), XPSCALE_CUDA
 # (AUTO), XPSCALE_WERROR (ON), XPSCALE_JOBS (nproc).
 set -euo pipefail
@@ -22,6 +24,7 @@ trials=${DISPATCH_TRIALS:-20000}
 loop_trials=${DISPATCH_LOOP_TRIALS:-20}
 optuna_trials=${DISPATCH_OPTUNA_TRIALS:-2000}
 busy_trials=${DISPATCH_BUSY_TRIALS:-200}
+scale_trials=${DISPATCH_SCALE_TRIALS:-10000 100000}
 py=/usr/bin/python3 # Debian's, where python3-optuna lives
 here=bench/dispatch
 
@@ -94,11 +97,12 @@ t1=$(now)
 emit "$("$py" -c 'import json, sys; n, p, s = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]); print(json.dumps({"bench": "dispatch", "measure": "mpirun_parallel", "launches_at_once": p, "trials": n, "wall_s": round(s, 4), "trials_per_s": round(n / s, 3)}))' \
   "$loop_trials" "$ranks" "$(elapsed "$t0" "$t1")")"
 
-# (c) Optuna, $ranks worker processes on one storage: RDBStorage on SQLite
-# (the headline peer; JournalFileStorage only if SQLite's locking fails),
-# then JournalFileStorage, Optuna 3.1's faster file storage, for reference.
+# (c) Optuna, $ranks worker processes on one storage: RDBStorage on SQLite,
+# then JournalFileStorage, Optuna's fastest storage for several processes
+# (the headline peer: the summary's vs_optuna is against the faster of the
+# two).
 echo "run.sh: (c) Optuna, $optuna_trials trials, $ranks workers" >&2
-for storage in auto journal; do
+for storage in rdb journal; do
   t0=$(now)
   # A failing peer prints its error as its line; the summary then says null.
   line=$("$py" $here/optuna_peer.py --dir "$work/optuna-$storage" --trials "$optuna_trials" \
@@ -121,7 +125,15 @@ t1=$(now)
 emit "$("$py" $here/analyze.py "$work/busy/xpscale.db" --label xpscale_busy --busy \
   --outer-s "$(elapsed "$t0" "$t1")")"
 
-"$py" - "$work/lines.jsonl" "$ranks" <<'EOF'
+# (e) Does the rate hold as the store grows? Larger sweeps of the same
+# no-op trials; analyze.py's rate_kept = the last tenth's rate / the first's.
+for n in $scale_trials; do
+  echo "run.sh: (e) $n no-op trials on $ranks ranks" >&2
+  trials=$n noop_sweep "xpscale_noop_$n" "$work/noop-$n"
+  rm -rf "$work/noop-$n"
+done
+
+"$py" - "$work/lines.jsonl" "$ranks" $scale_trials <<'EOF'
 import json, sys
 m = {d["measure"]: d for d in map(json.loads, open(sys.argv[1]))}
 
@@ -131,14 +143,18 @@ def ratio(a, b, digits=2):
 
 
 noop, loop, par = m["xpscale_noop"], m["mpirun_loop"], m["mpirun_parallel"]
-opt, journal = m["optuna_auto"], m["optuna_journal"]
+rdb, journal = m["optuna_rdb"], m["optuna_journal"]
+# The strongest Optuna: the faster of its two storages (null if both failed).
+peers = [p for p in (rdb, journal) if p.get("trials_per_s")]
+opt = max(peers, key=lambda p: p["trials_per_s"]) if peers else {}
 x = noop["trials_per_s"]  # opening the store to the last trial's end
+scale = [m[f"xpscale_noop_{n}"] for n in sys.argv[3:]]
 print(json.dumps({
     "bench": "dispatch",
     "measure": "ratios_outer",  # every rate with its start-up included
     "vs_mpirun_loop": ratio(noop["outer_trials_per_s"], loop["trials_per_s"], 1),
     "vs_mpirun_parallel": ratio(noop["outer_trials_per_s"], par["trials_per_s"], 1),
-    "vs_optuna": ratio(noop["outer_trials_per_s"], opt.get("outer_trials_per_s")),
+    "vs_optuna_rdb": ratio(noop["outer_trials_per_s"], rdb.get("outer_trials_per_s")),
     "vs_optuna_journal": ratio(noop["outer_trials_per_s"], journal.get("outer_trials_per_s")),
 }))
 print(json.dumps({
@@ -146,14 +162,21 @@ print(json.dumps({
     "measure": "ratios_other_peers",
     "vs_optuna_by_wall_s": ratio(noop["wall_trials_per_s"], opt.get("trials_per_s")),
     "vs_mpirun_parallel": ratio(x, par["trials_per_s"], 1),
-    "vs_optuna_journal": ratio(x, journal.get("trials_per_s")),
 }))
-print(json.dumps({
+summary = {
     "bench": "dispatch",
     "ranks": int(sys.argv[2]),
     "trials_per_s": x,
     "vs_mpirun_loop": ratio(x, loop["trials_per_s"], 1),
     "vs_optuna": ratio(x, opt.get("trials_per_s")),
+    "vs_optuna_journal": ratio(x, journal.get("trials_per_s")),
+    "vs_optuna_rdb": ratio(x, rdb.get("trials_per_s")),
     "group_busy_fraction": m["xpscale_busy"]["group_busy_fraction"],
-}))
+}
+for s in scale:
+    summary[f"trials_per_s_{s['trials']}"] = s["trials_per_s"]
+    summary[f"rate_kept_{s['trials']}"] = s.get("rate_kept")
+if scale:  # the largest sweep's rate against the headline one's
+    summary["rate_kept_largest_vs_headline"] = ratio(scale[-1]["trials_per_s"], x, 3)
+print(json.dumps(summary))
 EOF
