@@ -3,6 +3,7 @@
 // Optuna's are Python). See scheduler.h for the rules.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <optional>
 #include <set>
 #include <tuple>
@@ -30,7 +31,9 @@ std::string number_text(double x) {
 // k-th best is O(log n) however many trials a rung holds; a sorted vector
 // made each insert O(n) (10^5/s at 10^6 records, bench/search). Keys are
 // (score, arrival number): equal scores stay distinct. A trial's rungs are
-// recorded in order, so reached_[t] is the number of rungs t has passed.
+// recorded in order, so reached_[t].rungs is the number of rungs t has
+// passed; reached_[t].score its score at the highest of them (NaN: unknown,
+// from a state written before it was kept).
 class Rungs {
  public:
   explicit Rungs(std::vector<double> milestones) : milestones_(std::move(milestones)) {
@@ -42,21 +45,21 @@ class Rungs {
   // Records `score` at every rung whose milestone `resource` reached and
   // the trial had not; returns the highest rung recorded now, or -1.
   int record(std::uint64_t trial, double resource, double score) {
-    auto& reached = reached_[trial];
+    auto& [reached, at_highest] = reached_[trial];
     int newest = -1;
     while (reached < milestones_.size() && resource >= milestones_[reached]) {
       scores_[reached].insert({score, arrivals_++});
       newest = static_cast<int>(reached++);
     }
-    if (newest >= 0) last_score_[trial] = score;
+    if (newest >= 0) at_highest = score;
     return newest;
   }
   // The highest rung `trial` has passed and its score there, if any.
   std::optional<std::pair<std::size_t, double>> highest(std::uint64_t trial) const {
-    const auto r = reached_.find(trial);
-    const auto s = last_score_.find(trial);
-    if (r == reached_.end() || r->second == 0 || s == last_score_.end()) return std::nullopt;
-    return std::pair{r->second - 1, s->second};
+    const auto it = reached_.find(trial);
+    if (it == reached_.end() || it->second.rungs == 0 || std::isnan(it->second.score))
+      return std::nullopt;
+    return std::pair{it->second.rungs - 1, it->second.score};
   }
   // 1 + how many recorded scores at `rung` are strictly better than score.
   std::size_t rank(std::size_t rung, double score) const {
@@ -69,14 +72,16 @@ class Rungs {
 
   nlohmann::json state() const {
     nlohmann::json reached = nlohmann::json::object();
-    for (const auto& [t, n] : reached_) reached[std::to_string(t)] = n;
+    nlohmann::json last = nlohmann::json::object();
+    for (const auto& [t, r] : reached_) {
+      reached[std::to_string(t)] = r.rungs;
+      if (!std::isnan(r.score)) last[std::to_string(t)] = r.score;
+    }
     std::vector<std::vector<double>> scores;
     for (const auto& rung : scores_) {
       scores.emplace_back();
       for (const auto& [score, arrival] : rung) scores.back().push_back(score);
     }
-    nlohmann::json last = nlohmann::json::object();
-    for (const auto& [t, score] : last_score_) last[std::to_string(t)] = score;
     return {{"milestones", milestones_},
             {"scores", scores},
             {"reached", reached},
@@ -97,12 +102,12 @@ class Rungs {
     }
     reached_.clear();
     for (const auto& [t, n] : j.at("reached").items())
-      reached_[std::stoull(t)] = n.get<std::size_t>();
+      reached_[std::stoull(t)] = {n.get<std::size_t>(), kUnknown};
     // A state written before rung_score existed: those trials are not
     // re-ranked between rungs (as the scheduler that wrote it did).
-    last_score_.clear();
     if (auto it = j.find("rung_score"); it != j.end())
-      for (const auto& [t, score] : it->items()) last_score_[std::stoull(t)] = score.get<double>();
+      for (const auto& [t, score] : it->items())
+        reached_[std::stoull(t)].score = score.get<double>();
   }
 
  private:
@@ -113,8 +118,12 @@ class Rungs {
   std::vector<double> milestones_;
   std::vector<OrderTree> scores_;
   std::uint64_t arrivals_ = 0;
-  std::unordered_map<std::uint64_t, std::size_t> reached_;
-  std::unordered_map<std::uint64_t, double> last_score_;  // the score at the highest rung
+  static constexpr double kUnknown = std::numeric_limits<double>::quiet_NaN();
+  struct Reached {
+    std::size_t rungs = 0;
+    double score = kUnknown;
+  };
+  std::unordered_map<std::uint64_t, Reached> reached_;
 };
 
 // Trials told to stop stay stopped: a trial that reports again after a
