@@ -28,7 +28,12 @@ std::optional<Message> try_recv_json(MPI_Comm comm, int source, int tag) {
 }
 
 Message recv_json(MPI_Comm comm, int source, int tag) {
-  Backoff backoff;
+  // A reply the coordinator is preparing comes within a few hundred
+  // microseconds: a waiter that goes to sleep sooner wakes late (the sleep,
+  // the timer slack, the wake-up), which cost no-op sweeps a third of their
+  // rate on an oversubscribed node (bench/dispatch: 50 us of spinning
+  // against 500 us).
+  Backoff backoff(std::chrono::microseconds(500), std::chrono::microseconds(500));
   for (;;) {
     if (auto m = try_recv_json(comm, source, tag)) return std::move(*m);
     backoff.idle();
@@ -40,7 +45,7 @@ void Backoff::idle() {
   const auto now = steady_clock::now();
   if (!idle_since_) idle_since_ = now;
   const auto idle_for = now - *idle_since_;
-  if (idle_for < microseconds(50)) return;  // a reply usually comes within this: spin
+  if (idle_for < spin_for_) return;  // a message usually comes within this: spin
   if (idle_for < milliseconds(2)) {
     std::this_thread::yield();
     std::this_thread::sleep_for(std::min(microseconds(20), max_sleep_));

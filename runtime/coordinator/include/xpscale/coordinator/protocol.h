@@ -110,13 +110,16 @@ class Backoff {
  public:
   // Sleeps grow to at most max_sleep. The coordinator uses a short cap:
   // every microsecond it sleeps is a microsecond a finished group waits.
-  explicit Backoff(std::chrono::microseconds max_sleep = std::chrono::microseconds(500))
-      : max_sleep_(max_sleep) {}
+  // The first `spin_for` of idleness only polls, without yielding.
+  explicit Backoff(std::chrono::microseconds max_sleep = std::chrono::microseconds(500),
+                   std::chrono::microseconds spin_for = std::chrono::microseconds(50))
+      : max_sleep_(max_sleep), spin_for_(spin_for) {}
   void reset() { idle_since_.reset(); }
   void idle();
 
  private:
   std::chrono::microseconds max_sleep_;
+  std::chrono::microseconds spin_for_;
   std::optional<std::chrono::steady_clock::time_point> idle_since_;
 };
 
