@@ -169,10 +169,19 @@ class ShardedLoader::Epoch {
   void parse_piece(LoaderStats& stats) {
     const detail::Piece& piece = prefetcher_.pieces()[next_piece_];
     std::shared_ptr<const void> bytes;
+    double waited = 0;
+    const auto count_wait = [&] {
+      if (waited <= 0) return;
+      stats.wait_s += waited;
+      ++stats.waits;
+      if (next_piece_ == 1) stats.first_wait_s += waited;
+    };
     try {
-      bytes = pool_->share(prefetcher_.take(next_piece_++, stats.wait_s));
+      bytes = pool_->share(prefetcher_.take(next_piece_++, waited));
+      count_wait();
       stats.bytes += piece.length;
     } catch (const std::exception& e) {
+      count_wait();
       if (loader_.options_.on_error == OnError::kFail) throw;
       failure_ = e.what();
       parsed_ += piece.count;

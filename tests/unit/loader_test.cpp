@@ -348,6 +348,22 @@ TEST_F(LoaderTest, PrefetchStaysWithinItsBytesInFlightBound) {
   EXPECT_LE(s.stall_fraction(), 1.0);
 }
 
+TEST_F(LoaderTest, WaitsAreCountedWithTheEpochsFirstPieceApart) {
+  LoaderOptions o;
+  o.read_bytes = 2048;
+  o.prefetch_threads = 1;
+  ShardedLoader loader(dataset(), o);
+  while (loader.next()) {
+  }
+  const LoaderStats s = loader.stats();
+  EXPECT_EQ(s.waits == 0, s.wait_s == 0.0);
+  EXPECT_LE(s.first_wait_s, s.wait_s);
+  EXPECT_LE(s.waits, s.bytes / 512);  // at most one per piece
+  if (s.waits == 1 && s.first_wait_s > 0) {
+    EXPECT_DOUBLE_EQ(s.first_wait_s, s.wait_s);
+  }
+}
+
 TEST_F(LoaderTest, GroupDisagreementIsAnErrorNamingTheRanks) {
   GroupView g{.rank = 0, .size = 2, .allgather = [](const std::string& mine) {
                 return std::vector<std::string>{mine, "something else"};

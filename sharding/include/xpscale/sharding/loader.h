@@ -99,6 +99,10 @@ struct LoaderStats {
   std::uint64_t repeats = 0;  // of which flagged repeats
   std::uint64_t skipped = 0;  // samples replaced under on_error: skip
   double wait_s = 0;          // time next() waited for bytes
+  // Where the waits were: how many next() calls blocked, and how much of
+  // wait_s went to each epoch's first piece (the prefetch had no head start).
+  std::uint64_t waits = 0;
+  double first_wait_s = 0;
   double elapsed_s = 0;       // from the first next() to the stats() call
   std::uint64_t max_bytes_in_flight = 0;
 
