@@ -104,6 +104,10 @@ class SoakTest(unittest.TestCase):
             "SELECT count(*) FROM attempts WHERE status = 'interrupted'").fetchone()[0]
         runs = con.execute("SELECT count(*) FROM runs").fetchone()[0]
         integrity = con.execute("PRAGMA integrity_check").fetchone()[0]
+        # Every attempt of a trial that did not complete, for the failure message.
+        not_completed = con.execute(
+            "SELECT a.trial, a.attempt, a.run, a.status, a.reason FROM attempts a JOIN trials t "
+            "ON t.id = a.trial WHERE t.status != 'completed' ORDER BY a.trial, a.attempt").fetchall()
         con.close()
         print(json.dumps({"soak": "kill9", "trials": TRIALS, "ranks": RANKS, "kills": kills,
                           "runs": runs, "interrupted_attempts": interrupted,
@@ -112,7 +116,7 @@ class SoakTest(unittest.TestCase):
                           "orphans": len(marker_pids(marker)), "integrity": integrity,
                           "wall_s": round(time.time() - t0, 1)}))
         self.assertEqual(kills, KILLS, "the sweep ended before it could be killed")
-        self.assertEqual(statuses, {"completed": TRIALS})
+        self.assertEqual(statuses, {"completed": TRIALS}, not_completed)
         self.assertEqual(len(per_trial), TRIALS)
         self.assertTrue(all(n == 1 for _, n in per_trial), "a trial completed twice")
         self.assertEqual(integrity, "ok")

@@ -295,17 +295,20 @@ CoordinatorSetup prepare(const SweepConfig& config, const RunOptions& given, int
   // kill of the whole job leaves its innocent trials running too, but a
   // trial that crashes its rank must not crash every resumed run.
   std::map<std::uint64_t, int> crashed;
+  std::map<std::uint64_t, int> last_crashed;  // trial -> its latest attempt that a run ended under
   for (const auto& a : store.attempts()) {
     if (a.status == "failed") ++s.failed_attempts[a.trial];
-    if (a.status == "lost" || (a.status == "interrupted" && a.reason == kRunEndedReason))
+    if (a.status == "lost" || (a.status == "interrupted" && a.reason == kRunEndedReason)) {
       ++crashed[a.trial];
+      last_crashed[a.trial] = std::max(last_crashed[a.trial], a.attempt);
+    }
   }
 
   // An unbounded sweep goes over the trials it has so far here; the
   // coordinator draws the next ones as groups free up (SweepAlgorithms).
   std::uint64_t planned = limit.value_or(0);
   if (!limit && !existing.empty()) planned = existing.rbegin()->first + 1;
-  std::deque<QueuedTrial> restarted, fresh;
+  std::deque<QueuedTrial> restarted, fresh, ended_under;
   for (std::uint64_t i = 0; i < planned; ++i) {
     auto it = existing.find(i);
     std::optional<Params> params;
@@ -354,7 +357,15 @@ CoordinatorSetup prepare(const SweepConfig& config, const RunOptions& given, int
         if (!options.quiet) std::cerr << "xpscale: trial " << i << " failed: " << why << '\n';
         continue;
       }
-      (t.attempts > 0 ? restarted : fresh).push_back({i, std::move(*params), t.attempts + 1});
+      // A trial whose last attempt's run ended under it (kill -9, a crash,
+      // a lost rank) goes after the others: if it crashed the run, the
+      // sweep makes progress before it runs again; if it did not, it is
+      // not in flight at every early death of the runs that follow (each
+      // counts against it, above).
+      if (auto lc = last_crashed.find(i); lc != last_crashed.end() && lc->second == t.attempts)
+        ended_under.push_back({i, std::move(*params), t.attempts + 1});
+      else
+        (t.attempts > 0 ? restarted : fresh).push_back({i, std::move(*params), t.attempts + 1});
       continue;
     }
     const int attempts = it != existing.end() ? it->second.attempts : 0;
@@ -362,9 +373,11 @@ CoordinatorSetup prepare(const SweepConfig& config, const RunOptions& given, int
     store.put_queued_trial(i, *params);
     fresh.push_back({i, std::move(*params), attempts + 1});
   }
-  // Trials that a killed run left half done go first: they hold checkpoints.
+  // Trials that a stopped run left half done go first: they hold
+  // checkpoints. Those whose run ended under them go last.
   s.queue = std::move(restarted);
   for (auto& t : fresh) s.queue.push_back(std::move(t));
+  for (auto& t : ended_under) s.queue.push_back(std::move(t));
   // A shared sweep's queue is its store's queued trials (claim_trial).
   s.shared = store.shared() != nullptr;
   if (s.shared) s.queue.clear();
