@@ -434,6 +434,9 @@ void bind_data(py::module_& m) {
              o.worker = worker;
              o.num_workers = num_workers;
              o.worker_block = worker_block;
+             // xpscale.data makes a loader per epoch (and DataLoader workers
+             // are made again each epoch): a read ahead would go unused.
+             o.read_ahead_next_epoch = false;
              return new PyLoader(dataset, std::move(o), rank, world_size, std::move(sample_type));
            }),
            py::arg("dataset"), py::kw_only(), py::arg("rank"), py::arg("world_size"),

@@ -42,11 +42,29 @@ std::vector<detail::Piece> make_pieces(const Dataset& dataset, const RankPlan& p
   return pieces;
 }
 
+std::string check_agreement(const GroupView& group, const std::string& mine) {
+  if (!group.allgather || group.size <= 1) return {};
+  const std::vector<std::string> all = group.allgather(mine);
+  std::string differ;
+  for (std::size_t r = 0; r < all.size(); ++r)
+    if (all[r] != all[0])
+      differ += (differ.empty() ? "" : "; ") + ("rank " + std::to_string(r) + ": " + all[r]);
+  if (differ.empty()) return {};
+  return "the ranks of the group disagree about the data: rank 0: " + all[0] + "; " + differ;
+}
+
+}  // namespace
+
 // Read buffers, reused and never zero-filled: a fresh multi-MiB buffer per
 // read paid a page fault per 4 KiB on first touch, which cost more than
 // the copy into it. A buffer comes back when the last sample pointing into
-// it is gone; at most `keep` idle ones are kept.
-class BufferPool : public std::enable_shared_from_this<BufferPool> {
+// it is gone; at most `keep` idle ones are kept. One pool serves every
+// epoch of a loader: a pool per epoch started each epoch on fresh memory,
+// and the first touch of fresh pages (dearer still in a VM, where the
+// host backs them) was most of the wait for an epoch's first piece: 4 MiB
+// took 3-13 ms to read from the page cache into new buffers against 0.3-
+// 0.7 ms into used ones (bench/loader's trainer, this machine).
+class ShardedLoader::BufferPool : public std::enable_shared_from_this<BufferPool> {
  public:
   explicit BufferPool(std::size_t keep) : keep_(keep) {}
 
@@ -60,14 +78,16 @@ class BufferPool : public std::enable_shared_from_this<BufferPool> {
         return b;
       }
     }
-    return {std::unique_ptr<char[]>(new char[std::max<std::size_t>(size, 1)]), size};
+    return detail::PieceBytes::allocate(size);
   }
 
   std::shared_ptr<const void> share(detail::PieceBytes bytes) {
     char* data = bytes.data.release();
     return std::shared_ptr<const void>(
         data, [pool = shared_from_this(), capacity = bytes.capacity](const void* p) {
-          pool->put({std::unique_ptr<char[]>(static_cast<char*>(const_cast<void*>(p))), capacity});
+          pool->put({std::unique_ptr<char, detail::PieceBytes::Free>(
+                         static_cast<char*>(const_cast<void*>(p))),
+                     capacity});
         });
   }
 
@@ -82,36 +102,33 @@ class BufferPool : public std::enable_shared_from_this<BufferPool> {
   std::vector<detail::PieceBytes> free_;
 };
 
-std::string check_agreement(const GroupView& group, const std::string& mine) {
-  if (!group.allgather || group.size <= 1) return {};
-  const std::vector<std::string> all = group.allgather(mine);
-  std::string differ;
-  for (std::size_t r = 0; r < all.size(); ++r)
-    if (all[r] != all[0])
-      differ += (differ.empty() ? "" : "; ") + ("rank " + std::to_string(r) + ": " + all[r]);
-  if (differ.empty()) return {};
-  return "the ranks of the group disagree about the data: rank 0: " + all[0] + "; " + differ;
-}
-
-}  // namespace
-
 // One epoch (or its rest) of this rank: the plan, the prefetcher and the
 // samples read but not yet returned.
 class ShardedLoader::Epoch {
  public:
-  Epoch(ShardedLoader& loader, RankPlan plan)
+  // `state` is where the plan starts (the loader's state at its first
+  // sample); the epoch may be made ahead of time, before the loader is there.
+  // rank_samples: the rank's samples in `plan` before a worker's share was
+  // taken (the figure the ranks agree on).
+  // bound: the bytes in flight it may read before read_fully().
+  Epoch(ShardedLoader& loader, RankPlan plan, LoaderState state, std::uint64_t rank_samples,
+        std::uint64_t bound)
       : loader_(loader),
+        state_(std::move(state)),
+        rank_samples_(rank_samples),
         plan_(std::move(plan)),
-        pool_(std::make_shared<BufferPool>(
-            static_cast<std::size_t>(loader.options_.max_bytes_in_flight /
-                                     std::max<std::uint64_t>(loader.options_.read_bytes, 1)) +
-            static_cast<std::size_t>(loader.options_.prefetch_threads) + 2)),
+        pool_(loader.pool_),
         prefetcher_(
             make_pieces(loader.dataset_, plan_, loader.options_.read_bytes),
             [this](const detail::Piece& p) { return fetch(p); }, loader.options_.prefetch_threads,
-            loader.options_.max_bytes_in_flight) {}
+            bound) {}
 
   std::size_t size() const { return plan_.emits.size(); }
+  const LoaderState& state() const { return state_; }
+  std::uint64_t rank_samples() const { return rank_samples_; }
+  void read_fully() { prefetcher_.set_bound(loader_.options_.max_bytes_in_flight); }
+  // Every piece has been handed to the consumer: the prefetch is idle.
+  bool all_taken() const { return next_piece_ == prefetcher_.pieces().size(); }
   std::size_t position() const { return emitted_; }
   std::uint64_t max_in_flight() const { return prefetcher_.max_in_flight(); }
 
@@ -240,6 +257,8 @@ class ShardedLoader::Epoch {
   }
 
   ShardedLoader& loader_;
+  LoaderState state_;
+  std::uint64_t rank_samples_;
   RankPlan plan_;
   std::shared_ptr<BufferPool> pool_;  // before the prefetcher, whose threads use it
   detail::Prefetcher prefetcher_;
@@ -273,6 +292,10 @@ ShardedLoader::ShardedLoader(Dataset dataset, LoaderOptions options, GroupView g
     sources_.push_back(open_source(url));
   }
   if (options_.prefetch_threads <= 0) options_.prefetch_threads = all_local ? 1 : 4;
+  pool_ = std::make_shared<BufferPool>(
+      static_cast<std::size_t>(options_.max_bytes_in_flight /
+                               std::max<std::uint64_t>(options_.read_bytes, 1)) +
+      static_cast<std::size_t>(options_.prefetch_threads) + 2);
   if (!options_.cache_dir.empty())
     cache_ = std::make_unique<ShardCache>(options_.cache_dir, options_.cache_max_bytes);
 }
@@ -284,35 +307,62 @@ PlanOptions ShardedLoader::plan_options() const {
                      options_.drop_last};
 }
 
-RankPlan ShardedLoader::rank_plan() const {
+RankPlan ShardedLoader::rank_plan(const LoaderState& state) const {
   const int w = group_.size;
-  const std::uint64_t consumed = state_.samples_consumed;
-  if (state_.world_size == w && consumed % static_cast<std::uint64_t>(w) == 0)
-    return plan_rank(dataset_, plan_options(), state_.epoch, w, group_.rank,
+  const std::uint64_t consumed = state.samples_consumed;
+  if (state.world_size == w && consumed % static_cast<std::uint64_t>(w) == 0)
+    return plan_rank(dataset_, plan_options(), state.epoch, w, group_.rank,
                      consumed / static_cast<std::uint64_t>(w));
-  return plan_regrouped(dataset_, plan_options(), state_.epoch, state_.world_size,
-                        state_.global_batch, consumed, w, group_.rank);
+  return plan_regrouped(dataset_, plan_options(), state.epoch, state.world_size,
+                        state.global_batch, consumed, w, group_.rank);
+}
+
+std::unique_ptr<ShardedLoader::Epoch> ShardedLoader::make_epoch(const LoaderState& state,
+                                                                std::uint64_t bound) {
+  RankPlan plan = rank_plan(state);
+  const std::uint64_t rank_samples = plan.emits.size();
+  if (options_.num_workers > 1)
+    plan = plan_worker(plan, options_.worker_block, options_.worker, options_.num_workers);
+  return std::make_unique<Epoch>(*this, std::move(plan), state, rank_samples, bound);
 }
 
 std::uint64_t ShardedLoader::remaining() const {
-  if (!epoch_) return rank_plan().emits.size();
+  if (!epoch_) return rank_plan(state_).emits.size();
   if (options_.num_workers == 1) return epoch_->size() - epoch_->position();
   throw ShardingError("loader: a worker's loader does not know where its rank is mid-epoch");
 }
 
 void ShardedLoader::start_epoch() {
-  const std::uint64_t consumed = state_.samples_consumed;
-  RankPlan plan = rank_plan();
+  // The epoch made ahead of time (start_next_epoch_early) when it starts
+  // where the loader is; else one made now.
+  std::unique_ptr<Epoch> epoch = std::move(next_epoch_);
+  if (epoch && epoch->state() == state_)
+    epoch->read_fully();
+  else
+    epoch = make_epoch(state_, options_.max_bytes_in_flight);
   const std::string mine =
       "dataset " + dataset_.digest.substr(0, 16) + ", seed " + std::to_string(options_.seed) +
-      ", epoch " + std::to_string(state_.epoch) + " from sample " + std::to_string(consumed) +
-      ", " + std::to_string(plan.emits.size()) + " samples per rank";
+      ", epoch " + std::to_string(state_.epoch) + " from sample " +
+      std::to_string(state_.samples_consumed) + ", " + std::to_string(epoch->rank_samples()) +
+      " samples per rank";
   if (const std::string problem = check_agreement(group_, mine); !problem.empty())
     throw ShardingError(problem);
-  if (options_.num_workers > 1)
-    plan = plan_worker(plan, options_.worker_block, options_.worker, options_.num_workers);
-  epoch_base_ = consumed;
-  epoch_ = std::make_unique<Epoch>(*this, std::move(plan));
+  epoch_base_ = state_.samples_consumed;
+  epoch_ = std::move(epoch);
+}
+
+void ShardedLoader::start_next_epoch_early() {
+  LoaderState next = state_;
+  ++next.epoch;
+  next.samples_consumed = 0;
+  next.world_size = group_.size;
+  next.global_batch = options_.global_batch;
+  // Enough to fill the shuffle buffer (pieces are at most read_bytes, or
+  // one sample), not the whole bound: reads that nobody takes when
+  // training stops after this epoch.
+  next_epoch_ = make_epoch(next, std::min(options_.max_bytes_in_flight,
+                                          options_.shuffle_buffer_bytes + options_.read_bytes));
+  ++stats_.epochs_read_ahead;
 }
 
 std::optional<Sample> ShardedLoader::next() {
@@ -325,6 +375,13 @@ std::optional<Sample> ShardedLoader::next() {
   if (sample) {
     state_.samples_consumed =
         epoch_base_ + epoch_->position() * static_cast<std::uint64_t>(group_.size);
+    // Once the epoch's last piece is in hand, the samples left (a shuffle
+    // buffer's worth, or the piece's) are the head start of the next
+    // epoch's reads: without it every epoch began with a wait for its
+    // first piece.
+    if (options_.read_ahead_next_epoch && !next_epoch_ && epoch_->all_taken() &&
+        epoch_->position() < epoch_->size())
+      start_next_epoch_early();
   } else {
     max_in_flight_ = std::max(max_in_flight_, epoch_->max_in_flight());
     epoch_.reset();
@@ -347,6 +404,7 @@ void ShardedLoader::restore(const LoaderState& state) {
                         ", this loader has seed " + std::to_string(options_.seed));
   if (state.world_size < 1) throw ShardingError("loader state: world_size must be >= 1");
   epoch_.reset();
+  next_epoch_.reset();
   state_ = state;
 }
 
@@ -359,7 +417,8 @@ LoaderStats ShardedLoader::stats() const {
   // Timed here rather than in next(): two clock reads per sample were a
   // measurable share of the cost of small samples.
   if (started_) s.elapsed_s = std::chrono::duration<double>(Clock::now() - first_call_).count();
-  s.max_bytes_in_flight = std::max(max_in_flight_, epoch_ ? epoch_->max_in_flight() : 0);
+  s.max_bytes_in_flight = std::max({max_in_flight_, epoch_ ? epoch_->max_in_flight() : 0,
+                                    next_epoch_ ? next_epoch_->max_in_flight() : 0});
   return s;
 }
 

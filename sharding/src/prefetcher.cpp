@@ -2,8 +2,28 @@
 
 #include <algorithm>
 #include <chrono>
+#include <new>
+
+#include <sys/mman.h>
 
 namespace xpscale::detail {
+
+PieceBytes PieceBytes::allocate(std::size_t size) {
+  constexpr std::size_t kHuge = std::size_t{2} << 20;
+  size = std::max<std::size_t>(size, 1);
+  if (size < kHuge) {
+    char* p = static_cast<char*>(std::malloc(size));
+    if (p == nullptr) throw std::bad_alloc();
+    return {std::unique_ptr<char, Free>(p), size};
+  }
+  const std::size_t rounded = (size + kHuge - 1) / kHuge * kHuge;
+  char* p = static_cast<char*>(std::aligned_alloc(kHuge, rounded));
+  if (p == nullptr) throw std::bad_alloc();
+  // Advice only: where huge pages are off (transparent_hugepage=never) it
+  // fails or does nothing, and the buffer works as any other.
+  (void)::madvise(p, rounded, MADV_HUGEPAGE);
+  return {std::unique_ptr<char, Free>(p), rounded};
+}
 
 Prefetcher::Prefetcher(std::vector<Piece> pieces, Fetch fetch, int threads,
                        std::uint64_t max_bytes_in_flight)
@@ -73,6 +93,14 @@ PieceBytes Prefetcher::take(std::size_t i, double& waited_s) {
 std::uint64_t Prefetcher::max_in_flight() const {
   const std::lock_guard lock(mutex_);
   return max_in_flight_;
+}
+
+void Prefetcher::set_bound(std::uint64_t max_bytes_in_flight) {
+  {
+    const std::lock_guard lock(mutex_);
+    bound_ = max_bytes_in_flight;
+  }
+  changed_.notify_all();
 }
 
 }  // namespace xpscale::detail

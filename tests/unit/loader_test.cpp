@@ -364,6 +364,46 @@ TEST_F(LoaderTest, WaitsAreCountedWithTheEpochsFirstPieceApart) {
   }
 }
 
+TEST_F(LoaderTest, TheNextEpochIsReadAheadAndKeepsTheSequence) {
+  LoaderOptions ahead = shuffled(), not_ahead = shuffled();
+  not_ahead.read_ahead_next_epoch = false;
+  ShardedLoader a(dataset(), ahead), b(dataset(), not_ahead);
+  for (int epoch = 0; epoch < 3; ++epoch) EXPECT_EQ(drain(a), drain(b)) << "epoch " << epoch;
+  // Each epoch's reads began while the one before served its last samples
+  // (the third's next one too: the loader cannot know that it is the last).
+  EXPECT_EQ(a.stats().epochs_read_ahead, 3u);
+  EXPECT_EQ(b.stats().epochs_read_ahead, 0u);
+  EXPECT_EQ(a.stats().samples, b.stats().samples);
+}
+
+TEST_F(LoaderTest, RestoreDropsAnEpochReadAheadUnlessItStartsThere) {
+  ShardedLoader whole(dataset(), shuffled());
+  auto expected = drain(whole);
+  const auto next_epoch = drain(whole);
+  expected.insert(expected.end(), next_epoch.begin(), next_epoch.end());
+
+  ShardedLoader probe(dataset(), shuffled());
+  drain(probe, 13);
+  const LoaderState at13 = probe.state();
+
+  // Read ahead into epoch 1, then sent back to sample 13 of epoch 0.
+  ShardedLoader loader(dataset(), shuffled());
+  drain(loader, expected.size() / 2 - 1);
+  ASSERT_EQ(loader.stats().epochs_read_ahead, 1u);
+  loader.restore(at13);
+  auto got = drain(loader);
+  const auto second = drain(loader);
+  got.insert(got.end(), second.begin(), second.end());
+  EXPECT_EQ(got, std::vector<Seen>(expected.begin() + 13, expected.end()));
+
+  // Restored to where the read-ahead epoch starts: the same samples.
+  ShardedLoader again(dataset(), shuffled());
+  drain(again);
+  const LoaderState start_of_1 = again.state();
+  again.restore(start_of_1);
+  EXPECT_EQ(drain(again), next_epoch);
+}
+
 TEST_F(LoaderTest, GroupDisagreementIsAnErrorNamingTheRanks) {
   GroupView g{.rank = 0, .size = 2, .allgather = [](const std::string& mine) {
                 return std::vector<std::string>{mine, "something else"};

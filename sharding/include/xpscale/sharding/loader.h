@@ -56,6 +56,11 @@ struct LoaderOptions {
   int prefetch_threads = 0;
   std::uint64_t max_bytes_in_flight = std::uint64_t{64} << 20;
   std::uint64_t read_bytes = std::uint64_t{4} << 20;  // target size of one ranged read
+  // Once an epoch's last piece is in hand, start reading the next epoch
+  // (at most shuffle_buffer_bytes + read_bytes of it until it begins), so
+  // that its first samples do not wait. Off where the loader is not kept
+  // from one epoch to the next (the Python package makes one per epoch).
+  bool read_ahead_next_epoch = true;
   std::string cache_dir;                              // "" = no node-local cache
   std::uint64_t cache_max_bytes = 0;                  // 0 = unbounded
   // Several consumers of one rank's sequence (a DataLoader's worker
@@ -103,6 +108,9 @@ struct LoaderStats {
   // wait_s went to each epoch's first piece (the prefetch had no head start).
   std::uint64_t waits = 0;
   double first_wait_s = 0;
+  // Epochs whose reads began before the previous epoch's last sample
+  // (LoaderOptions::read_ahead_next_epoch).
+  std::uint64_t epochs_read_ahead = 0;
   double elapsed_s = 0;       // from the first next() to the stats() call
   std::uint64_t max_bytes_in_flight = 0;
 
@@ -141,8 +149,14 @@ class ShardedLoader {
 
  private:
   class Epoch;
+  class BufferPool;
   void start_epoch();
-  RankPlan rank_plan() const;  // the rest of the epoch for this rank, from state_
+  void start_next_epoch_early();  // the next epoch's reads, as this one's end nears
+  // The rest of the epoch for this rank (all its workers), from `state`.
+  RankPlan rank_plan(const LoaderState& state) const;
+  // This worker's share of the plan from `state`, reading at most `bound`
+  // bytes ahead.
+  std::unique_ptr<Epoch> make_epoch(const LoaderState& state, std::uint64_t bound);
   PlanOptions plan_options() const;
 
   Dataset dataset_;
@@ -151,7 +165,9 @@ class ShardedLoader {
   LoaderState state_;
   std::vector<std::shared_ptr<Source>> sources_;  // one per shard
   std::unique_ptr<ShardCache> cache_;
+  std::shared_ptr<BufferPool> pool_;  // read buffers, for every epoch
   std::unique_ptr<Epoch> epoch_;
+  std::unique_ptr<Epoch> next_epoch_;  // made ahead of time, reading already
   std::uint64_t epoch_base_ = 0;  // samples_consumed when the epoch (rest) started
   LoaderStats stats_;
   std::uint64_t max_in_flight_ = 0;
