@@ -8,6 +8,7 @@
 
 #include "file_source.h"
 #include "gzip_source.h"
+#include "xpscale/sharding/azure.h"
 #include "xpscale/sharding/error.h"
 #include "xpscale/sharding/s3.h"
 
@@ -72,6 +73,12 @@ std::shared_ptr<Source> open_plain_source(const Url& url) {
   if (url.scheme == "s3") {
     static PerProcess s3([] { return make_s3_source(); });
     return s3.get();
+  }
+  // Azure: az://, https://ACCOUNT.blob.core.windows.net/..., and http(s)
+  // URLs under an emulator's BlobEndpoint (AZURE_STORAGE_CONNECTION_STRING).
+  if (is_azure_url(url)) {
+    static PerProcess azure([] { return make_azure_source(); });
+    return azure.get();
   }
   if (url.scheme == "http" || url.scheme == "https") {
     static PerProcess http([] { return make_http_source(); });

@@ -13,7 +13,7 @@ namespace {
 constexpr std::string_view kSeparator = "://";
 
 bool is_known_scheme(std::string_view s) {
-  return s == "file" || s == "s3" || s == "http" || s == "https";
+  return s == "file" || s == "s3" || s == "az" || s == "http" || s == "https";
 }
 
 // RFC 3986: ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )
@@ -94,16 +94,16 @@ Url parse_url(std::string_view text) {
     if (path.empty()) fail(text, "empty path");
     return Url{"file", "", std::string(path)};
   }
-  if (scheme == "s3") {
+  if (scheme == "s3" || scheme == "az") {  // az://container/blob: the same shape
     const std::size_t slash = rest.find('/');
     const std::string_view bucket = rest.substr(0, slash);
-    if (bucket.empty()) fail(text, "empty bucket");
+    if (bucket.empty()) fail(text, scheme == "s3" ? "empty bucket" : "empty container");
     if (bucket.find('@') != std::string_view::npos) {
       fail(text, "credentials in URLs are not supported; use the environment or config");
     }
     const std::string_view key =
         slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
-    return Url{"s3", std::string(bucket), std::string(key)};
+    return Url{scheme, std::string(bucket), std::string(key)};
   }
   if (scheme == "http" || scheme == "https") {
     const std::size_t end = std::min(rest.find_first_of("/?#"), rest.size());
@@ -116,7 +116,7 @@ Url parse_url(std::string_view text) {
     if (!target.starts_with('/')) target.insert(0, "/");
     return Url{scheme, std::string(authority), std::move(target)};
   }
-  fail(text, "unsupported scheme \"" + scheme + "\" (supported: file, s3, http, https)");
+  fail(text, "unsupported scheme \"" + scheme + "\" (supported: file, s3, az, http, https)");
 }
 
 std::string to_string(const Url& url) {
@@ -126,9 +126,9 @@ std::string to_string(const Url& url) {
     if (url.path.starts_with("localhost/")) return url.path;
     return "file://" + url.path;
   }
-  if (url.scheme == "s3") {
-    return url.path.empty() ? "s3://" + url.bucket_or_host
-                            : "s3://" + url.bucket_or_host + "/" + url.path;
+  if (url.scheme == "s3" || url.scheme == "az") {
+    return url.path.empty() ? url.scheme + "://" + url.bucket_or_host
+                            : url.scheme + "://" + url.bucket_or_host + "/" + url.path;
   }
   return url.scheme + "://" + url.bucket_or_host + url.path;
 }
