@@ -5,7 +5,7 @@ proxy of the S3 tests (../s3/fault_proxy.py) in front of it, for ctest
 fixtures.
 
   azurite_server.py install                 # npm ci, when node_modules lacks a pinned package
-  azurite_server.py start --state DIR       # prints the blob endpoint
+  azurite_server.py start --state DIR [--container NAME ...]   # prints the blob endpoint
   azurite_server.py proxy --state DIR [--name NAME] [fault_proxy.py options]
   azurite_server.py stop --state DIR        # all
 
@@ -14,6 +14,9 @@ DIR receives Azurite's workspace and log, azurite.pid, `endpoint`
 `key` (the test account, made up per run so that a test can grep for the
 key; Azurite reads it from AZURITE_ACCOUNTS); `proxy` writes NAME.pid,
 NAME_endpoint (http://127.0.0.1:PROXYPORT/ACCOUNT) and NAME.log.
+Containers are made with @azure/storage-blob, whose REST version is newer
+than Azurite 3.37 knows: Azurite runs with --skipApiVersionCheck (xpscale
+asks for 2025-11-05, which it knows).
 """
 import argparse
 import base64
@@ -76,7 +79,21 @@ def spawn(args, log_path, env=None):
                             start_new_session=True, env=env)
 
 
-def start(state):
+def create_containers(endpoint, key, names):
+    script = """
+const { BlobServiceClient, StorageSharedKeyCredential } = require("@azure/storage-blob");
+const [endpoint, account, key, ...names] = process.argv.slice(1);
+const service = new BlobServiceClient(endpoint, new StorageSharedKeyCredential(account, key));
+(async () => { for (const n of names) await service.getContainerClient(n).createIfNotExists(); })()
+  .catch((e) => { console.error(e.message); process.exit(1); });
+"""
+    r = subprocess.run(["node", "-e", script, endpoint, ACCOUNT, key] + names, cwd=HERE,
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        sys.exit(f"azurite_server.py: creating containers failed: {r.stderr.strip()}")
+
+
+def start(state, containers):
     install()
     stop_all(state)
     work = state / "azurite"
@@ -88,13 +105,14 @@ def start(state):
         port = free_port()
         proc = spawn(["node", str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", str(port),
                       "--location", str(work), "--silent", "--disableTelemetry",
-                      "--disableProductStyleUrl"],
+                      "--disableProductStyleUrl", "--skipApiVersionCheck"],
                      state / "azurite.log", env)
         if listening(port, proc, 60):
             (state / "azurite.pid").write_text(str(proc.pid))
             (state / "account").write_text(ACCOUNT)
             (state / "key").write_text(key)
             endpoint = f"http://127.0.0.1:{port}/{ACCOUNT}"
+            create_containers(endpoint, key, containers)
             (state / "endpoint").write_text(endpoint)
             print(endpoint)
             return
@@ -162,6 +180,7 @@ def main():
     p.add_argument("action", choices=["install", "start", "proxy", "stop"])
     p.add_argument("--state", type=pathlib.Path)
     p.add_argument("--name", default="proxy")
+    p.add_argument("--container", action="append", default=[])
     a, proxy_args = p.parse_known_args()
     if proxy_args and a.action != "proxy":
         p.error(f"unknown arguments {proxy_args}")
@@ -172,7 +191,7 @@ def main():
         p.error("--state is required")
     a.state.mkdir(parents=True, exist_ok=True)
     if a.action == "start":
-        start(a.state)
+        start(a.state, a.container)
     elif a.action == "proxy":
         start_proxy(a.state, a.name, proxy_args)
     else:
