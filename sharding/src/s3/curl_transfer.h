@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -79,6 +80,9 @@ class Transfer {
   static std::size_t on_write(char* data, std::size_t size, std::size_t n, void* self);
   static std::size_t on_header(char* data, std::size_t size, std::size_t n, void* self);
   static std::size_t on_read(char* data, std::size_t size, std::size_t n, void* self);
+  // Raises the socket's receive low-water mark while a long body streams
+  // in, and lowers it as the body nears its end (see on_write).
+  void set_watermark(std::uint64_t remaining);
 
   Request request_;
   BodySink on_body_;
@@ -89,13 +93,21 @@ class Transfer {
   std::string body_;
   std::uint64_t body_bytes_ = 0;
   bool stopped_ = false;
+  std::uint64_t content_length_ = 0;  // of the 2xx response; 0 when unknown
+  curl_socket_t socket_ = CURL_SOCKET_BAD;  // this transfer's connection (Multi sets it)
+  int watermark_ = 1;                       // the socket's SO_RCVLOWAT as last set
   std::map<std::string, std::string> response_headers_;
   std::exception_ptr callback_error_;  // thrown inside a callback; Multi::step rethrows
   char error_[CURL_ERROR_SIZE] = {};
   friend class Multi;
 };
 
-// Runs transfers concurrently on one multi handle (one thread).
+// Runs transfers concurrently on one multi handle (one thread). It waits
+// on the sockets itself and tells curl which are ready
+// (curl_multi_socket_action) rather than curl_multi_perform/poll: curl then
+// names each transfer's socket (Transfer::set_watermark needs it; with a
+// CurlShare, CURLINFO_ACTIVESOCKET cannot find it), and it skips the
+// zero-timeout poll curl_multi_perform makes per transfer per call.
 class Multi {
  public:
   Multi();
@@ -110,8 +122,16 @@ class Multi {
   std::vector<Transfer*> step(std::chrono::milliseconds wait);
 
  private:
+  static int on_socket(CURL* easy, curl_socket_t fd, int what, void* self, void*);
+  static int on_timer(CURLM*, long timeout_ms, void* self);
+  void act(curl_socket_t fd, int events);
+
   CURLM* multi_ = nullptr;
   std::map<CURL*, Transfer*> active_;
+  std::map<curl_socket_t, int> sockets_;  // what curl waits for: CURL_POLL_IN/OUT/INOUT
+  // When curl wants CURL_SOCKET_TIMEOUT; nullopt when it wants no timer.
+  std::optional<std::chrono::steady_clock::time_point> deadline_;
+  int running_ = 0;
 };
 
 }  // namespace xpscale::detail

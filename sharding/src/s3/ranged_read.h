@@ -15,12 +15,13 @@ namespace xpscale::detail {
 // URL, Range, If-Match and, for S3, the signature.
 using RangeRequest = std::function<Request(std::uint64_t first, std::uint64_t last)>;
 
-// Shares a Source's connections among its concurrent reads. A read that
-// starts while k - 1 others run gets max(1, max_parallel / k) parts in
-// flight; with 1 it fetches its whole range as one streamed GET. Parallel
-// parts only pay when one read alone cannot keep the connections busy;
-// when several reads can, one GET per read makes the fewest requests and
-// buffers nothing (in bench/loader, 4 objects x 4 parts of 8 MiB cost
+// Shares a Source's connections among its concurrent reads: while k reads
+// run, each gets max(1, max_parallel / k) parts in flight, asked again as
+// each part starts (a read that began alone gives up connections as others
+// begin); at 1 it fetches the rest of its range as one streamed GET.
+// Parallel parts only pay when one read alone cannot keep the connections
+// busy; when several reads can, one GET per read makes the fewest requests
+// and buffers nothing (in bench/loader, 4 objects x 4 parts of 8 MiB cost
 // s3rver 4x the requests of 4 whole-object GETs, and clients a copy).
 class ReadBudget {
  public:
@@ -30,11 +31,11 @@ class ReadBudget {
     ~Lease();
     Lease(const Lease&) = delete;
     Lease& operator=(const Lease&) = delete;
-    unsigned in_flight() const { return in_flight_; }
+    unsigned in_flight() const;  // now
 
    private:
     ReadBudget& budget_;
-    unsigned in_flight_;
+    unsigned max_parallel_;
   };
 
  private:
@@ -43,7 +44,8 @@ class ReadBudget {
 
 // Delivers bytes [begin, end) of the object named `url` (for messages) to
 // sink, in order, fetching parts of options.part_size bytes with up to
-// options.max_parallel in flight (fewer under a shared budget, see above). Each part is checked:
+// options.max_parallel in flight (fewer under a shared budget, see above;
+// the first part alone until its bytes begin). Each part is checked:
 // 206 with the asked Content-Range (or 200 with the whole object), exactly its length, and the
 // response's ETag equal to `etag` when both are known (so a replaced object is caught even by a
 // server that ignores If-Match); a part cut short resumes where it stopped. Throws ShardingError

@@ -103,22 +103,32 @@ void throw_http_error(const Transfer& t, const std::string& url) {
   throw ShardingError(url + ": " + what);
 }
 
-void run_jobs(const std::vector<Job*>& jobs, std::size_t in_flight, std::size_t lookahead,
-              const CurlShare& share, const RetryPolicy& policy,
-              const std::function<bool(std::size_t)>& on_done) {
-  in_flight = std::max<std::size_t>(in_flight, 1);
-  lookahead = std::max(lookahead, in_flight);
+namespace {
+
+void run_jobs_made(std::vector<Job*>& jobs, const std::function<Job*()>& make,
+                   const std::function<bool()>& made_all,
+                   const std::function<std::size_t()>& in_flight_now,
+                   const std::function<std::size_t()>& lookahead_now, const CurlShare& share,
+                   const RetryPolicy& policy, const std::function<bool(std::size_t)>& on_done) {
   std::vector<Slot> slots(jobs.size());
   std::map<Transfer*, std::size_t> running;
   Multi multi;
   Backoff backoff(policy);
   std::size_t first_open = 0;  // jobs before it are all done
 
-  while (first_open < jobs.size()) {
+  while (first_open < jobs.size() || !made_all()) {
     const auto now = Clock::now();
     auto next_wake = now + std::chrono::milliseconds(200);
-    const std::size_t last = std::min(jobs.size(), first_open + lookahead);
-    for (std::size_t i = first_open; i < last && running.size() < in_flight; ++i) {
+    const std::size_t in_flight = std::max<std::size_t>(in_flight_now(), 1);
+    const std::size_t lookahead = std::max(lookahead_now(), in_flight);
+    for (std::size_t i = first_open; i < first_open + lookahead && running.size() < in_flight;
+         ++i) {
+      if (i == jobs.size()) {
+        Job* next = made_all() ? nullptr : make();
+        if (next == nullptr) break;
+        jobs.push_back(next);
+        slots.emplace_back();
+      }
       Slot& s = slots[i];
       if (s.done || s.running) continue;
       if (s.next_start > now) {
@@ -158,6 +168,25 @@ void run_jobs(const std::vector<Job*>& jobs, std::size_t in_flight, std::size_t 
     }
     while (first_open < jobs.size() && slots[first_open].done) ++first_open;
   }
+}
+
+}  // namespace
+
+void run_jobs(const std::vector<Job*>& jobs, std::size_t in_flight, std::size_t lookahead,
+              const CurlShare& share, const RetryPolicy& policy,
+              const std::function<bool(std::size_t)>& on_done) {
+  std::vector<Job*> all = jobs;
+  run_jobs_made(
+      all, [] { return nullptr; }, [] { return true; }, [&] { return in_flight; },
+      [&] { return lookahead; }, share, policy, on_done);
+}
+
+void run_jobs(std::vector<Job*>& jobs, const std::function<Job*()>& make,
+              const std::function<bool()>& done, const std::function<std::size_t()>& in_flight,
+              const CurlShare& share, const RetryPolicy& policy,
+              const std::function<bool(std::size_t)>& on_done) {
+  run_jobs_made(
+      jobs, make, done, in_flight, [&] { return 2 * in_flight(); }, share, policy, on_done);
 }
 
 namespace {

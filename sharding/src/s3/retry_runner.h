@@ -48,6 +48,16 @@ void run_jobs(const std::vector<Job*>& jobs, std::size_t in_flight, std::size_t 
               const CurlShare& share, const RetryPolicy& policy,
               const std::function<bool(std::size_t)>& on_done);
 
+// The same for jobs made as they are needed: make() returns the next job,
+// or nullptr when none may start yet (it is asked again after the next
+// event); the run ends once done() is true and every job made has
+// finished. `jobs` receives each job made, in order. in_flight() is asked
+// before each start; lookahead is twice it.
+void run_jobs(std::vector<Job*>& jobs, const std::function<Job*()>& make,
+              const std::function<bool()>& done, const std::function<std::size_t()>& in_flight,
+              const CurlShare& share, const RetryPolicy& policy,
+              const std::function<bool(std::size_t)>& on_done);
+
 // One request with retries; returns its last attempt (any status: the
 // caller judges it with throw_http_error).
 std::unique_ptr<Transfer> perform(const CurlShare& share, const RetryPolicy& policy,
