@@ -147,8 +147,10 @@ struct Epoch {
   std::vector<std::size_t> per_rank;
 };
 
-std::vector<Epoch> read_epochs(const DatasetLocation& where, int ranks, int epochs) {
+std::vector<Epoch> read_epochs(const DatasetLocation& where, int ranks, int epochs,
+                               const std::string& cache_dir = "") {
   LoaderOptions options;
+  options.cache_dir = cache_dir;
   options.seed = 5;
   options.shuffle_buffer_bytes = 64 << 10;
   options.read_bytes = 16 << 10;  // many ranged reads per shard: many draws of the proxy
@@ -242,6 +244,24 @@ TEST(AzureLoader, PrefixAndPatternNameTheSameDatasetAsTheManifest) {
   EXPECT_EQ(by_prefix.digest, by_manifest.digest);
   EXPECT_EQ(by_pattern.digest, by_manifest.digest);
   expect_each_sample_once_per_epoch(read_epochs({.prefix = "az://loader/named/"}, 2, 1), 2);
+}
+
+// Two loaders on one node (two trials) share a cache directory: both read
+// every sample, and the cache holds one file per shard.
+TEST(AzureLoader, NodeLocalCacheServesTwoLoaders) {
+  const std::string manifest = upload_dataset("cached");
+  use_azure_through_fault_proxy();
+  TempDir cache;
+  std::vector<Epoch> trials[2];
+  std::thread a([&] { trials[0] = read_epochs({.manifest = manifest}, 1, 2, cache.str()); });
+  std::thread b([&] { trials[1] = read_epochs({.manifest = manifest}, 1, 2, cache.str()); });
+  a.join();
+  b.join();
+  for (const auto& seen : trials) expect_each_sample_once_per_epoch(seen, 1);
+  std::size_t files = 0;
+  for (const auto& e : std::filesystem::directory_iterator(cache.str()))
+    files += e.path().extension() == ".shard";
+  EXPECT_EQ(files, kShards);
 }
 
 TEST(AzureLoader, MissingManifestIsAnErrorNamingItsUrl) {
