@@ -120,6 +120,93 @@ TEST(Asha, AFailedTrialLeavesTheRungsAsTheyWere) {
   EXPECT_EQ(a->state(), b->state());
 }
 
+// promotion: pause, the paper's ASHA (Li et al. 2020, Algorithm 2).
+std::unique_ptr<Scheduler> pausing_asha() { return make_asha_scheduler({1, 9, 3, true}); }
+
+bool pauses_now(Scheduler& s, const R& r) {
+  const auto d = s.on_report(r.trial, r.resource, r.score);
+  EXPECT_EQ(d.pause, d.stop) << "a pausing ASHA stops below max_resource only to pause";
+  EXPECT_FALSE(d.complete);
+  return d.pause;
+}
+
+TEST(AshaPause, ATrialPausesAtARungUnlessPromotableAndTheBestPausedIsPromotedLater) {
+  auto asha = pausing_asha();
+  EXPECT_TRUE(asha->pauses());
+  // Rung 0: keep = floor(n / 3), no max(1, ...): the first arrivals wait.
+  const auto first = asha->on_report(0, 1, 0.5);
+  EXPECT_TRUE(first.stop && first.pause);
+  EXPECT_EQ(first.reason, "asha: paused at rung 0 (resource 1): rank 1 of 1, top 0 promoted");
+  EXPECT_EQ(asha->next_promotion(false), std::nullopt);
+  EXPECT_TRUE(pauses_now(*asha, {1, 1, 0.3}));  // n=2 keep 0
+  EXPECT_TRUE(pauses_now(*asha, {2, 1, 0.9}));  // n=3 keep 1: rank 3
+  // Trial 1 (0.3) is now in the top 1 of 3: promoted once, trial 0 not.
+  EXPECT_EQ(asha->next_promotion(false), 1u);
+  EXPECT_EQ(asha->next_promotion(false), std::nullopt);
+  EXPECT_FALSE(pauses_now(*asha, {1, 2, 0.2}));  // promoted: goes on to rung 1
+  EXPECT_TRUE(pauses_now(*asha, {1, 3, 0.25}));  // rung 1: n=1 keep 0
+  // Promotable on arrival (n=4 keep 1, rank 1): goes on without a pause.
+  EXPECT_FALSE(pauses_now(*asha, {3, 1, 0.1}));
+  EXPECT_EQ(asha->next_promotion(false), std::nullopt);  // trial 0: rank 3 of 4
+  // Drained (nothing runs, no config left): the top max(1, floor(n / 3))
+  // of each rung, the highest rung first.
+  EXPECT_EQ(asha->next_promotion(true), 1u);
+  EXPECT_EQ(asha->next_promotion(true), std::nullopt);  // rung 0's top 1 went on
+  const auto end = asha->on_report(1, 9, 0.2);
+  EXPECT_TRUE(end.stop && end.complete && !end.pause);
+}
+
+TEST(AshaPause, APausedTrialThatReportsAgainIsDecidedAtItsRungAgain) {
+  auto asha = pausing_asha();
+  EXPECT_TRUE(pauses_now(*asha, {0, 1, 0.1}));
+  // Its attempt ran on (a retry after a crash, from its checkpoint): it is
+  // still not promotable (n=1 keep 0), so it pauses again.
+  EXPECT_TRUE(pauses_now(*asha, {0, 2, 0.0}));
+  EXPECT_TRUE(pauses_now(*asha, {1, 1, 0.5}));
+  EXPECT_TRUE(pauses_now(*asha, {2, 1, 0.6}));  // n=3 keep 1: trial 0 promotable
+  EXPECT_FALSE(pauses_now(*asha, {0, 2, 0.0}));  // promoted by its own report
+  EXPECT_EQ(asha->next_promotion(true), std::nullopt);  // and not offered again
+}
+
+TEST(AshaPause, APromotedTrialWithoutACheckpointRestartsAndGoesOnToItsNextRung) {
+  auto asha = pausing_asha();
+  for (std::uint64_t t = 0; t < 3; ++t)
+    EXPECT_TRUE(pauses_now(*asha, {t, 1, 0.1 * static_cast<double>(t + 1)}));
+  ASSERT_EQ(asha->next_promotion(false), 0u);
+  // The script keeps no checkpoint: the resumed attempt starts at 1 again.
+  EXPECT_FALSE(pauses_now(*asha, {0, 1, 0.7}));  // rung 0 keeps its first score
+  EXPECT_FALSE(pauses_now(*asha, {0, 2, 0.7}));
+  EXPECT_TRUE(pauses_now(*asha, {0, 3, 0.7}));  // rung 1: n=1 keep 0
+  EXPECT_EQ(asha->state()["brackets"][0]["scores"][0].size(), 3u);
+}
+
+TEST(AshaPause, PausedTrialsAndOffersSurviveARestore) {
+  auto a = pausing_asha();
+  // Each arrival is worse than all before it: every one pauses.
+  for (std::uint64_t t = 0; t < 6; ++t)
+    EXPECT_TRUE(pauses_now(*a, {t, 1, 0.5 + 0.1 * static_cast<double>(t)}));
+  ASSERT_EQ(a->next_promotion(false), 0u);  // n=6 keep 2: trials 0 and 1
+  auto b = pausing_asha();
+  b->restore(a->state());
+  EXPECT_EQ(b->state(), a->state());
+  EXPECT_EQ(b->next_promotion(false), 1u);
+  EXPECT_EQ(a->next_promotion(false), 1u);
+  EXPECT_EQ(b->next_promotion(false), std::nullopt);
+}
+
+TEST(AshaPause, AStopBasedStateRestoresIntoAPausingSchedulerWithNothingPaused) {
+  auto stop_based = make_asha_scheduler({1, 9, 3});
+  EXPECT_FALSE(stops(*stop_based, {0, 1, 0.5}));
+  EXPECT_TRUE(stops(*stop_based, {1, 1, 0.9}));
+  EXPECT_FALSE(stop_based->state().contains("paused"));  // its state is as before
+  auto pausing = pausing_asha();
+  pausing->restore(stop_based->state());
+  EXPECT_EQ(pausing->next_promotion(true), std::nullopt);
+  EXPECT_TRUE(stops(*pausing, {1, 2, 0.0}));  // stopped stays stopped
+  EXPECT_FALSE(stop_based->pauses());
+  EXPECT_EQ(stop_based->next_promotion(true), std::nullopt);
+}
+
 TEST(Hyperband, TrialsSplitOverBracketsAndTheLaterBracketHasNoFirstRung) {
   HyperbandOptions o;
   o.asha = {1, 27, 3};  // bracket 0: rungs 1, 3, 9; bracket 1: rungs 3, 9
@@ -322,6 +409,10 @@ TEST(SchedulerResume, AshaDecidesAfterRestoreAsWithoutInterruption) {
   expect_resume_is_exact([] { return make_asha_scheduler({1, 27, 3}); }, curves(20, 12));
 }
 
+TEST(SchedulerResume, PausingAshaDecidesAfterRestoreAsWithoutInterruption) {
+  expect_resume_is_exact([] { return make_asha_scheduler({1, 27, 3, true}); }, curves(20, 12));
+}
+
 TEST(SchedulerResume, HyperbandDecidesAfterRestoreAsWithoutInterruption) {
   expect_resume_is_exact(
       [] {
@@ -376,6 +467,17 @@ TEST(MakeScheduler, BuildsTheConfiguredSchedulerAndNeedsAMetric) {
   auto s = make_scheduler(c);
   ASSERT_TRUE(s);
   EXPECT_EQ(s->state().at("type"), "asha");
+  EXPECT_FALSE(s->pauses());  // promotion: stop is the default, as Ray's ASHAScheduler
+  const auto pausing = parse_sweep_config(
+      "method: random\ntrials: 3\nmetric: {name: loss}\nparameters:\n  a: {min: 0.0, max: 1.0}\n"
+      "scheduler: {type: asha, resource: epoch, max_resource: 9, promotion: pause}\n",
+      "s.yaml");
+  EXPECT_TRUE(make_scheduler(pausing)->pauses());
+  EXPECT_THROW(parse_sweep_config("method: random\ntrials: 3\nmetric: {name: loss}\nparameters:\n"
+                                  "  a: {min: 0.0, max: 1.0}\nscheduler: {type: asha, resource: "
+                                  "epoch, max_resource: 9, promotion: later}\n",
+                                  "s.yaml"),
+               ConfigError);
   const auto no_metric = parse_sweep_config(
       "method: random\ntrials: 3\nparameters:\n  a: {min: 0.0, max: 1.0}\n"
       "early_terminate: {type: hyperband, min_iter: 3}\n",

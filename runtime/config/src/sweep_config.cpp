@@ -50,7 +50,7 @@ const std::vector<std::string> kLaunchTopKeys = {"job", "image_uri", "launch"};
 const std::vector<std::string> kSchedulerKeys = {
     "type",     "resource", "min_resource",        "max_resource",
     "eta",      "brackets", "grace_period",        "min_samples",
-    "interval", "quantile", "resample_probability"};
+    "interval", "quantile", "resample_probability", "promotion"};
 const std::vector<std::string> kLaunchSchedulerKeys = {
     "job", "resource", "resource_args", "docker_image", "settings", "num_workers", "polling_sleep"};
 
@@ -550,7 +550,7 @@ class Parser {
       }
     }
     static const std::map<std::string, std::vector<std::string>> kKeys = {
-        {"asha", {"type", "resource", "min_resource", "max_resource", "eta"}},
+        {"asha", {"type", "resource", "min_resource", "max_resource", "eta", "promotion"}},
         {"hyperband", {"type", "resource", "min_resource", "max_resource", "eta", "brackets"}},
         {"median", {"type", "resource", "grace_period", "min_samples"}},
         {"pbt", {"type", "resource", "interval", "quantile", "resample_probability"}},
@@ -603,6 +603,8 @@ class Parser {
                     "max_resource (" + format_number(*s.max_resource) +
                         ") must be greater than min_resource (" + format_number(*s.min_resource) +
                         ")");
+    if (auto v = find(m, "promotion"))
+      if (auto p = one_of(v->value, "scheduler.promotion", {"stop", "pause"})) s.promotion = *p;
     if (auto v = find(m, "brackets")) s.brackets = count(*v, 1, "scheduler.brackets");
     if (auto v = find(m, "grace_period")) s.grace_period = count(*v, 0, "scheduler.grace_period");
     if (auto v = find(m, "min_samples")) s.min_samples = count(*v, 1, "scheduler.min_samples");

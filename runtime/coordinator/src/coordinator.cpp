@@ -522,12 +522,21 @@ void Coordinator::dispatch(int source, int group, Claimed* claimed) {
     dispatch_shared(source, group);
     return;
   }
-  if (!stopping_ && s_.queue.empty()) {
-    s_.store->begin();
-    if (auto t = s_.algorithms->propose(*s_.store)) {
-      if (s_.summary.unbounded) ++s_.summary.planned;
-      s_.queue.push_back({t->first, t->second, 1});
+  if (!stopping_) {
+    // ASHA with promotion: pause (Li et al. 2020, Algorithm 2): a free
+    // group first resumes a promotable paused trial, and only then takes
+    // a new config; once nothing runs and no config is left, the scheduler
+    // may relax its rule (drained) so that the best go on to the end.
+    std::optional<QueuedTrial> promoted = promotion(false);
+    if (!promoted && s_.queue.empty()) {
+      s_.store->begin();
+      if (auto t = s_.algorithms->propose(*s_.store)) {
+        if (s_.summary.unbounded) ++s_.summary.planned;
+        s_.queue.push_back({t->first, t->second, 1});
+      }
     }
+    if (!promoted && s_.queue.empty() && running_.empty()) promoted = promotion(true);
+    if (promoted) s_.queue.push_front(std::move(*promoted));
   }
   if (!stopping_ && !s_.queue.empty()) {
     QueuedTrial t = std::move(s_.queue.front());
@@ -547,6 +556,22 @@ void Coordinator::dispatch(int source, int group, Claimed* claimed) {
     return;
   }
   parked_.emplace_back(source, group);
+}
+
+std::optional<QueuedTrial> Coordinator::promotion(bool drained) {
+  if (!s_.algorithms->pauses()) return std::nullopt;
+  s_.store->begin();  // the offer is saved with the attempt that resumes it
+  const auto id = s_.algorithms->next_promotion(drained);
+  if (!id) return std::nullopt;
+  QueuedTrial t{*id, nlohmann::ordered_json::object(), 1};
+  if (auto row = s_.store->trial(*id)) {
+    t.params = row->params;
+    t.attempt = row->attempts + 1;
+  }
+  // Counted when it paused (recorded stopped); it runs again now. Its
+  // checkpoint directory is its own: the attempt continues from it.
+  if (s_.summary.completed > 0) --s_.summary.completed;
+  return t;
 }
 
 void Coordinator::release_parked() {
@@ -741,6 +766,9 @@ void Coordinator::handle_report(int source, const nlohmann::json& body) {
   }
   reply(source, {{"k", "decision"}, {"stop", stop}, {"reason", reason}});
   maybe_commit(synced);  // the sweep's lock is not held past this decision
+  // A trial that goes on past a rung makes the rung larger, and may make a
+  // paused trial there promotable: a waiting group may take it now.
+  if (!stop && value && !parked_.empty() && s_.algorithms->pauses()) release_parked();
 }
 
 void Coordinator::reply(int source, const nlohmann::json& body, int group) {

@@ -49,6 +49,13 @@ std::optional<std::pair<std::uint64_t, Params>> SweepAlgorithms::propose(Store& 
   return std::pair{id, std::move(*params)};
 }
 
+std::optional<std::uint64_t> SweepAlgorithms::next_promotion(bool drained) {
+  if (!pauses()) return std::nullopt;
+  const auto trial = scheduler_->next_promotion(drained);
+  if (trial) scheduler_dirty_ = true;  // saved with the attempt that resumes it
+  return trial;
+}
+
 void SweepAlgorithms::on_start(std::uint64_t trial, const Params& params) {
   if (!scheduler_) return;
   scheduler_->on_start(trial, params);

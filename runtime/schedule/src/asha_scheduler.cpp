@@ -173,6 +173,7 @@ class AshaBrackets : public Scheduler {
     for (int s = 0; s < brackets; ++s) {
       auto m = asha_milestones(o, s);
       if (m.empty() && s > 0) break;  // no room for more brackets below max_resource
+      waiting_.emplace_back(m.size());
       brackets_.emplace_back(std::move(m));
       const int h = brackets - 1 - s;
       weights_.push_back(std::pow(o.eta, h) / (h + 1));
@@ -184,9 +185,12 @@ class AshaBrackets : public Scheduler {
     const std::size_t b = bracket_of(trial);
     Rungs& rungs = brackets_[b];
     const int rung = rungs.record(trial, resource, score);
-    if (resource >= o_.max_resource)
+    if (resource >= o_.max_resource) {
+      unpause(trial);
       return stops_.remember(
           trial, {true, true, "asha: reached max_resource " + number_text(o_.max_resource)});
+    }
+    if (o_.pause) return pause_or_continue(b, trial, rung, score);
     // A trial goes on past a rung only while it ranks in the top of that
     // rung: decided when it reaches the rung, and again on every report
     // until the next one, as later trials fill the rung. A trial let on
@@ -216,10 +220,38 @@ class AshaBrackets : public Scheduler {
 
   std::optional<TrialRestart> on_end(std::uint64_t, TrialEnd) override { return std::nullopt; }
 
+  bool pauses() const override { return o_.pause; }
+
+  std::optional<std::uint64_t> next_promotion(bool drained) override {
+    if (!o_.pause || paused_.empty()) return std::nullopt;
+    // The best paused trial of a rung is promotable when it ranks in the
+    // rung's top; if it does not, no other paused trial there does.
+    for (const bool relaxed : {false, true}) {
+      if (relaxed && !drained) break;
+      for (std::size_t b = 0; b < brackets_.size(); ++b)
+        for (std::size_t r = waiting_[b].size(); r-- > 0;) {
+          if (waiting_[b][r].empty()) continue;
+          const auto [score, trial] = *waiting_[b][r].begin();
+          if (brackets_[b].rank(r, score) > keep(b, r, relaxed)) continue;
+          unpause(trial);
+          return trial;
+        }
+    }
+    return std::nullopt;
+  }
+
   nlohmann::json state() const override {
     nlohmann::json b = nlohmann::json::array();
     for (const auto& r : brackets_) b.push_back(r.state());
-    return {{"type", "asha"}, {"brackets", b}, {"stopped", stops_.state()}};
+    nlohmann::json j = {{"type", "asha"}, {"brackets", b}, {"stopped", stops_.state()}};
+    if (o_.pause) {  // a stop-based ASHA's state stays as it was
+      nlohmann::json paused = nlohmann::json::object();
+      for (const auto& [t, at] : paused_)
+        paused[std::to_string(t)] = {at.bracket, at.rung, at.score};
+      j["promotion"] = "pause";
+      j["paused"] = paused;
+    }
+    return j;
   }
   void restore(const nlohmann::json& j) override {
     try {
@@ -227,12 +259,71 @@ class AshaBrackets : public Scheduler {
         throw Error("the stored scheduler state is not this config's ASHA/Hyperband state");
       for (std::size_t i = 0; i < brackets_.size(); ++i) brackets_[i].restore(j["brackets"][i]);
       stops_.restore(j.at("stopped"));
+      paused_.clear();
+      for (auto& w : waiting_)
+        for (auto& rung : w) rung.clear();
+      // A state without "paused" (a stop-based ASHA's, or one written
+      // before pausing existed) has no paused trial.
+      if (auto it = j.find("paused"); it != j.end())
+        for (const auto& [t, at] : it->items()) {
+          const auto b = at.at(0).get<std::size_t>(), r = at.at(1).get<std::size_t>();
+          if (b >= brackets_.size() || r >= waiting_[b].size())
+            throw Error("the stored scheduler state pauses a trial at a rung this config lacks");
+          pause(std::stoull(t), b, r, at.at(2).get<double>());
+        }
     } catch (const nlohmann::json::exception& e) {
       throw Error(std::string("the stored scheduler state is malformed: ") + e.what());
     }
   }
 
  private:
+  // How many of a rung's n trials go on: floor(n / eta) as the paper (no
+  // trial goes on from a rung of fewer than eta), max(1, ...) when relaxed
+  // (the stop-based rule, and pausing once drained).
+  std::size_t keep(std::size_t b, std::size_t rung, bool relaxed) const {
+    const auto k = static_cast<std::size_t>(static_cast<double>(brackets_[b].size(rung)) / o_.eta);
+    return relaxed ? std::max<std::size_t>(1, k) : k;
+  }
+
+  // promotion: pause. A trial that reaches a rung goes on only when it is
+  // promotable there at once, else it pauses. A paused trial that reports
+  // (its attempt was retried, or the pause was not heard before a crash)
+  // is decided again at its rung; a promoted one goes on to its next rung.
+  SchedulerDecision pause_or_continue(std::size_t b, std::uint64_t trial, int rung, double score) {
+    std::size_t r = 0;
+    double mine = score;
+    if (rung >= 0) {
+      r = static_cast<std::size_t>(rung);
+    } else {
+      if (!paused_.count(trial)) return {};
+      r = paused_.at(trial).rung;
+      mine = paused_.at(trial).score;
+    }
+    unpause(trial);
+    const std::size_t n = brackets_[b].size(r);
+    const std::size_t top = keep(b, r, false);
+    const std::size_t rank = brackets_[b].rank(r, mine);
+    if (rank <= top) return {};
+    pause(trial, b, r, mine);
+    std::string reason = "asha: paused at rung " + std::to_string(r) + " (resource " +
+                         number_text(brackets_[b].milestones()[r]) + "): rank " +
+                         std::to_string(rank) + " of " + std::to_string(n) + ", top " +
+                         std::to_string(top) + " promoted";
+    if (brackets_.size() > 1) reason = "hyperband bracket " + std::to_string(b) + ", " + reason;
+    return {.stop = true, .complete = false, .reason = std::move(reason), .pause = true};
+  }
+
+  void pause(std::uint64_t trial, std::size_t b, std::size_t r, double score) {
+    paused_[trial] = {b, r, score};
+    waiting_[b][r].insert({score, trial});
+  }
+  void unpause(std::uint64_t trial) {
+    const auto it = paused_.find(trial);
+    if (it == paused_.end()) return;
+    waiting_[it->second.bracket][it->second.rung].erase({it->second.score, trial});
+    paused_.erase(it);
+  }
+
   std::size_t bracket_of(std::uint64_t trial) const {
     if (brackets_.size() == 1) return 0;
     double total = 0;
@@ -249,6 +340,14 @@ class AshaBrackets : public Scheduler {
   std::vector<Rungs> brackets_;
   std::vector<double> weights_;
   StopMemory stops_;
+  // promotion: pause. The paused trials, and per bracket and rung the same
+  // trials by (score, id), best first, for next_promotion().
+  struct Paused {
+    std::size_t bracket = 0, rung = 0;
+    double score = 0;
+  };
+  std::unordered_map<std::uint64_t, Paused> paused_;
+  std::vector<std::vector<std::set<std::pair<double, std::uint64_t>>>> waiting_;
 };
 
 // W&B's rule, re-evaluated on every report past the first band.

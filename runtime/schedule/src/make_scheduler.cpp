@@ -46,7 +46,11 @@ std::unique_ptr<Scheduler> make_scheduler(const SweepConfig& config) {
     return make_wandb_hyperband_scheduler(o);
   }
   const auto& s = *config.scheduler;
-  if (s.type == "asha") return make_asha_scheduler(asha_options(config, s));
+  if (s.type == "asha") {
+    AshaOptions o = asha_options(config, s);
+    o.pause = s.promotion == "pause";
+    return make_asha_scheduler(o);
+  }
   if (s.type == "hyperband") {
     HyperbandOptions o;
     o.asha = asha_options(config, s);

@@ -184,6 +184,12 @@ CoordinatorSetup prepare(const SweepConfig& config, const RunOptions& given, int
     throw UserError(
         "method: bayes (TPE) learns from every result and cannot be split over "
         "job-array tasks with separate stores; run it as one job (without --array)");
+  // Promotions are the coordinator's own queue; a shared store's queue is
+  // claimed by every job (dispatch_shared), which cannot resume a paused trial yet.
+  if (postgres && config.scheduler && config.scheduler->promotion == "pause")
+    throw UserError(
+        "scheduler.promotion: pause is not supported on a shared (PostgreSQL) store yet; use "
+        "promotion: stop there");
   const fs::path out_dir = config.out_dir;
   const std::string sweep_name = postgres ? postgres_sweep_name(config) : std::string();
   const fs::path db = store_path(out_dir, options.task, options.task_count);

@@ -4,6 +4,7 @@
 //   ms      how long each step sleeps
 //   steps   how many steps it reports (default 3)
 //   x       the reported "loss" is (x - 3)^2 + step / 100
+//   checkpoint  0: never says checkpoint_saved() (a retry starts at step 1)
 // It also reports the leader's node-local rank ("local_rank").
 // Every step checks the group's communicator: the allreduce of the group
 // ranks must equal size*(size-1)/2 on every rank.
@@ -20,6 +21,7 @@ void train(xpscale::Trial& trial) {
   const int ms = trial.has_param("ms") ? trial.param<int>("ms") : 0;
   const int steps = trial.has_param("steps") ? trial.param<int>("steps") : 3;
   const double x = trial.has_param("x") ? trial.param<double>("x") : 0.0;
+  const bool checkpoint = !trial.has_param("checkpoint") || trial.param<int>("checkpoint") != 0;
   if (mode == "throw")
     throw std::runtime_error("trial asked to throw (x=" + std::to_string(x) + ")");
   const int first = trial.resume_step() >= 1 ? static_cast<int>(trial.resume_step()) + 1 : 1;
@@ -35,7 +37,7 @@ void train(xpscale::Trial& trial) {
     if (mode == "sleep_forever_rank1" && trial.group_rank() == 1)
       std::this_thread::sleep_for(std::chrono::hours(1));
     const double loss = (x - 3) * (x - 3) + step / 100.0;
-    trial.checkpoint_saved(step);
+    if (checkpoint) trial.checkpoint_saved(step);
     const nlohmann::json metrics{
         {"loss", loss}, {"rank_sum", r}, {"local_rank", trial.local_rank()}};
     if (trial.report(step, metrics) == xpscale::Decision::kStop) break;

@@ -8,10 +8,17 @@ XPSCALE_TEST_TMP.
 """
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import tempfile
+import sys
+import time
 import unittest
+import uuid
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "pylib"))
+from processes import marker_pids  # noqa: E402  (tests/pylib)
 
 EXT_TRIAL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ext_trial.py")
 PY_PBT_TRIAL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "py_pbt_trial.py")
@@ -83,6 +90,111 @@ class SchedulerSweepTest(unittest.TestCase):
         state = json.loads(con.execute(
             "SELECT state FROM algorithm_state WHERE name = 'scheduler'").fetchone()[0])
         self.assertEqual(len(state["brackets"][0]["scores"][0]), 6)
+
+    # promotion: pause (the paper's ASHA): 8 configs, rungs at steps 1 and 3,
+    # the end at 9. Trial 0 (x = 3) is the best at every step and the
+    # others get worse in grid order, so trial 0 always pauses at rung 0
+    # (fewer than 3 there) and is promoted once 3 have reached it.
+    PAUSE = {"method": "grid", "metric": {"name": "loss", "goal": "minimize"},
+             "parameters": {"x": {"values": [3.0, 2.5, 4.0, 2.0, 5.0, 1.0, 6.0, 0.0]},
+                            "steps": {"value": 9}, "ms": {"value": 150}},
+             "scheduler": {"type": "asha", "resource": "step", "min_resource": 1,
+                           "max_resource": 9, "eta": 3, "promotion": "pause"},
+             "resources": {"ranks_per_trial": 1}}
+
+    def test_asha_pause_resumes_paused_trials_from_their_checkpoints(self):
+        # Killed (SIGKILL) once trials are paused, then resumed: the paused
+        # trials come back from the scheduler's stored state, are promoted
+        # and continue from their checkpoints.
+        tmp = tempfile.mkdtemp(prefix="sched-", dir=os.environ.get("XPSCALE_TEST_TMP"))
+        self.out = os.path.join(tmp, "out")
+        cfg = dict(self.PAUSE, out_dir=self.out)
+        path = os.path.join(tmp, "sweep.yaml")
+        with open(path, "w") as f:
+            json.dump(cfg, f)
+        argv = MPI + ["-n", "2", os.environ["XPSCALE_TRAINER"], "--quiet", "--sweep", path]
+        marker = uuid.uuid4().hex
+        p = subprocess.Popen(argv, env=dict(ENV, XPSCALE_TEST_MARKER=marker),
+                             start_new_session=True, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        paused_at_kill, deadline = 0, time.time() + 120
+        while time.time() < deadline and p.poll() is None:
+            time.sleep(0.05)
+            try:
+                with sqlite3.connect(os.path.join(self.out, "xpscale.db"), timeout=5) as con:
+                    paused_at_kill = con.execute(
+                        "SELECT count(*) FROM trials WHERE status = 'stopped' AND "
+                        "reason LIKE 'asha: paused at rung%'").fetchone()[0]
+            except sqlite3.Error:
+                continue
+            if paused_at_kill >= 3:
+                break
+        self.assertIsNone(p.poll(), "the sweep ended before it could be killed")
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+        deadline = time.time() + 10  # the ranks too: one holds the store's lock
+        while marker_pids(marker) and time.time() < deadline:
+            for pid in marker_pids(marker):
+                os.kill(pid, signal.SIGKILL)
+            time.sleep(0.1)
+        self.assertGreaterEqual(paused_at_kill, 3, "no trial paused before the kill")
+        con = self.sweep(os.environ["XPSCALE_TRAINER"], dict(self.PAUSE), ranks=2, out=self.out)
+        self.assertEqual(con.execute("SELECT count(*) FROM runs").fetchone()[0], 2)
+        self.check_paused_sweep(con, checkpoints=True)
+
+    def test_asha_pause_without_checkpoints_restarts_promoted_trials_from_the_start(self):
+        cfg = dict(self.PAUSE)
+        cfg["parameters"] = dict(cfg["parameters"], checkpoint={"value": 0}, ms={"value": 20})
+        self.check_paused_sweep(self.sweep(os.environ["XPSCALE_TRAINER"], cfg, ranks=2),
+                                checkpoints=False)
+
+    def check_paused_sweep(self, con, checkpoints):
+        trials = {r["id"]: dict(r) for r in con.execute("SELECT * FROM trials")}
+        self.assertEqual(len(trials), 8)
+        for t in trials.values():
+            self.assertIn(t["status"], ("completed", "stopped"), t)
+        # The best config is promoted to the end: by the rule once a rung
+        # holds 3, or, when drained, as the top of its rung.
+        self.assertEqual(trials[0]["reason"], "asha: reached max_resource 9", trials[0])
+        self.assertEqual(trials[0]["last_step"], 9, trials[0])
+        self.assertGreater(trials[0]["attempts"], 1, trials[0])
+        steps = {}
+        for trial, attempt, step in con.execute("SELECT trial, attempt, step FROM metrics"):
+            steps.setdefault((trial, attempt), []).append(step)
+        self.assertLess(sum(len(v) for v in steps.values()), 8 * 9)
+        attempts = [dict(r) for r in con.execute("SELECT * FROM attempts ORDER BY trial, attempt")]
+        paused = [a for a in attempts if (a["reason"] or "").startswith("asha: paused at rung")]
+        self.assertTrue(paused)
+        resumed = 0
+        for a in paused:
+            rung = int(a["reason"].split()[4])
+            # Paused on the report at its rung (1 or 3); one step more only
+            # when the kill fell between the pause and its recording.
+            last = max(steps[(a["trial"], a["attempt"])])
+            self.assertIn(last, ([1, 3][rung], [1, 3][rung] + 1), a)
+            nxt = steps.get((a["trial"], a["attempt"] + 1))
+            if not nxt or a["status"] != "stopped":
+                continue
+            resumed += 1
+            # From the checkpoint of the step it paused at, or from scratch.
+            first = max(steps[(a["trial"], a["attempt"])]) + 1 if checkpoints else 1
+            self.assertEqual(min(nxt), first, (a, nxt))
+        self.assertGreater(resumed, 0, "no paused trial was promoted")
+        # Trials left paused are recorded stopped with the pause as reason,
+        # and the scheduler's state still holds them, resumable.
+        left = {i for i, t in trials.items()
+                if (t["reason"] or "").startswith("asha: paused at rung")}
+        self.assertTrue(left)
+        for i in left:
+            self.assertEqual(trials[i]["status"], "stopped")
+        state = json.loads(con.execute(
+            "SELECT state FROM algorithm_state WHERE name = 'scheduler'").fetchone()[0])
+        self.assertEqual(state["promotion"], "pause")
+        self.assertEqual({int(t) for t in state["paused"]}, left)
+        report = subprocess.run([os.environ["XPSCALE_BIN"], "report", self.out, "--format", "json"],
+                                env=ENV, capture_output=True, text=True, timeout=60)
+        self.assertEqual(report.returncode, 0, report.stderr)
+        self.assertIn("asha: paused at rung", report.stdout)
 
     PBT = {"method": "grid", "metric": {"name": "loss", "goal": "minimize"},
            "parameters": {"x": {"values": [3.0, 2.5, 0.5, 5.5]}, "steps": {"value": 8},

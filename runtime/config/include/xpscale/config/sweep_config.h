@@ -61,6 +61,7 @@ struct SchedulerSpec {
   std::string type;
   std::string resource;  // the step name the rungs count, e.g. "epoch"
   std::optional<double> min_resource, max_resource, eta;
+  std::string promotion = "stop";              // asha: stop | pause
   std::optional<std::int64_t> brackets;        // hyperband
   std::optional<std::int64_t> grace_period;    // median
   std::optional<std::int64_t> min_samples;     // median

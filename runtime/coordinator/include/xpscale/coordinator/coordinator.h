@@ -137,6 +137,9 @@ class Coordinator {
   // `claimed`: the trial record_result() claimed for it, to start or, if
   // it may not start now, give back.
   void dispatch(int source, int group, Claimed* claimed = nullptr);
+  // A paused trial that the scheduler promotes now, as its next attempt
+  // (Scheduler::next_promotion); nullopt when none.
+  std::optional<QueuedTrial> promotion(bool drained);
   // `group`: the group a "trial" reply starts a trial on.
   void reply(int source, const nlohmann::json& body, int group = -1);
   // Group commit: ends the batch, commits what its requests wrote, then

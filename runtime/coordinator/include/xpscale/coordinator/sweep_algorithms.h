@@ -59,6 +59,12 @@ class SweepAlgorithms {
   // (PBT): its checkpoint directory has then been replaced by the donor's
   // copy and the store holds the new params.
   std::optional<Params> on_end(Store& store, std::uint64_t trial, TrialStatus status, bool final);
+  // Whether the scheduler pauses trials (ASHA with promotion: pause).
+  bool pauses() const { return scheduler_ && scheduler_->pauses(); }
+  // A paused trial to resume now (Scheduler::next_promotion); nullopt when
+  // none is promotable. `drained`: nothing runs and nothing is queued or
+  // left to propose. The offer is saved with the next save().
+  std::optional<std::uint64_t> next_promotion(bool drained);
 
  private:
   struct Last {

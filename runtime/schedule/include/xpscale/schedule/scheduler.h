@@ -11,6 +11,13 @@
 //             coordinator negates a metric whose goal is maximize).
 // Failed trials contribute no score: a failure is not a bad result.
 //
+// A scheduler may also pause trials (ASHA with promotion: pause): the
+// trial's attempt ends (it is recorded stopped, with the pause in the
+// reason) but the trial stays resumable, and when a group is free the
+// coordinator asks next_promotion() before it asks the searcher for a new
+// config; a trial offered there runs again as its next attempt, from its
+// checkpoint directory.
+//
 // Every scheduler is deterministic (random choices come from rng.h with the
 // sweep's seed) and serialisable: state() captures everything it has seen
 // and restore() on a fresh scheduler of the same config continues exactly
@@ -39,6 +46,9 @@ struct SchedulerDecision {
   // early stop: searchers then observe the trial as completed.
   bool complete = false;
   std::string reason;  // why, when stop ("asha: rung 3 ...")
+  // With stop: the trial is paused, not ended for good: next_promotion()
+  // may offer it later. Until then searchers count it as stopped early.
+  bool pause = false;
 };
 
 // PBT's exploit: the stopped trial runs again from a copy of `copy_from`'s
@@ -58,6 +68,15 @@ class Scheduler {
   // The attempt ended. A TrialRestart asks the coordinator to run the trial
   // again (PBT exploit); nullopt otherwise.
   virtual std::optional<TrialRestart> on_end(std::uint64_t trial, TrialEnd end) = 0;
+  // A paused trial to resume now, asked whenever a group is free and
+  // before the searcher; each paused trial is offered at most once per
+  // pause (the offer is recorded in state()). `drained`: no trial runs and
+  // the searcher has no config left, so nothing will fill the rungs any
+  // more (ASHA then promotes the top max(1, floor(n / eta)) of a rung).
+  // nullopt: none (schedulers that never pause).
+  virtual std::optional<std::uint64_t> next_promotion(bool /*drained*/) { return std::nullopt; }
+  // Whether this scheduler pauses trials (next_promotion() can offer one).
+  virtual bool pauses() const { return false; }
   // Everything seen so far, as JSON; restore() takes it back. restore()
   // throws Error for a state that this scheduler did not write.
   virtual nlohmann::json state() const = 0;
@@ -77,10 +96,24 @@ class Scheduler {
 // top 1/eta of the rung) applied as the rung fills, instead of letting an
 // early arrival train to the next rung on the strength of few rivals. At
 // max_resource the trial stops (done).
+//
+// With pause (promotion: pause; the paper's ASHA, Li et al. 2020,
+// Algorithm 2, as Ray's HyperBandScheduler pauses): a trial that reaches a
+// rung continues only if it is promotable there right away (in the top
+// floor(n / eta) of the n recorded at that rung, itself included; no
+// max(1, ...): the first arrivals wait); otherwise it is paused there
+// (reason "asha: paused at rung k ..."). next_promotion() offers the best
+// paused trial that is in the top floor(n / eta) of its rung, highest rung
+// first; once drained, the top max(1, floor(n / eta)) (so that a finite
+// sweep with fewer than eta^k configs still trains its best to
+// max_resource). A promoted trial is not ranked again until its next rung;
+// one that reports again while paused (its attempt retried after a crash)
+// is promoted then if it is promotable, else paused again.
 struct AshaOptions {
   double min_resource = 1;
   double max_resource = 81;
   double eta = 3;
+  bool pause = false;
 };
 std::unique_ptr<Scheduler> make_asha_scheduler(const AshaOptions& options);
 
