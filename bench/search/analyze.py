@@ -62,10 +62,11 @@ def main():
         emit(r)
     ratio, p = tpe_part(tpe_rows) if tpe_rows else (None, None)
     by = {r["measure"]: r for r in asha}
-    fraction = gap = None
+    fraction = gap = stop_fraction = stop_gap = None
     if "fmnist_grid" in by and "fmnist_asha" in by:
         grid = by["fmnist_grid"]
-        for name in ("fmnist_asha", "optuna_sha_replay", "optuna_sha_replay_grid_order"):
+        for name in ("fmnist_asha", "fmnist_asha_stop", "optuna_sha_replay",
+                     "optuna_sha_replay_grid_order"):
             if name not in by:
                 continue
             r = by[name]
@@ -78,9 +79,12 @@ def main():
                   "within_1_point_at_third": g <= 1.0 and f <= 1 / 3})
             if name == "fmnist_asha":
                 fraction, gap = f, g
+            if name == "fmnist_asha_stop":
+                stop_fraction, stop_gap = f, g
     rates = [r["decisions_per_s"] for r in decisions]
     emit({"bench": "search", "tpe_vs_optuna_median_ratio": ratio, "tpe_vs_optuna_p": p,
           "asha_epochs_fraction": fraction, "asha_acc_gap": gap,
+          "asha_stop_epochs_fraction": stop_fraction, "asha_stop_acc_gap": stop_gap,
           "decisions_per_s": min(rates) if rates else None})
 
 

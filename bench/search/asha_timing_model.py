@@ -10,8 +10,8 @@ any epoch) for:
   stop_on_arrival  the old rule: ranked once, when a trial reaches a rung
   stop_rechecked   the current rule (scheduler.h): also ranked again at its
                    highest rung on every report until the next one
-  paused           the paper's ASHA (needs pause/resume, which the
-                   coordinator does not have): a trial stops at each rung
+  paused           the paper's ASHA (scheduler promotion: pause): a trial
+                   stops at each rung
                    and a free worker promotes the best unpromoted trial in
                    the top floor(n/eta) of the highest rung it can, else
                    starts a new config; with the grid exhausted and nothing

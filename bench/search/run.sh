@@ -12,7 +12,8 @@
 # Knobs (environment): SEARCH_SEEDS (30), SEARCH_TRIALS (100), SEARCH_ASHA
 # (reduced: 8 configs x 9 epochs, ~2-4 min on 2 cores; full: 18 configs x 9
 # epochs; off), SEARCH_RANKS (4), SEARCH_RUNNING (10000), SEARCH_REPORTS
-# (2000000), SEARCH_KEEP=1 keeps the work dir.
+# (2000000), SEARCH_ASHA_STOP (1: also the stop-based ASHA; 0 skips it),
+# SEARCH_KEEP=1 keeps the work dir.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
@@ -54,9 +55,15 @@ if [ "$asha" != off ]; then
   fi
   mpi=(mpiexec --oversubscribe -n "$ranks")
   [ "$(id -u)" -eq 0 ] && mpi+=(--allow-run-as-root)
-  for kind in grid asha; do
+  kinds='grid asha'
+  [ "${SEARCH_ASHA_STOP:-1}" = 1 ] && kinds+=' asha_stop'
+  for kind in $kinds; do
+    # asha: the paper's ASHA (promotion: pause); asha_stop: the stop-based
+    # rule that is `type: asha`'s default (docs/config.md).
     sched=''
-    [ "$kind" = asha ] && sched='"scheduler": {"type": "asha", "resource": "epoch", "min_resource": 1, "max_resource": 9, "eta": 3},'
+    asha_sched='"type": "asha", "resource": "epoch", "min_resource": 1, "max_resource": 9, "eta": 3'
+    [ "$kind" = asha ] && sched="\"scheduler\": {$asha_sched, \"promotion\": \"pause\"},"
+    [ "$kind" = asha_stop ] && sched="\"scheduler\": {$asha_sched, \"promotion\": \"stop\"},"
     cat > "$work/$kind.yaml" <<YAML
 {"method": "grid", "seed": 1, $sched
  "metric": {"name": "val_accuracy", "goal": "maximize"},
