@@ -7,7 +7,7 @@
 #include <memory>
 #include <vector>
 
-#include "../prefetcher.h"  // PieceBytes
+#include "prefetcher.h"  // PieceBytes (sharding/src)
 #include "retry_runner.h"
 #include "xpscale/sharding/error.h"
 
