@@ -43,8 +43,9 @@ constexpr const char* kUsage =
     "          name are one sample (a/x.jpg + a/x.cls), fields named by the rest\n\n"
     "--range A:B keeps samples A to B-1 of the input (e.g. 0:55000 leaves the last\n"
     "5,000 Fashion-MNIST training images to validation, as the example does).\n"
-    "--upload URL puts every object under URL as well (s3://bucket/prefix, or\n"
-    "another directory). Errors exit with status 2.\n\n"
+    "--upload URL puts every object under URL as well (s3://bucket/prefix,\n"
+    "gs://bucket/prefix, az://container/prefix, or another directory; credentials\n"
+    "from the environment, see docs/object-storage.md). Errors exit with status 2.\n\n"
     "options";
 
 struct Input {

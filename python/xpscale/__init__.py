@@ -18,7 +18,7 @@ it is a standalone trial: parameters from the command line over the
 defaults you pass, reports printed to stderr.
 
 Data: xpscale.data.ShardedDataset streams WebDataset-style tar shards
-(file://, s3://, http(s)://) through the C++ sharded loader, as a torch
+(file://, s3://, gs://, az://, http(s)://) through the C++ sharded loader, as a torch
 IterableDataset with exact resume; help(xpscale.data) is its manual.
 
 Modules: xpscale.trial_api (Trial, trial), xpscale.data (ShardedDataset,

@@ -74,6 +74,11 @@ std::shared_ptr<Source> open_plain_source(const Url& url) {
     static PerProcess s3([] { return make_s3_source(); });
     return s3.get();
   }
+  // Google Cloud Storage: the same client, on GCS's XML API (s3.h).
+  if (url.scheme == "gs") {
+    static PerProcess gcs([] { return make_s3_source(gcs_options_from_env()); });
+    return gcs.get();
+  }
   // Azure: az://, https://ACCOUNT.blob.core.windows.net/..., and http(s)
   // URLs under an emulator's BlobEndpoint (AZURE_STORAGE_CONNECTION_STRING).
   if (is_azure_url(url)) {

@@ -13,7 +13,7 @@ namespace {
 constexpr std::string_view kSeparator = "://";
 
 bool is_known_scheme(std::string_view s) {
-  return s == "file" || s == "s3" || s == "az" || s == "http" || s == "https";
+  return s == "file" || s == "s3" || s == "gs" || s == "az" || s == "http" || s == "https";
 }
 
 // RFC 3986: ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )
@@ -94,10 +94,11 @@ Url parse_url(std::string_view text) {
     if (path.empty()) fail(text, "empty path");
     return Url{"file", "", std::string(path)};
   }
-  if (scheme == "s3" || scheme == "az") {  // az://container/blob: the same shape
+  // gs://bucket/object and az://container/blob: the same shape as s3://.
+  if (scheme == "s3" || scheme == "gs" || scheme == "az") {
     const std::size_t slash = rest.find('/');
     const std::string_view bucket = rest.substr(0, slash);
-    if (bucket.empty()) fail(text, scheme == "s3" ? "empty bucket" : "empty container");
+    if (bucket.empty()) fail(text, scheme == "az" ? "empty container" : "empty bucket");
     if (bucket.find('@') != std::string_view::npos) {
       fail(text, "credentials in URLs are not supported; use the environment or config");
     }
@@ -116,7 +117,7 @@ Url parse_url(std::string_view text) {
     if (!target.starts_with('/')) target.insert(0, "/");
     return Url{scheme, std::string(authority), std::move(target)};
   }
-  fail(text, "unsupported scheme \"" + scheme + "\" (supported: file, s3, az, http, https)");
+  fail(text, "unsupported scheme \"" + scheme + "\" (supported: file, s3, gs, az, http, https)");
 }
 
 std::string to_string(const Url& url) {
@@ -126,7 +127,7 @@ std::string to_string(const Url& url) {
     if (url.path.starts_with("localhost/")) return url.path;
     return "file://" + url.path;
   }
-  if (url.scheme == "s3" || url.scheme == "az") {
+  if (url.scheme == "s3" || url.scheme == "gs" || url.scheme == "az") {
     return url.path.empty() ? url.scheme + "://" + url.bucket_or_host
                             : url.scheme + "://" + url.bucket_or_host + "/" + url.path;
   }

@@ -132,5 +132,105 @@ TEST_F(AwsConfig, EndpointMustBeHttp) {
   EXPECT_THROW(s3_options_from_env(), ShardingError);
 }
 
+// gcs_options_from_env: HMAC keys from GOOGLE_* or gsutil's boto file,
+// GCS's endpoint unless GCS_ENDPOINT_URL names another.
+constexpr const char* kGcsVariables[] = {"GOOGLE_ACCESS_KEY_ID", "GOOGLE_SECRET_ACCESS_KEY",
+                                         "BOTO_CONFIG", "GOOGLE_APPLICATION_CREDENTIALS",
+                                         "GCS_ENDPOINT_URL"};
+
+class GcsConfig : public testing::Test {
+ protected:
+  void SetUp() override {
+    for (const char* v : kGcsVariables) unsetenv(v);
+    boto_ = testing::TempDir() + "/" +
+            testing::UnitTest::GetInstance()->current_test_info()->name() + ".boto";
+    std::remove(boto_.c_str());
+    setenv("BOTO_CONFIG", boto_.c_str(), 1);
+  }
+  void TearDown() override {
+    for (const char* v : kGcsVariables) unsetenv(v);
+  }
+  void write_boto(const std::string& text) { std::ofstream(boto_) << text; }
+  std::string boto_;
+};
+
+TEST_F(GcsConfig, DefaultsAreGcsXmlApiUnsigned) {
+  const S3Options o = gcs_options_from_env();
+  EXPECT_EQ(o.url_scheme, "gs");
+  EXPECT_EQ(o.endpoint, "https://storage.googleapis.com");
+  EXPECT_TRUE(o.path_style);
+  EXPECT_EQ(o.region, "auto");
+  EXPECT_TRUE(o.credentials.empty());
+}
+
+TEST_F(GcsConfig, EnvironmentKeysWinOverTheBotoFile) {
+  write_boto("[Credentials]\ngs_access_key_id = GOOGFILE\ngs_secret_access_key = filesecret\n");
+  EXPECT_EQ(gcs_options_from_env().credentials.access_key_id, "GOOGFILE");
+  EXPECT_EQ(gcs_options_from_env().credentials.secret_access_key, "filesecret");
+  setenv("GOOGLE_ACCESS_KEY_ID", "GOOGENV", 1);
+  setenv("GOOGLE_SECRET_ACCESS_KEY", "envsecret", 1);
+  const S3Options o = gcs_options_from_env();
+  EXPECT_EQ(o.credentials.access_key_id, "GOOGENV");
+  EXPECT_EQ(o.credentials.secret_access_key, "envsecret");
+  EXPECT_EQ(o.credentials.session_token, "");
+}
+
+TEST_F(GcsConfig, BotoFileWithOtherSectionsAndComments) {
+  write_boto(
+      "# gsutil config\n[Boto]\nhttps_validate_certificates = True\n\n[Credentials]\n"
+      "gs_access_key_id = GOOG1\ngs_secret_access_key = s1\n[GSUtil]\nparallel = 4\n");
+  const S3Options o = gcs_options_from_env();
+  EXPECT_EQ(o.credentials.access_key_id, "GOOG1");
+  EXPECT_EQ(o.credentials.secret_access_key, "s1");
+}
+
+TEST_F(GcsConfig, KeyIdWithoutSecretIsAnErrorNamingWhere) {
+  setenv("GOOGLE_ACCESS_KEY_ID", "GOOGENV", 1);
+  try {
+    gcs_options_from_env();
+    FAIL() << "no error";
+  } catch (const ShardingError& e) {
+    EXPECT_NE(std::string(e.what()).find("GOOGLE_ACCESS_KEY_ID"), std::string::npos) << e.what();
+  }
+  unsetenv("GOOGLE_ACCESS_KEY_ID");
+  write_boto("[Credentials]\ngs_secret_access_key = only-the-secret-4e1\n");
+  try {
+    gcs_options_from_env();
+    FAIL() << "no error";
+  } catch (const ShardingError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find(boto_), std::string::npos) << m;
+    EXPECT_EQ(m.find("only-the-secret-4e1"), std::string::npos) << m;
+  }
+}
+
+TEST_F(GcsConfig, ServiceAccountJsonWithoutHmacKeysSaysHmacKeysAreNeeded) {
+  setenv("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/sa.json", 1);
+  try {
+    gcs_options_from_env();
+    FAIL() << "no error";
+  } catch (const ShardingError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("HMAC"), std::string::npos) << m;
+    EXPECT_NE(m.find("GOOGLE_ACCESS_KEY_ID"), std::string::npos) << m;
+  }
+  // With HMAC keys the service account file is not needed.
+  setenv("GOOGLE_ACCESS_KEY_ID", "GOOGENV", 1);
+  setenv("GOOGLE_SECRET_ACCESS_KEY", "envsecret", 1);
+  EXPECT_EQ(gcs_options_from_env().credentials.access_key_id, "GOOGENV");
+}
+
+TEST_F(GcsConfig, EndpointOverrideMustBeHttp) {
+  setenv("GCS_ENDPOINT_URL", "http://127.0.0.1:4443/", 1);
+  EXPECT_EQ(gcs_options_from_env().endpoint, "http://127.0.0.1:4443");
+  setenv("GCS_ENDPOINT_URL", "s3://bucket", 1);
+  try {
+    gcs_options_from_env();
+    FAIL() << "no error";
+  } catch (const ShardingError& e) {
+    EXPECT_NE(std::string(e.what()).find("GCS_ENDPOINT_URL"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace xpscale

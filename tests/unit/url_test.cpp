@@ -63,10 +63,20 @@ TEST(ParseUrl, HttpKeepsHostPortAndTarget) {
   EXPECT_EQ(parse_url("http://[::1]:8080/x"), (Url{"http", "[::1]:8080", "/x"}));
 }
 
+TEST(ParseUrl, GsSplitsBucketAndObjectAsS3) {
+  EXPECT_EQ(parse_url("gs://my-bucket/train/shard-000.tar"),
+            (Url{"gs", "my-bucket", "train/shard-000.tar"}));
+  EXPECT_EQ(parse_url("GS://my-bucket"), (Url{"gs", "my-bucket", ""}));
+  EXPECT_EQ(to_string(parse_url("gs://b/x y/z")), "gs://b/x y/z");
+  EXPECT_NE(error_of("gs:///key").find("empty bucket"), std::string::npos);
+  EXPECT_NE(error_of("gs:bucket/key").find("expected \"gs://\""), std::string::npos);
+}
+
 TEST(ParseUrl, UnknownSchemeIsAnErrorNamingTheUrl) {
-  const std::string message = error_of("gs://bucket/key");
-  EXPECT_NE(message.find("gs://bucket/key"), std::string::npos) << message;
-  EXPECT_NE(message.find("unsupported scheme \"gs\""), std::string::npos) << message;
+  const std::string message = error_of("ftp://bucket/key");
+  EXPECT_NE(message.find("ftp://bucket/key"), std::string::npos) << message;
+  EXPECT_NE(message.find("unsupported scheme \"ftp\""), std::string::npos) << message;
+  EXPECT_NE(message.find("gs"), std::string::npos) << message;
 }
 
 TEST(ParseUrl, EmptyBucketIsAnError) {

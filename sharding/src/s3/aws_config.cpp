@@ -1,5 +1,6 @@
 // s3_options_from_env: credentials, region and endpoint found the way the
-// AWS CLI and boto3 find them (see s3.h for the order).
+// AWS CLI and boto3 find them (see s3.h for the order); gcs_options_from_env
+// the way gsutil finds HMAC keys.
 #include <cctype>
 #include <cstdlib>
 #include <fstream>
@@ -166,6 +167,45 @@ S3Options s3_options_from_env() {
     while (endpoint->ends_with('/')) endpoint->pop_back();
     options.endpoint = *endpoint;
     options.path_style = true;
+  }
+  return options;
+}
+
+S3Options gcs_options_from_env() {
+  S3Options options;
+  options.url_scheme = "gs";
+  options.region = "auto";  // what GCS expects in a SigV4 credential scope
+  options.endpoint = "https://storage.googleapis.com";
+  options.path_style = true;  // bucket names with dots break virtual hosts' TLS names
+
+  if (env("GOOGLE_ACCESS_KEY_ID") || env("GOOGLE_SECRET_ACCESS_KEY")) {
+    options.credentials = {env("GOOGLE_ACCESS_KEY_ID").value_or(""),
+                           env("GOOGLE_SECRET_ACCESS_KEY").value_or(""), ""};
+    check_pair(options.credentials, "GOOGLE_ACCESS_KEY_ID/GOOGLE_SECRET_ACCESS_KEY");
+  } else {
+    const std::optional<std::string> boto = env("BOTO_CONFIG");
+    const char* home = std::getenv("HOME");
+    const std::string boto_path =
+        boto.value_or(home != nullptr && *home != '\0' ? std::string(home) + "/.boto" : "");
+    if (!boto_path.empty()) {
+      const Ini file = read_ini(boto_path);
+      const auto* section = find(file, "Credentials");
+      options.credentials = {get(section, "gs_access_key_id"), get(section, "gs_secret_access_key"),
+                             ""};
+      check_pair(options.credentials, boto_path + " [Credentials]");
+    }
+  }
+  if (options.credentials.empty() && env("GOOGLE_APPLICATION_CREDENTIALS")) {
+    throw ShardingError(
+        "gs://: GOOGLE_APPLICATION_CREDENTIALS names a service-account key, which xpscale does "
+        "not read yet; create an HMAC key for the service account (gcloud storage hmac create "
+        "SERVICE_ACCOUNT_EMAIL) and set GOOGLE_ACCESS_KEY_ID and GOOGLE_SECRET_ACCESS_KEY");
+  }
+
+  if (std::optional<std::string> endpoint = env("GCS_ENDPOINT_URL")) {
+    check_endpoint(*endpoint, "GCS_ENDPOINT_URL");
+    while (endpoint->ends_with('/')) endpoint->pop_back();
+    options.endpoint = *endpoint;
   }
   return options;
 }

@@ -89,8 +89,11 @@ void throw_http_error(const Transfer& t, const std::string& url) {
       what = "no such object (HTTP 404" + detail + ")";
       break;
     case 403:
-      what = "access denied (HTTP 403" + detail +
-             "); check the credentials (AWS_ACCESS_KEY_ID, AWS_PROFILE) and the bucket's policy";
+      what = "access denied (HTTP 403" + detail + "); check the credentials (" +
+             (url.find("gs://") != std::string::npos
+                  ? "the HMAC key: GOOGLE_ACCESS_KEY_ID, or gs_access_key_id in ~/.boto"
+                  : "AWS_ACCESS_KEY_ID, AWS_PROFILE") +
+             ") and the bucket's policy";
       break;
     case 412:
       what =

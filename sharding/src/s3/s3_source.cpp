@@ -1,4 +1,4 @@
-// The Source for s3:// URLs: SigV4-signed requests (sigv4.h) over the
+// The Source for s3:// (and gs://) URLs: SigV4-signed requests (sigv4.h) over the
 // libcurl layer, path-style for custom endpoints, virtual-hosted on AWS.
 #include <algorithm>
 #include <memory>
@@ -54,7 +54,8 @@ class S3Source : public Source {
       if (t->result() != CURLE_OK || t->status() != 200) detail::throw_http_error(*t, name);
       detail::ListPage page = detail::parse_list_page(t->body(), name);
       for (detail::ListedObject& o : page.objects) {
-        out.push_back({to_string(Url{"s3", prefix.bucket_or_host, o.key}), o.size, o.etag});
+        out.push_back(
+            {to_string(Url{options_.url_scheme, prefix.bucket_or_host, o.key}), o.size, o.etag});
       }
       token = page.truncated ? page.next_token : "";
     } while (!token.empty());
@@ -103,9 +104,10 @@ class S3Source : public Source {
  private:
   class UploadPartJob;
 
-  static std::string checked_name(const Url& url) {
-    if (url.scheme != "s3") {
-      throw ShardingError(to_string(url) + ": the S3 source reads only s3:// URLs");
+  std::string checked_name(const Url& url) const {
+    if (url.scheme != options_.url_scheme) {
+      throw ShardingError(to_string(url) + ": this source reads only " + options_.url_scheme +
+                          ":// URLs");
     }
     return to_string(url);
   }

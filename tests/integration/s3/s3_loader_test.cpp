@@ -123,18 +123,25 @@ std::string pad_of(std::uint64_t id) {
 // uploaded straight to s3rver under s3://xpscale-test/<prefix>/ (name "t").
 // Prefixes start with "loader-": s3_source_test lists prefixes of its own
 // in the same bucket.
-// Returns the manifest's URL.
-std::string upload_dataset(const std::string& prefix) {
+// Returns the manifest's URL. With scheme "gs" the upload goes to
+// gs://xpscale-test/<prefix>/ through the GCS configuration (gcs_env), and
+// `output` receives what xpscale printed.
+std::string gcs_env(const std::string& endpoint);
+std::string upload_dataset(const std::string& prefix, const std::string& scheme = "s3",
+                           std::string* output = nullptr) {
   TempDir dir;
   {
     std::ofstream csv(dir.str() + "/t.csv");
     csv << "id,pad\n";
     for (std::uint64_t i = 0; i < kSamples; ++i) csv << i << ',' << pad_of(i) << '\n';
   }
-  const std::string url = std::string("s3://") + kBucket + "/" + prefix;
-  const Result r = run("env AWS_ENDPOINT_URL=" + state_file("endpoint") + " " + kCredentials +
-                       XPSCALE_BIN + " shard " + dir.str() + "/t.csv --out " + dir.str() +
+  const std::string url = scheme + "://" + kBucket + "/" + prefix;
+  const std::string env =
+      scheme == "gs" ? gcs_env(state_file("endpoint"))
+                     : "env AWS_ENDPOINT_URL=" + state_file("endpoint") + " " + kCredentials;
+  const Result r = run(env + XPSCALE_BIN + " shard " + dir.str() + "/t.csv --out " + dir.str() +
                        "/out --shards " + std::to_string(kShards) + " --upload " + url);
+  if (output != nullptr) *output = r.output;
   if (r.status != 0) throw std::runtime_error("xpscale shard failed:\n" + r.output);
   if (r.output.find("t.manifest.json") == std::string::npos)
     throw std::runtime_error("xpscale shard did not name the manifest:\n" + r.output);
@@ -411,6 +418,67 @@ TEST(S3Loader, ShardReplacedAfterOpeningIsAnErrorNamingIt) {
   EXPECT_NE(what.find("changed"), std::string::npos) << what;
   EXPECT_NE(what.find(std::string("s3://") + kBucket + "/loader-replaced/t-"), std::string::npos)
       << what;
+}
+
+// Google Cloud Storage (gs://): the S3 client on GCS's XML API with HMAC
+// keys, configured from GOOGLE_* and GCS_ENDPOINT_URL (here s3rver and the
+// fault proxy "loader"), never from AWS_*.
+constexpr const char* kGcsSecret = "gcs-secret-never-shown-5d2b";
+
+std::string gcs_env(const std::string& endpoint) {
+  return "env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_ENDPOINT_URL GCS_ENDPOINT_URL=" +
+         endpoint + " GOOGLE_ACCESS_KEY_ID=S3RVER GOOGLE_SECRET_ACCESS_KEY=" + kGcsSecret + " ";
+}
+
+void use_gcs_through_fault_proxy() {
+  for (const char* v : {"AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"})
+    unsetenv(v);
+  setenv("GCS_ENDPOINT_URL", state_file("loader_endpoint").c_str(), 1);
+  setenv("GOOGLE_ACCESS_KEY_ID", "S3RVER", 1);
+  setenv("GOOGLE_SECRET_ACCESS_KEY", kGcsSecret, 1);
+}
+
+TEST(GcsLoader, ShardUploadToGsThenThreeRanksGetEverySampleOncePerEpochThroughFaults) {
+  std::string printed;
+  const std::string manifest = upload_dataset("gcs-loader", "gs", &printed);
+  EXPECT_EQ(manifest, "gs://xpscale-test/gcs-loader/t.manifest.json");
+  EXPECT_EQ(printed.find(kGcsSecret), std::string::npos) << printed;
+  use_gcs_through_fault_proxy();
+  // Named by the manifest, the prefix (listing) and a brace pattern alike.
+  const std::string base = "gs://xpscale-test/gcs-loader/";
+  const Dataset by_manifest = open_dataset({.manifest = manifest});
+  const Dataset by_prefix = open_dataset({.prefix = base});
+  ASSERT_EQ(by_manifest.shards.size(), kShards);
+  EXPECT_EQ(by_prefix.digest, by_manifest.digest);
+  for (const DatasetShard& shard : by_manifest.shards)
+    EXPECT_TRUE(shard.object.url.starts_with(base)) << shard.object.url;
+  const auto seen = read_epochs({.manifest = manifest}, 3, 2, options());
+  expect_each_sample_once_per_epoch(seen, 2);
+  auto faults = faults_for("/gcs-loader/");
+  for (const char* kind : {"reset", "slowdown", "truncate"}) EXPECT_GT(faults[kind], 0) << kind;
+  expect_each_sample_once_per_epoch(
+      read_epochs({.pattern = base + "t-{000000..000007}.tar"}, 2, 1, options()), 1);
+  const std::string missing = base + "none.manifest.json";
+  const std::string what = error_of([&] { open_dataset({.manifest = missing}); });
+  EXPECT_NE(what.find(missing), std::string::npos) << what;
+  EXPECT_NE(what.find("404"), std::string::npos) << what;
+  EXPECT_EQ(what.find(kGcsSecret), std::string::npos) << what;
+}
+
+// A service-account key alone is refused with what to do instead, before
+// anything is written.
+TEST(GcsLoader, ServiceAccountJsonAloneIsAClearErrorOfShardUpload) {
+  TempDir dir;
+  std::ofstream(dir.str() + "/t.csv") << "id,pad\n1,a\n";
+  const Result r =
+      run("env -u GOOGLE_ACCESS_KEY_ID -u GOOGLE_SECRET_ACCESS_KEY BOTO_CONFIG=/nonexistent "
+          "GOOGLE_APPLICATION_CREDENTIALS=" +
+          dir.str() + "/sa.json " + XPSCALE_BIN + " shard " + dir.str() + "/t.csv --out " +
+          dir.str() + "/out --shards 1 --upload gs://xpscale-test/gcs-refused");
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(dir.str() + "/out")) << r.output;
+  EXPECT_NE(r.output.find("HMAC"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("GOOGLE_ACCESS_KEY_ID"), std::string::npos) << r.output;
 }
 
 }  // namespace

@@ -302,6 +302,82 @@ TEST(S3Source, ExceptionFromTheSinkPropagates) {
 }
 
 // s3rver serves objects to anonymous GETs, so it doubles as a web server.
+// Google Cloud Storage's XML API speaks S3's protocol to HMAC keys: the S3
+// Source configured by gcs_options_from_env (GOOGLE_* keys, GCS_ENDPOINT_URL
+// pointed at s3rver here) reads, lists and writes gs:// URLs, and errors
+// name them.
+std::shared_ptr<Source> gcs_source(const std::string& endpoint, const char* key_id = "S3RVER") {
+  setenv("GCS_ENDPOINT_URL", endpoint.c_str(), 1);
+  setenv("GOOGLE_ACCESS_KEY_ID", key_id, 1);
+  setenv("GOOGLE_SECRET_ACCESS_KEY", kSecret, 1);
+  S3Options o = gcs_options_from_env();
+  unsetenv("GCS_ENDPOINT_URL");
+  unsetenv("GOOGLE_ACCESS_KEY_ID");
+  unsetenv("GOOGLE_SECRET_ACCESS_KEY");
+  o.list_page_size = 3;
+  o.multipart_threshold = 6 << 20;
+  o.transfer.part_size = 5 << 20;
+  o.transfer.retry.seed = 43;
+  o.transfer.retry.max_attempts = 30;  // the proxy faults 30% of requests
+  o.transfer.retry.base_delay = std::chrono::milliseconds(5);
+  o.transfer.retry.max_delay = std::chrono::milliseconds(200);
+  return make_s3_source(o);
+}
+
+Url gs_url(const std::string& key) { return Url{"gs", kBucket, key}; }
+
+TEST(GcsSource, PutListPagesRangedAndMultipartReadsOfGsUrls) {
+  auto gcs = gcs_source(state_file("endpoint"));
+  std::vector<std::string> expected;
+  for (int i = 0; i < 7; ++i) {
+    const std::string key = "gcs/list/shard " + std::to_string(i) + "+%.tar";
+    gcs->put(gs_url(key), "g" + std::to_string(i));
+    expected.push_back("gs://xpscale-test/" + key);
+  }
+  const std::vector<ObjectInfo> listed = gcs->list(gs_url("gcs/list/"));  // 3 pages
+  ASSERT_EQ(listed.size(), expected.size());
+  for (std::size_t i = 0; i < listed.size(); ++i) {
+    EXPECT_EQ(listed[i].url, expected[i]);
+    EXPECT_EQ(read_all(*gcs, listed[i]), "g" + std::to_string(i));
+  }
+  const std::string big = random_bytes((13 << 20) + 5, 21);  // 3 parts up, ranged parts down
+  gcs->put(gs_url("gcs/big.bin"), big);
+  const ObjectInfo info = gcs->stat(gs_url("gcs/big.bin"));
+  EXPECT_EQ(info.url, "gs://xpscale-test/gcs/big.bin");
+  EXPECT_EQ(info.size, big.size());
+  EXPECT_TRUE(read_all(*gcs, info) == big);
+  EXPECT_TRUE(read_all(*gcs, info, 7 << 20, 3 << 20) == big.substr(7 << 20, 3 << 20));
+  // The Source of gs:// reads no other scheme.
+  const std::string other = error_of([&] { gcs->stat(s3_url("gcs/big.bin")); });
+  EXPECT_NE(other.find("only gs:// URLs"), std::string::npos) << other;
+}
+
+TEST(GcsSource, ErrorsNameTheGsUrlAndNeverTheSecret) {
+  auto gcs = gcs_source(state_file("endpoint"));
+  const std::string missing = error_of([&] { gcs->stat(gs_url("gcs/no/such.tar")); });
+  EXPECT_NE(missing.find("gs://xpscale-test/gcs/no/such.tar"), std::string::npos) << missing;
+  EXPECT_NE(missing.find("404"), std::string::npos) << missing;
+  expect_no_secret(missing);
+  auto denied = gcs_source(state_file("endpoint"), "GOOGWRONGKEY");
+  const std::string what = error_of([&] { denied->list(gs_url("gcs/list/")); });
+  EXPECT_NE(what.find("403"), std::string::npos) << what;
+  EXPECT_NE(what.find("gs://xpscale-test/gcs/list/"), std::string::npos) << what;
+  EXPECT_NE(what.find("GOOGLE_ACCESS_KEY_ID"), std::string::npos) << what;
+  EXPECT_EQ(what.find("AWS_"), std::string::npos) << what;
+  expect_no_secret(what);
+}
+
+TEST(GcsSource, RecoversFromInjectedFaults) {
+  auto gcs = gcs_source(state_file("endpoint"));
+  const std::string bytes = random_bytes(6 << 20, 31);
+  gcs->put(gs_url("gcs/faults.bin"), bytes);
+  auto through_proxy = gcs_source(state_file("proxy_endpoint"));
+  for (int round = 0; round < 3; ++round) {
+    const ObjectInfo info = through_proxy->stat(gs_url("gcs/faults.bin"));
+    EXPECT_TRUE(read_all(*through_proxy, info) == bytes) << "round " << round;
+  }
+}
+
 TEST(HttpSource, StatAndRangedReadsOfAPlainUrl) {
   auto s3 = make_s3_source(options());
   const std::string bytes = random_bytes((3 << 20) + 5, 3);

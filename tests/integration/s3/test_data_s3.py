@@ -39,7 +39,10 @@ def s3_env(base=None, key_id="S3RVER", secret="s3rver-secret"):
     env = dict(os.environ if base is None else base, AWS_ENDPOINT_URL=endpoint(),
                AWS_ACCESS_KEY_ID=key_id, AWS_SECRET_ACCESS_KEY=secret,
                AWS_REGION="us-east-1", AWS_CONFIG_FILE="/dev/null",
-               AWS_SHARED_CREDENTIALS_FILE="/dev/null")
+               AWS_SHARED_CREDENTIALS_FILE="/dev/null",
+               # gs:// goes to the same server through GCS's configuration
+               GCS_ENDPOINT_URL=endpoint(), GOOGLE_ACCESS_KEY_ID=key_id,
+               GOOGLE_SECRET_ACCESS_KEY=secret, BOTO_CONFIG="/dev/null")
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3",
                  "AWS_DEFAULT_REGION"):
         env.pop(name, None)
@@ -143,6 +146,19 @@ class DataOverS3Test(unittest.TestCase):
                     self.assertTrue(all(s["__url__"].startswith(self.s3 + "/cli/train-")
                                         for s in got), got[0]["__url__"])
                 self.assertGreater(remote.stats()["bytes"], 0)
+
+    def test_gs_urls_read_the_bucket_through_the_gcs_configuration(self):
+        gs = f"gs://{BUCKET}/{self.prefix}"
+        kw = dict(seed=5, rank=1, world_size=2, shuffle_buffer_bytes=20000)
+        for urls in (f"{gs}/cli/train.manifest.json", f"{gs}/cli/train-{{000000..000004}}.tar"):
+            with self.subTest(urls=urls):
+                disk = xd.ShardedDataset(self.local("cli", "train.manifest.json"), **kw)
+                remote = xd.ShardedDataset(urls, **kw)
+                self.assertEqual(remote._dataset.digest, disk._dataset.digest)
+                got = list(remote)
+                self.assertEqual([fields(s) for s in got], [fields(s) for s in disk])
+                self.assertTrue(all(s["__url__"].startswith(gs + "/cli/train-") for s in got),
+                                got[0]["__url__"])
 
     def test_foreign_shards_on_s3_are_scanned_and_read_as_on_disk(self):
         names = sorted(os.listdir(self.local("foreign")))

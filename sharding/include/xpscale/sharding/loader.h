@@ -1,6 +1,6 @@
 #pragma once
 // ShardedLoader: the samples of one rank, epoch after epoch, streamed from
-// a dataset's shards through its Sources (file, s3, http), in the order of
+// a dataset's shards through its Sources (file, s3, gs, az, http), in the order of
 // epoch_plan.h, with background prefetch, optional node-local caching and
 // a small resumable state.
 //

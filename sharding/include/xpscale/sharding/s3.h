@@ -59,6 +59,9 @@ struct S3Options {
   // transfer.part_size parts (at least 5 MiB, S3's minimum).
   std::uint64_t multipart_threshold = std::uint64_t{64} << 20;
   unsigned list_page_size = 1000;  // max-keys of each ListObjectsV2 page
+  // The scheme of the URLs this Source reads and lists: "s3", or "gs" for
+  // Google Cloud Storage through its S3-interoperable XML API.
+  std::string url_scheme = "s3";
 };
 
 // Configuration the way the AWS CLI and boto3 find it:
@@ -76,7 +79,22 @@ struct S3Options {
 // http(s) URL.
 S3Options s3_options_from_env();
 
-// The Source for s3:// URLs. Thread-safe; keep one per process.
+// Google Cloud Storage through its XML API, which speaks S3's protocol to
+// HMAC keys (interoperability mode): the S3 Source with GCS's endpoint,
+// path-style addressing, SigV4 with the region "auto", and gs:// URLs.
+// - credentials: GOOGLE_ACCESS_KEY_ID + GOOGLE_SECRET_ACCESS_KEY, else
+//   gs_access_key_id + gs_secret_access_key in the [Credentials] section of
+//   gsutil's boto file (BOTO_CONFIG, default ~/.boto); none: unsigned
+//   requests (public buckets);
+// - endpoint: GCS_ENDPOINT_URL (an emulator or proxy) > GCS
+//   (https://storage.googleapis.com).
+// Throws ShardingError for a key id without its secret (or the reverse), an
+// endpoint that is not an http(s) URL, or GOOGLE_APPLICATION_CREDENTIALS
+// set without HMAC keys: service-account JSON (OAuth2) is not read yet.
+S3Options gcs_options_from_env();
+
+// The Source for s3:// URLs (gs:// with gcs_options_from_env()).
+// Thread-safe; keep one per process.
 std::shared_ptr<Source> make_s3_source(S3Options options = s3_options_from_env());
 
 // The Source for http:// and https:// URLs: stat is HEAD, read is ranged

@@ -1,5 +1,5 @@
 #pragma once
-// Where shard bytes come from: one Source per URL scheme (file, s3, az,
+// Where shard bytes come from: one Source per URL scheme (file, s3, gs, az,
 // http/https). The loader, the cache and `xpscale shard --upload` speak only
 // this interface; the object-store clients implement it.
 //
