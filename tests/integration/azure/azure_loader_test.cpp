@@ -315,5 +315,32 @@ TEST(AzureLoader, SecretsNeverShowInWhatXpscalePrints) {
   EXPECT_EQ(refused.output.find(bad_sas), std::string::npos) << refused.output;
 }
 
+// A shard above 64 MiB goes up as Put Block + Put Block List from the
+// command line too, and reads back whole (one 70 MiB sample).
+TEST(AzureLoader, ShardUploadAbove64MiBGoesAsBlocksAndReadsBack) {
+  TempDir dir;
+  std::filesystem::create_directories(dir.str() + "/big/a");
+  std::string bytes(70 << 20, '\0');
+  for (std::size_t i = 0; i < bytes.size(); ++i)
+    bytes[i] = static_cast<char>((i * 2654435761u) >> 13);
+  std::ofstream(dir.str() + "/big/a/x.bin", std::ios::binary) << bytes;
+  std::ofstream(dir.str() + "/big/a/x.cls") << "7";
+  const Result r = run("AZURE_STORAGE_CONNECTION_STRING=" + quoted(connection_string("endpoint")),
+                       std::string(XPSCALE_BIN) + " shard " + dir.str() + "/big --out " +
+                           dir.str() + "/out --shards 1 --name big --upload az://loader/big");
+  ASSERT_EQ(r.status, 0) << r.output;
+  setenv("AZURE_STORAGE_CONNECTION_STRING", connection_string("endpoint").c_str(), 1);
+  const Dataset d = open_dataset({.manifest = "az://loader/big/big.manifest.json"});
+  ASSERT_EQ(d.shards.size(), 1u);
+  EXPECT_GT(d.shards[0].object.size, std::uint64_t{64} << 20);
+  ThreadGroup group(1);
+  ShardedLoader loader(d, LoaderOptions{}, group.view(0));
+  const auto sample = loader.next();
+  ASSERT_TRUE(sample);
+  EXPECT_EQ(sample->field("cls"), "7");
+  EXPECT_TRUE(sample->field("bin") == bytes);
+  EXPECT_FALSE(loader.next());
+}
+
 }  // namespace
 }  // namespace xpscale
