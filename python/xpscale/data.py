@@ -132,9 +132,11 @@ class ShardedDataset(_Base):  # type: ignore[misc,valid-type]
       - a prefix ending in "/": every *.tar, *.tar.gz and *.tgz object under it;
       - one URL, or a list of URLs.
       URLs are file:// (or plain paths), s3:// (AWS_* environment, as
-      boto3 reads it), gs:// (HMAC keys: GOOGLE_ACCESS_KEY_ID and
-      GOOGLE_SECRET_ACCESS_KEY), az:// (AZURE_STORAGE_* environment, as the
-      Azure CLI reads it) or http(s)://; docs/object-storage.md has each.
+      boto3 reads it), gs:// (an HMAC key in GOOGLE_ACCESS_KEY_ID and
+      GOOGLE_SECRET_ACCESS_KEY, or a service-account key file in
+      GOOGLE_APPLICATION_CREDENTIALS), az:// (AZURE_STORAGE_* environment,
+      as the Azure CLI reads it) or http(s)://; docs/object-storage.md has
+      each.
     shuffle: permute the shards each epoch and shuffle samples through a
       buffer of shuffle_buffer_bytes (default 16 MiB; 0 keeps shard order).
       shuffle=False reads the shards in order, and the samples in order

@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <fstream>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "xpscale/sharding/error.h"
 #include "xpscale/sharding/s3.h"
@@ -204,20 +206,42 @@ TEST_F(GcsConfig, KeyIdWithoutSecretIsAnErrorNamingWhere) {
   }
 }
 
-TEST_F(GcsConfig, ServiceAccountJsonWithoutHmacKeysSaysHmacKeysAreNeeded) {
-  setenv("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/sa.json", 1);
-  try {
-    gcs_options_from_env();
-    FAIL() << "no error";
-  } catch (const ShardingError& e) {
-    const std::string m = e.what();
-    EXPECT_NE(m.find("HMAC"), std::string::npos) << m;
-    EXPECT_NE(m.find("GOOGLE_ACCESS_KEY_ID"), std::string::npos) << m;
+// GOOGLE_APPLICATION_CREDENTIALS is read only without an HMAC key, and a
+// file that is no service-account key is an error naming it, never its
+// secrets (the token exchange itself is tested against a token endpoint in
+// tests/integration/s3).
+TEST_F(GcsConfig, KeyFilesThatAreNoServiceAccountKeyAreErrorsNamingThem) {
+  const std::string dir = testing::TempDir();
+  const std::string user = dir + "/gcs_user.json", garbled = dir + "/gcs_garbled.json",
+                    bad_pem = dir + "/gcs_bad_pem.json";
+  std::ofstream(user) << R"({"type": "authorized_user", "client_secret": "cs-never-shown-77"})";
+  std::ofstream(garbled) << "not json";
+  std::ofstream(bad_pem) << R"({"type": "service_account", "client_email": "a@b",
+                               "private_key": "-----BEGIN PRIVATE KEY-----\npk-never-shown-12\n"})";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {dir + "/gcs_missing.json", "cannot be read"},
+      {user, "HMAC"},
+      {garbled, "not a JSON key file"},
+      {bad_pem, "not a PEM private key"}};
+  for (const auto& [path, expected] : cases) {
+    SCOPED_TRACE(path);
+    setenv("GOOGLE_APPLICATION_CREDENTIALS", path.c_str(), 1);
+    try {
+      gcs_options_from_env();
+      ADD_FAILURE() << "no error";
+    } catch (const ShardingError& e) {
+      const std::string m = e.what();
+      EXPECT_NE(m.find(path), std::string::npos) << m;
+      EXPECT_NE(m.find(expected), std::string::npos) << m;
+      EXPECT_EQ(m.find("never-shown"), std::string::npos) << m;
+    }
   }
-  // With HMAC keys the service account file is not needed.
+  // With an HMAC key the key file is not read.
   setenv("GOOGLE_ACCESS_KEY_ID", "GOOGENV", 1);
   setenv("GOOGLE_SECRET_ACCESS_KEY", "envsecret", 1);
-  EXPECT_EQ(gcs_options_from_env().credentials.access_key_id, "GOOGENV");
+  const S3Options o = gcs_options_from_env();
+  EXPECT_EQ(o.credentials.access_key_id, "GOOGENV");
+  EXPECT_FALSE(o.bearer_token);
 }
 
 TEST_F(GcsConfig, EndpointOverrideMustBeHttp) {

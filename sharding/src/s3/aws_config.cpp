@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 
+#include "gcs_oauth.h"
 #include "xpscale/sharding/error.h"
 #include "xpscale/sharding/s3.h"
 #include "xpscale/sharding/url.h"
@@ -195,11 +196,10 @@ S3Options gcs_options_from_env() {
       check_pair(options.credentials, boto_path + " [Credentials]");
     }
   }
-  if (options.credentials.empty() && env("GOOGLE_APPLICATION_CREDENTIALS")) {
-    throw ShardingError(
-        "gs://: GOOGLE_APPLICATION_CREDENTIALS names a service-account key, which xpscale does "
-        "not read yet; create an HMAC key for the service account (gcloud storage hmac create "
-        "SERVICE_ACCOUNT_EMAIL) and set GOOGLE_ACCESS_KEY_ID and GOOGLE_SECRET_ACCESS_KEY");
+  if (options.credentials.empty()) {
+    if (const auto key_file = env("GOOGLE_APPLICATION_CREDENTIALS")) {
+      options.bearer_token = detail::gcs_service_account_tokens(*key_file);
+    }
   }
 
   if (std::optional<std::string> endpoint = env("GCS_ENDPOINT_URL")) {

@@ -90,9 +90,9 @@ void throw_http_error(const Transfer& t, const std::string& url) {
       break;
     case 403:
       what = "access denied (HTTP 403" + detail + "); check the credentials (" +
-             (url.find("gs://") != std::string::npos
-                  ? "the HMAC key: GOOGLE_ACCESS_KEY_ID, or gs_access_key_id in ~/.boto"
-                  : "AWS_ACCESS_KEY_ID, AWS_PROFILE") +
+             (url.find("gs://") != std::string::npos ? "GOOGLE_ACCESS_KEY_ID, gs_access_key_id in "
+                                                       "~/.boto, or GOOGLE_APPLICATION_CREDENTIALS"
+                                                     : "AWS_ACCESS_KEY_ID, AWS_PROFILE") +
              ") and the bucket's policy";
       break;
     case 412:

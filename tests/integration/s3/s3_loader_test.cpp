@@ -27,6 +27,8 @@
 #include <thread>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "s3_test_util.h"
 #include "xpscale/sharding/dataset.h"
 #include "xpscale/sharding/error.h"
@@ -465,20 +467,85 @@ TEST(GcsLoader, ShardUploadToGsThenThreeRanksGetEverySampleOncePerEpochThroughFa
   EXPECT_EQ(what.find(kGcsSecret), std::string::npos) << what;
 }
 
-// A service-account key alone is refused with what to do instead, before
-// anything is written.
-TEST(GcsLoader, ServiceAccountJsonAloneIsAClearErrorOfShardUpload) {
+// A service-account key (GOOGLE_APPLICATION_CREDENTIALS) and no HMAC key:
+// xpscale signs a JWT with the key, trades it at the key's token_uri for an
+// OAuth2 token (gcs_oauth_server.py checks the signature and claims) and
+// sends it as a bearer token; one token serves a whole process.
+TEST(GcsLoader, ServiceAccountKeyUploadsAndReadsThroughBearerTokens) {
+  const std::string key_file = state_dir() + "/oauth_key.json";
+  const std::string endpoint = state_file("oauth_endpoint");
+  TempDir dir;
+  {
+    std::ofstream csv(dir.str() + "/t.csv");
+    csv << "id,pad\n";
+    for (std::uint64_t i = 0; i < kSamples; ++i) csv << i << ',' << pad_of(i) << '\n';
+  }
+  const std::string env =
+      "env -u GOOGLE_ACCESS_KEY_ID -u GOOGLE_SECRET_ACCESS_KEY BOTO_CONFIG=/dev/null "
+      "GCS_ENDPOINT_URL=" +
+      endpoint + " GOOGLE_APPLICATION_CREDENTIALS=" + key_file + " ";
+  const Result r = run(env + XPSCALE_BIN + " shard " + dir.str() + "/t.csv --out " + dir.str() +
+                       "/out --shards 4 --upload gs://xpscale-test/gcs-oauth");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(r.output.find("PRIVATE KEY"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("ya29."), std::string::npos) << r.output;
+
+  for (const char* v : {"GOOGLE_ACCESS_KEY_ID", "GOOGLE_SECRET_ACCESS_KEY"}) unsetenv(v);
+  setenv("BOTO_CONFIG", "/dev/null", 1);
+  setenv("GCS_ENDPOINT_URL", endpoint.c_str(), 1);
+  setenv("GOOGLE_APPLICATION_CREDENTIALS", key_file.c_str(), 1);
+  expect_each_sample_once_per_epoch(
+      read_epochs({.manifest = "gs://xpscale-test/gcs-oauth/t.manifest.json"}, 2, 1, options()), 1);
+
+  std::ifstream log(state_dir() + "/oauth.log");
+  int tokens = 0, requests = 0;
+  for (std::string line; std::getline(log, line);) {
+    // (KeyFilesThatCannotLogInAreClearErrors's refusals may be logged too.)
+    tokens += line == "token OK";
+    if (line.find("/gcs-oauth/") == std::string::npos) continue;
+    ++requests;
+    EXPECT_FALSE(line.ends_with(" 401")) << line;
+  }
+  EXPECT_EQ(tokens, 2);  // one for `xpscale shard`, one for this process
+  EXPECT_GT(requests, 9);
+}
+
+// Key files that cannot log in are errors of `xpscale shard` (status 2)
+// naming the file, never its private key: a gcloud user login, and a key
+// the token endpoint refuses (signed by another private key).
+TEST(GcsLoader, KeyFilesThatCannotLogInAreClearErrors) {
   TempDir dir;
   std::ofstream(dir.str() + "/t.csv") << "id,pad\n1,a\n";
-  const Result r =
-      run("env -u GOOGLE_ACCESS_KEY_ID -u GOOGLE_SECRET_ACCESS_KEY BOTO_CONFIG=/nonexistent "
-          "GOOGLE_APPLICATION_CREDENTIALS=" +
-          dir.str() + "/sa.json " + XPSCALE_BIN + " shard " + dir.str() + "/t.csv --out " +
-          dir.str() + "/out --shards 1 --upload gs://xpscale-test/gcs-refused");
-  EXPECT_EQ(r.status, 2) << r.output;
-  EXPECT_FALSE(std::filesystem::exists(dir.str() + "/out")) << r.output;
-  EXPECT_NE(r.output.find("HMAC"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("GOOGLE_ACCESS_KEY_ID"), std::string::npos) << r.output;
+  std::ofstream(dir.str() + "/user.json")
+      << R"({"type": "authorized_user", "client_id": "x", "client_secret": "user-secret-0c1d",
+             "refresh_token": "r"})";
+  Result other = run("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048");
+  ASSERT_EQ(other.status, 0) << other.output;
+  std::ifstream real(state_dir() + "/oauth_key.json");
+  nlohmann::json key = nlohmann::json::parse(real);
+  key["private_key"] = other.output;
+  std::ofstream(dir.str() + "/other.json") << key.dump();
+  const std::string other_key_body = other.output.substr(40, 40);
+
+  for (const std::string name : {"user.json", "other.json", "missing.json"}) {
+    SCOPED_TRACE(name);
+    const Result r =
+        run("env -u GOOGLE_ACCESS_KEY_ID -u GOOGLE_SECRET_ACCESS_KEY "
+            "BOTO_CONFIG=/dev/null GCS_ENDPOINT_URL=" +
+            state_file("oauth_endpoint") + " GOOGLE_APPLICATION_CREDENTIALS=" + dir.str() + "/" +
+            name + " " + XPSCALE_BIN + " shard " + dir.str() + "/t.csv --out " + dir.str() +
+            "/out-" + name + " --shards 1 --upload gs://xpscale-test/gcs-refused");
+    EXPECT_EQ(r.status, 2) << r.output;
+    EXPECT_NE(r.output.find(dir.str() + "/" + name), std::string::npos) << r.output;
+    EXPECT_EQ(r.output.find("user-secret-0c1d"), std::string::npos) << r.output;
+    EXPECT_EQ(r.output.find(other_key_body), std::string::npos) << r.output;
+    if (name == "user.json") {
+      EXPECT_NE(r.output.find("HMAC"), std::string::npos) << r.output;
+    }
+    if (name == "other.json") {
+      EXPECT_NE(r.output.find("invalid_grant"), std::string::npos) << r.output;
+    }
+  }
 }
 
 }  // namespace

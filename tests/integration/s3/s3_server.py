@@ -5,6 +5,7 @@ benchmark.
 
   s3_server.py start --state DIR [--bucket NAME ...]   # prints the endpoint
   s3_server.py proxy --state DIR [--name NAME] [fault_proxy.py options]
+  s3_server.py oauth --state DIR --name NAME   # gcs_oauth_server.py, NAME_key.json
   s3_server.py stop --state DIR                          # all
 
 DIR receives s3rver's data, its log, `s3rver.pid` and `endpoint`
@@ -74,21 +75,21 @@ def start(state, buckets):
     sys.exit(f"s3_server.py: s3rver did not start; see {state / 's3rver.log'}")
 
 
-def start_proxy(state, name, proxy_args):
+def start_proxy(state, name, proxy_args, script="fault_proxy.py"):
     stop(state, quiet=True, name=f"{name}.pid")
     target = (state / "endpoint").read_text().removeprefix("http://")
     port_file = state / f"{name}.port"
     port_file.unlink(missing_ok=True)
     (state / f"{name}.log").unlink(missing_ok=True)
     log = open(state / f"{name}.out", "ab")
-    proc = subprocess.Popen([sys.executable, str(HERE / "fault_proxy.py"), "--target", target,
+    proc = subprocess.Popen([sys.executable, str(HERE / script), "--target", target,
                              "--port-file", str(port_file), "--log", str(state / f"{name}.log")]
                             + proxy_args, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
                             start_new_session=True)
     deadline = time.monotonic() + 30
     while not port_file.exists() or not port_file.read_text():
         if proc.poll() is not None or time.monotonic() > deadline:
-            sys.exit(f"s3_server.py: the fault proxy did not start; see {state / name}.out")
+            sys.exit(f"s3_server.py: {script} did not start; see {state / name}.out")
         time.sleep(0.1)
     (state / f"{name}.pid").write_text(str(proc.pid))
     endpoint = f"http://127.0.0.1:{port_file.read_text()}"
@@ -134,7 +135,7 @@ def stop_all(state):
 def main():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("action", choices=["start", "proxy", "stop"])
+    p.add_argument("action", choices=["start", "proxy", "oauth", "stop"])
     p.add_argument("--state", required=True, type=pathlib.Path)
     p.add_argument("--bucket", action="append", default=[])
     p.add_argument("--name", default="proxy")
@@ -146,6 +147,9 @@ def main():
         start(a.state, a.bucket)
     elif a.action == "proxy":
         start_proxy(a.state, a.name, proxy_args)
+    elif a.action == "oauth":  # NAME_key.json: a service-account key for it
+        start_proxy(a.state, a.name, ["--key-file", str(a.state / f"{a.name}_key.json")],
+                    script="gcs_oauth_server.py")
     else:
         stop_all(a.state)
 

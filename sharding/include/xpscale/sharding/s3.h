@@ -14,6 +14,7 @@
 // byte it has not received.
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -62,6 +63,10 @@ struct S3Options {
   // The scheme of the URLs this Source reads and lists: "s3", or "gs" for
   // Google Cloud Storage through its S3-interoperable XML API.
   std::string url_scheme = "s3";
+  // When set (and credentials empty), each request carries
+  // "Authorization: Bearer <token>" instead of a SigV4 signature: GCS with
+  // a service-account key (gcs_options_from_env).
+  std::function<std::string()> bearer_token;
 };
 
 // Configuration the way the AWS CLI and boto3 find it:
@@ -84,13 +89,15 @@ S3Options s3_options_from_env();
 // path-style addressing, SigV4 with the region "auto", and gs:// URLs.
 // - credentials: GOOGLE_ACCESS_KEY_ID + GOOGLE_SECRET_ACCESS_KEY, else
 //   gs_access_key_id + gs_secret_access_key in the [Credentials] section of
-//   gsutil's boto file (BOTO_CONFIG, default ~/.boto); none: unsigned
-//   requests (public buckets);
+//   gsutil's boto file (BOTO_CONFIG, default ~/.boto), else the
+//   service-account key file GOOGLE_APPLICATION_CREDENTIALS (OAuth2 bearer
+//   tokens by the JWT grant at its token_uri); none: unsigned requests
+//   (public buckets);
 // - endpoint: GCS_ENDPOINT_URL (an emulator or proxy) > GCS
 //   (https://storage.googleapis.com).
 // Throws ShardingError for a key id without its secret (or the reverse), an
-// endpoint that is not an http(s) URL, or GOOGLE_APPLICATION_CREDENTIALS
-// set without HMAC keys: service-account JSON (OAuth2) is not read yet.
+// endpoint that is not an http(s) URL, or a GOOGLE_APPLICATION_CREDENTIALS
+// file that is not a service-account key (naming the file, never a secret).
 S3Options gcs_options_from_env();
 
 // The Source for s3:// URLs (gs:// with gcs_options_from_env()).
