@@ -56,6 +56,13 @@ std::string rs256(const std::string& pem, const std::string& data) {
   return sig;
 }
 
+// A string field of a JSON object; `fallback` when absent or not a string
+// (nlohmann's value() throws on a wrong type).
+std::string text_of(const nlohmann::json& object, const char* name, const std::string& fallback) {
+  const auto it = object.find(name);
+  return it != object.end() && it->is_string() ? it->get<std::string>() : fallback;
+}
+
 // application/x-www-form-urlencoded value.
 std::string form_encode(std::string_view v) { return uri_encode(v, false); }
 
@@ -70,7 +77,7 @@ class ServiceAccountTokens {
     if (!key.is_object()) {
       throw ShardingError(path + " (GOOGLE_APPLICATION_CREDENTIALS): not a JSON key file");
     }
-    const std::string type = key.value("type", "");
+    const std::string type = text_of(key, "type", "");
     if (type != "service_account") {
       throw ShardingError(path + " (GOOGLE_APPLICATION_CREDENTIALS): a key of type \"" + type +
                           "\"; xpscale reads service-account keys (type \"service_account\") "
@@ -82,8 +89,8 @@ class ServiceAccountTokens {
     }
     email_ = key["client_email"];
     pem_ = key["private_key"];
-    key_id_ = key.value("private_key_id", "");
-    token_uri_ = key.value("token_uri", "https://oauth2.googleapis.com/token");
+    key_id_ = text_of(key, "private_key_id", "");
+    token_uri_ = text_of(key, "token_uri", "https://oauth2.googleapis.com/token");
     try {
       gcs_jwt_assertion(email_, pem_, key_id_, token_uri_, 0);  // the key signs: fail early
     } catch (const ShardingError& e) {
@@ -118,15 +125,16 @@ class ServiceAccountTokens {
         !answer["access_token"].is_string()) {
       // The error body of an OAuth server names the problem, never a secret
       // of ours ("invalid_grant", "Invalid JWT Signature.").
-      std::string reason = answer.is_object() ? answer.value("error", "") : "";
+      std::string reason = answer.is_object() ? text_of(answer, "error", "") : "";
       if (answer.is_object() && answer.contains("error_description"))
-        reason += ": " + answer.value("error_description", "");
+        reason += ": " + text_of(answer, "error_description", "");
       throw ShardingError(what + ": HTTP " + std::to_string(t->status()) +
                           (reason.empty() ? "" : " " + reason) + "; check " + path_);
     }
     token_ = answer["access_token"];
-    expires_ = now + (answer.contains("expires_in") && answer["expires_in"].is_number()
-                          ? answer["expires_in"].get<long long>()
+    const auto lifetime = answer.find("expires_in");
+    expires_ = now + (lifetime != answer.end() && lifetime->is_number()
+                          ? static_cast<long long>(lifetime->get<double>())
                           : kLifetime);
     return token_;
   }
