@@ -73,10 +73,11 @@ Ini read_ini(const std::string& path) {
   return ini;
 }
 
+// $env_name, else $HOME/relative.
 std::string home_file(const char* env_name, const char* relative) {
   if (auto v = env(env_name)) return *v;
   const char* home = std::getenv("HOME");
-  return std::string(home != nullptr ? home : "") + "/.aws/" + relative;
+  return std::string(home != nullptr ? home : "") + "/" + relative;
 }
 
 const std::map<std::string, std::string>* find(const Ini& ini, const std::string& section) {
@@ -121,8 +122,8 @@ S3Options s3_options_from_env() {
   S3Options options;
   const std::optional<std::string> named_profile = env("AWS_PROFILE");
   const std::string profile = named_profile.value_or("default");
-  const std::string credentials_path = home_file("AWS_SHARED_CREDENTIALS_FILE", "credentials");
-  const std::string config_path = home_file("AWS_CONFIG_FILE", "config");
+  const std::string credentials_path = home_file("AWS_SHARED_CREDENTIALS_FILE", ".aws/credentials");
+  const std::string config_path = home_file("AWS_CONFIG_FILE", ".aws/config");
   const Ini credentials_file = read_ini(credentials_path);
   const Ini config_file = read_ini(config_path);
   const auto* cred_section = find(credentials_file, profile);
@@ -184,17 +185,12 @@ S3Options gcs_options_from_env() {
                            env("GOOGLE_SECRET_ACCESS_KEY").value_or(""), ""};
     check_pair(options.credentials, "GOOGLE_ACCESS_KEY_ID/GOOGLE_SECRET_ACCESS_KEY");
   } else {
-    const std::optional<std::string> boto = env("BOTO_CONFIG");
-    const char* home = std::getenv("HOME");
-    const std::string boto_path =
-        boto.value_or(home != nullptr && *home != '\0' ? std::string(home) + "/.boto" : "");
-    if (!boto_path.empty()) {
-      const Ini file = read_ini(boto_path);
-      const auto* section = find(file, "Credentials");
-      options.credentials = {get(section, "gs_access_key_id"), get(section, "gs_secret_access_key"),
-                             ""};
-      check_pair(options.credentials, boto_path + " [Credentials]");
-    }
+    const std::string boto_path = home_file("BOTO_CONFIG", ".boto");
+    const Ini boto = read_ini(boto_path);  // outlives `section`, which points into it
+    const auto* section = find(boto, "Credentials");
+    options.credentials = {get(section, "gs_access_key_id"), get(section, "gs_secret_access_key"),
+                           ""};
+    check_pair(options.credentials, boto_path + " [Credentials]");
   }
   if (options.credentials.empty()) {
     if (const auto key_file = env("GOOGLE_APPLICATION_CREDENTIALS")) {

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <utility>
 
 #include "curl_transfer.h"
 #include "retry_runner.h"
@@ -83,12 +84,13 @@ class ServiceAccountTokens {
                           "\"; xpscale reads service-account keys (type \"service_account\") "
                           "or HMAC keys (GOOGLE_ACCESS_KEY_ID and GOOGLE_SECRET_ACCESS_KEY)");
     }
-    for (const char* field : {"client_email", "private_key"}) {
-      if (!key.contains(field) || !key[field].is_string() || key[field].get<std::string>().empty())
+    email_ = text_of(key, "client_email", "");
+    pem_ = text_of(key, "private_key", "");
+    for (const auto& [field, value] :
+         {std::pair{"client_email", &email_}, {"private_key", &pem_}}) {
+      if (value->empty())
         throw ShardingError(path + " (GOOGLE_APPLICATION_CREDENTIALS): no \"" + field + "\"");
     }
-    email_ = key["client_email"];
-    pem_ = key["private_key"];
     key_id_ = text_of(key, "private_key_id", "");
     token_uri_ = text_of(key, "token_uri", "https://oauth2.googleapis.com/token");
     try {

@@ -58,6 +58,16 @@ class Backoff {
   std::mt19937_64 rng_;
 };
 
+// The scheme of the first URL in `name` ("gs" for "PUT gs://b/k part 2"),
+// not of a "://" further on inside an object key.
+std::string_view scheme_named(std::string_view name) {
+  const std::size_t colon = name.find("://");
+  if (colon == std::string_view::npos) return {};
+  const std::size_t space = name.find_last_of(' ', colon);
+  const std::size_t start = space == std::string_view::npos ? 0 : space + 1;
+  return name.substr(start, colon - start);
+}
+
 }  // namespace
 
 std::string transient_fault(const Transfer& t) {
@@ -90,9 +100,9 @@ void throw_http_error(const Transfer& t, const std::string& url) {
       break;
     case 403:
       what = "access denied (HTTP 403" + detail + "); check the credentials (" +
-             (url.find("gs://") != std::string::npos ? "GOOGLE_ACCESS_KEY_ID, gs_access_key_id in "
-                                                       "~/.boto, or GOOGLE_APPLICATION_CREDENTIALS"
-                                                     : "AWS_ACCESS_KEY_ID, AWS_PROFILE") +
+             (scheme_named(url) == "gs" ? "GOOGLE_ACCESS_KEY_ID, gs_access_key_id in "
+                                          "~/.boto, or GOOGLE_APPLICATION_CREDENTIALS"
+                                        : "AWS_ACCESS_KEY_ID, AWS_PROFILE") +
              ") and the bucket's policy";
       break;
     case 412:

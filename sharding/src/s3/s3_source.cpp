@@ -151,12 +151,12 @@ class S3Source : public Source {
     const std::string qs = canonical_query_string(query);
     out.url = scheme_ + "://" + r.host + r.encoded_path + (qs.empty() ? "" : "?" + qs);
     for (const auto& [n, v] : headers) out.headers.push_back(n + ": " + v);
-    if (options_.credentials.empty() && options_.bearer_token) {
-      out.headers.push_back("Authorization: Bearer " + options_.bearer_token());
-    } else if (!options_.credentials.empty()) {
+    if (!options_.credentials.empty()) {
       const SigV4Signature sig = sign_v4(r, options_.credentials, options_.region, "s3",
                                          amz_date(std::chrono::system_clock::now()));
       for (const auto& [n, v] : sig.headers) out.headers.push_back(n + ": " + v);
+    } else if (options_.bearer_token) {
+      out.headers.push_back("Authorization: Bearer " + options_.bearer_token());
     }
     return out;
   }
