@@ -2,11 +2,14 @@
 // the order the AWS CLI and boto3 read them.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "xpscale/sharding/error.h"
 #include "xpscale/sharding/s3.h"
@@ -177,6 +180,15 @@ TEST_F(GcsConfig, EnvironmentKeysWinOverTheBotoFile) {
   EXPECT_EQ(o.credentials.session_token, "");
 }
 
+// configparser, which gsutil and botocore read their files with, takes
+// "key: value" as well as "key = value".
+TEST_F(GcsConfig, BotoFileLinesWithColonsReadAsConfigparserDoes) {
+  write_boto("[Credentials]\ngs_access_key_id: GOOGCOLON\ngs_secret_access_key : a=b:c\n");
+  const S3Options o = gcs_options_from_env();
+  EXPECT_EQ(o.credentials.access_key_id, "GOOGCOLON");
+  EXPECT_EQ(o.credentials.secret_access_key, "a=b:c");
+}
+
 TEST_F(GcsConfig, BotoFileWithOtherSectionsAndComments) {
   write_boto(
       "# gsutil config\n[Boto]\nhttps_validate_certificates = True\n\n[Credentials]\n"
@@ -218,11 +230,31 @@ TEST_F(GcsConfig, KeyFilesThatAreNoServiceAccountKeyAreErrorsNamingThem) {
   std::ofstream(garbled) << "not json";
   std::ofstream(bad_pem) << R"({"type": "service_account", "client_email": "a@b",
                                "private_key": "-----BEGIN PRIVATE KEY-----\npk-never-shown-12\n"})";
+  // An encrypted key is an error, not a passphrase prompt on the
+  // terminal; a key that is not RSA cannot sign RS256.
+  const std::string encrypted = dir + "/gcs_encrypted.json", ec = dir + "/gcs_ec.json";
+  for (const auto& [path, command] :
+       {std::pair{encrypted,
+                  "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -aes256 "
+                  "-pass pass:never-shown-pass"},
+        {ec, "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256"}}) {
+    std::string pem;
+    FILE* out = popen(command, "r");
+    ASSERT_NE(out, nullptr);
+    char buf[4096];
+    for (std::size_t n; (n = fread(buf, 1, sizeof buf, out)) > 0;) pem.append(buf, n);
+    ASSERT_EQ(pclose(out), 0) << command;
+    nlohmann::json key = {{"type", "service_account"}, {"client_email", "a@b"},
+                          {"private_key", pem}};
+    std::ofstream(path) << key.dump();
+  }
   const std::vector<std::pair<std::string, std::string>> cases = {
       {dir + "/gcs_missing.json", "cannot be read"},
       {user, "HMAC"},
       {garbled, "not a JSON key file"},
-      {bad_pem, "not a PEM private key"}};
+      {bad_pem, "not an unencrypted PEM private key"},
+      {encrypted, "not an unencrypted PEM private key"},
+      {ec, "not an RSA key"}};
   for (const auto& [path, expected] : cases) {
     SCOPED_TRACE(path);
     setenv("GOOGLE_APPLICATION_CREDENTIALS", path.c_str(), 1);

@@ -56,7 +56,9 @@ Ini read_ini(const std::string& path) {
       nested.clear();
       continue;
     }
-    const std::size_t eq = t.find('=');
+    // "key = value" or "key: value", as Python's configparser reads them
+    // (botocore's and boto's parser): split at the first of the two.
+    const std::size_t eq = t.find_first_of("=:");
     if (eq == std::string::npos || section.empty()) {
       throw ShardingError(path + ":" + std::to_string(number) +
                           ": expected \"[section]\" or \"key = value\" inside a section");

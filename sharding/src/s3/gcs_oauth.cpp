@@ -1,14 +1,17 @@
 #include "gcs_oauth.h"
 
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <tuple>
 #include <utility>
 
 #include "curl_transfer.h"
@@ -22,7 +25,22 @@ namespace {
 
 constexpr const char* kScope = "https://www.googleapis.com/auth/devstorage.read_write";
 constexpr long long kLifetime = 3600;  // the longest Google grants
-constexpr long long kRenewBefore = 300;
+constexpr long long kRenewBefore = 300;  // or half the lifetime, when shorter
+
+// The token exchange retries a shorter while than a read: every request
+// of the process waits on it, and a token server that is down for long
+// is better reported than waited for.
+RetryPolicy exchange_policy() {
+  RetryPolicy p;
+  p.max_attempts = 5;
+  p.max_total = std::chrono::seconds(30);
+  p.stall_timeout = std::chrono::seconds(15);
+  return p;
+}
+
+// A passphrase callback that has none: an encrypted key is an error,
+// never a prompt on the terminal (OpenSSL's default callback).
+int no_passphrase(char*, int, int, void*) { return 0; }
 
 std::string base64url(std::string_view bytes) {
   std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');
@@ -39,18 +57,25 @@ std::string rs256(const std::string& pem, const std::string& data) {
   std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new_mem_buf(pem.data(), int(pem.size())),
                                                 BIO_free);
   std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(
-      bio ? PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr) : nullptr, EVP_PKEY_free);
-  if (!key) throw ShardingError("its private_key is not a PEM private key");
+      bio ? PEM_read_bio_PrivateKey(bio.get(), nullptr, no_passphrase, nullptr) : nullptr,
+      EVP_PKEY_free);
+  ERR_clear_error();  // a failed parse leaves its reasons queued for this thread
+  if (!key) throw ShardingError("its private_key is not an unencrypted PEM private key");
+  if (EVP_PKEY_get_base_id(key.get()) != EVP_PKEY_RSA) {
+    throw ShardingError("its private_key is not an RSA key (RS256 needs one)");
+  }
   std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
   std::size_t size = 0;
   if (!ctx || EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key.get()) != 1 ||
       EVP_DigestSign(ctx.get(), nullptr, &size, reinterpret_cast<const unsigned char*>(data.data()),
                      data.size()) != 1) {
+    ERR_clear_error();
     throw ShardingError("its private_key cannot sign RS256");
   }
   std::string sig(size, '\0');
   if (EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(sig.data()), &size,
                      reinterpret_cast<const unsigned char*>(data.data()), data.size()) != 1) {
+    ERR_clear_error();
     throw ShardingError("its private_key cannot sign RS256");
   }
   sig.resize(size);
@@ -100,18 +125,68 @@ class ServiceAccountTokens {
     }
   }
 
+  // A token valid for a while yet. Renewal is one exchange at a time;
+  // meanwhile, and when it fails, the other requests go on with the
+  // current token as long as it is valid.
   std::string token() {
-    std::lock_guard lock(mutex_);
-    const long long now = std::chrono::duration_cast<std::chrono::seconds>(
-                              std::chrono::system_clock::now().time_since_epoch())
-                              .count();
-    if (!token_.empty() && now < expires_ - kRenewBefore) return token_;
+    {
+      std::lock_guard lock(state_);
+      const long long now = seconds_now();
+      if (!token_.empty() && now < renew_at_) return token_;
+      if (!token_.empty() && now < expires_ - kGrace && exchanging_) return token_;
+      exchanging_ = true;
+    }
+    std::lock_guard one_at_a_time(exchange_);
+    std::string token, failure;
+    long long now = 0, lifetime = 0;
+    {
+      std::lock_guard lock(state_);
+      now = seconds_now();
+      if (!token_.empty() && now < renew_at_) return token_;  // another thread renewed it
+      // The threads that queued behind a failed exchange share its error
+      // rather than each waiting through one of their own.
+      if (!failure_.empty() && now - failed_at_ < kGrace &&
+          (token_.empty() || now >= expires_ - kGrace)) {
+        exchanging_ = false;
+        throw ShardingError(failure_);
+      }
+    }
+    try {
+      std::tie(token, lifetime) = exchange(now);
+    } catch (const ShardingError& e) {
+      failure = e.what();
+    }
+    std::lock_guard lock(state_);
+    exchanging_ = false;
+    failure_ = failure;
+    failed_at_ = now;
+    if (failure.empty()) {
+      token_ = std::move(token);
+      expires_ = now + lifetime;
+      renew_at_ = expires_ - std::min(kRenewBefore, lifetime / 2);
+    } else if (token_.empty() || seconds_now() >= expires_ - kGrace) {
+      throw ShardingError(failure);
+    }
+    return token_;
+  }
+
+ private:
+  static constexpr long long kGrace = 10;  // a token this close to expiry is not sent
+
+  static long long seconds_now() {
+    return std::chrono::duration_cast<std::chrono::seconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
+
+  // One JWT bearer grant: the access token and its lifetime in seconds.
+  std::pair<std::string, long long> exchange(long long now) {
     const std::string body =
         "grant_type=" + form_encode("urn:ietf:params:oauth:grant-type:jwt-bearer") +
         "&assertion=" + gcs_jwt_assertion(email_, pem_, key_id_, token_uri_, now);
     const std::string what = "POST " + token_uri_ + " (the token of " + email_ + ")";
     const auto t = perform(
-        share_, RetryPolicy{},
+        share_, exchange_policy(),
         [&] {
           Request r;
           r.method = "POST";
@@ -133,20 +208,23 @@ class ServiceAccountTokens {
       throw ShardingError(what + ": HTTP " + std::to_string(t->status()) +
                           (reason.empty() ? "" : " " + reason) + "; check " + path_);
     }
-    token_ = answer["access_token"];
     const auto lifetime = answer.find("expires_in");
-    expires_ = now + (lifetime != answer.end() && lifetime->is_number()
-                          ? static_cast<long long>(lifetime->get<double>())
-                          : kLifetime);
-    return token_;
+    long long seconds = kLifetime;
+    if (lifetime != answer.end() && lifetime->is_number()) {
+      seconds = std::clamp(static_cast<long long>(lifetime->get<double>()), 0LL, kLifetime * 24);
+    }
+    return {answer["access_token"].get<std::string>(), seconds};
   }
 
- private:
   std::string path_, email_, pem_, key_id_, token_uri_;
   CurlShare share_;
-  std::mutex mutex_;
+  std::mutex exchange_;  // held through an exchange
+  std::mutex state_;     // guards what follows
   std::string token_;
-  long long expires_ = 0;
+  long long expires_ = 0, renew_at_ = 0;
+  bool exchanging_ = false;
+  std::string failure_;  // of the last exchange, "" when it succeeded
+  long long failed_at_ = 0;
 };
 
 }  // namespace

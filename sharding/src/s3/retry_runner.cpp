@@ -98,8 +98,10 @@ void throw_http_error(const Transfer& t, const std::string& url) {
     case 404:
       what = "no such object (HTTP 404" + detail + ")";
       break;
+    case 401:
     case 403:
-      what = "access denied (HTTP 403" + detail + "); check the credentials (" +
+      what = std::string(status == 401 ? "not authenticated" : "access denied") + " (HTTP " +
+             std::to_string(status) + detail + "); check the credentials (" +
              (scheme_named(url) == "gs" ? "GOOGLE_ACCESS_KEY_ID, gs_access_key_id in "
                                           "~/.boto, or GOOGLE_APPLICATION_CREDENTIALS"
                                         : "AWS_ACCESS_KEY_ID, AWS_PROFILE") +

@@ -7,12 +7,13 @@ front of s3rver an XML-API door that lets a request through only with
 serves unsigned requests).
 
   gcs_oauth_server.py --target 127.0.0.1:PORT --key-file SA.json
-                      --port-file F [--log F]
+                      --port-file F [--log F] [--lifetime SECONDS]
 
 Writes a service-account key file (type, client_email, private_key,
 private_key_id, token_uri pointing here) to --key-file, then the port to
 --port-file once listening. --log gets one line per request: "token OK",
-"token REFUSED why", or "METHOD PATH STATUS" (401 for a missing token).
+"token REFUSED why", or "METHOD PATH STATUS" (401 for a missing or
+expired token). Tokens live --lifetime seconds (3599, Google's).
 """
 import argparse
 import base64
@@ -38,7 +39,7 @@ def b64url_decode(text):
 class State:
     def __init__(self, args, public_key, token_uri):
         self.args, self.public_key, self.token_uri = args, public_key, token_uri
-        self.tokens = set()
+        self.tokens = {}  # token -> the time it expires
         self.lock = threading.Lock()
         self.log = open(args.log, "a", buffering=1) if args.log else None
 
@@ -104,16 +105,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         token = "ya29.test-" + secrets.token_urlsafe(24)
         with state.lock:
-            state.tokens.add(token)
+            state.tokens[token] = time.monotonic() + state.args.lifetime
         state.note("token OK")
-        self.send(200, json.dumps({"access_token": token, "expires_in": 3599,
+        self.send(200, json.dumps({"access_token": token, "expires_in": state.args.lifetime,
                                    "token_type": "Bearer"}).encode(), "application/json")
 
     def forward(self):
         state = self.server.state
         body = self.body()
         auth = self.headers.get("Authorization", "")
-        if not auth.startswith("Bearer ") or auth[7:] not in state.tokens:
+        with state.lock:
+            expires = state.tokens.get(auth[7:], 0) if auth.startswith("Bearer ") else 0
+        if time.monotonic() >= expires:
             state.note(f"{self.command} {self.path} 401")
             self.send(401, b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>"
                       b"AuthenticationRequired</Code><Message>Authentication required."
@@ -154,6 +157,7 @@ def main():
     p.add_argument("--key-file", required=True)
     p.add_argument("--port-file", required=True)
     p.add_argument("--log")
+    p.add_argument("--lifetime", type=int, default=3599)
     args = p.parse_args()
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -13,6 +13,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -546,6 +547,48 @@ TEST(GcsLoader, KeyFilesThatCannotLogInAreClearErrors) {
       EXPECT_NE(r.output.find("invalid_grant"), std::string::npos) << r.output;
     }
   }
+}
+
+// Tokens that live 4 s (the oauth_short server, which refuses them after
+// that): the Source renews each one halfway through its life, so that 16
+// threads listing for 7 s never send an expired token, and they share
+// each renewal rather than each making its own.
+TEST(GcsLoader, ShortLivedTokensAreRenewedBeforeTheyExpire) {
+  for (const char* v : {"GOOGLE_ACCESS_KEY_ID", "GOOGLE_SECRET_ACCESS_KEY"}) unsetenv(v);
+  setenv("BOTO_CONFIG", "/dev/null", 1);
+  setenv("GCS_ENDPOINT_URL", state_file("oauth_short_endpoint").c_str(), 1);
+  setenv("GOOGLE_APPLICATION_CREDENTIALS", (state_dir() + "/oauth_short_key.json").c_str(), 1);
+  auto gcs = make_s3_source(gcs_options_from_env());
+  gcs->put(Url{"gs", "xpscale-test", "gcs-short/a.bin"}, "renewed");
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(7);
+  std::vector<std::thread> threads;
+  std::atomic<int> lists{0}, failures{0};
+  for (int t = 0; t < 16; ++t) {
+    threads.emplace_back([&] {
+      while (std::chrono::steady_clock::now() < until) {
+        try {
+          if (gcs->list(Url{"gs", "xpscale-test", "gcs-short/"}).size() != 1) ++failures;
+        } catch (const std::exception&) {
+          ++failures;
+        }
+        ++lists;
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_GT(lists.load(), 100);
+  std::ifstream log(state_dir() + "/oauth_short.log");
+  int tokens = 0, unauthorized = 0;
+  for (std::string line; std::getline(log, line);) {
+    tokens += line == "token OK";
+    unauthorized += line.ends_with(" 401");
+  }
+  EXPECT_EQ(unauthorized, 0);
+  // One at the start, then one every 2 s: 4 or 5, not one per thread.
+  EXPECT_GE(tokens, 3);
+  EXPECT_LE(tokens, 6);
 }
 
 }  // namespace

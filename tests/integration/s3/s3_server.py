@@ -5,7 +5,7 @@ benchmark.
 
   s3_server.py start --state DIR [--bucket NAME ...]   # prints the endpoint
   s3_server.py proxy --state DIR [--name NAME] [fault_proxy.py options]
-  s3_server.py oauth --state DIR --name NAME   # gcs_oauth_server.py, NAME_key.json
+  s3_server.py oauth --state DIR --name NAME [--lifetime S]  # gcs_oauth_server.py, NAME_key.json
   s3_server.py stop --state DIR                          # all
 
 DIR receives s3rver's data, its log, `s3rver.pid` and `endpoint`
@@ -140,7 +140,7 @@ def main():
     p.add_argument("--bucket", action="append", default=[])
     p.add_argument("--name", default="proxy")
     a, proxy_args = p.parse_known_args()
-    if proxy_args and a.action != "proxy":
+    if proxy_args and a.action not in ("proxy", "oauth"):
         p.error(f"unknown arguments {proxy_args}")
     a.state.mkdir(parents=True, exist_ok=True)
     if a.action == "start":
@@ -148,8 +148,8 @@ def main():
     elif a.action == "proxy":
         start_proxy(a.state, a.name, proxy_args)
     elif a.action == "oauth":  # NAME_key.json: a service-account key for it
-        start_proxy(a.state, a.name, ["--key-file", str(a.state / f"{a.name}_key.json")],
-                    script="gcs_oauth_server.py")
+        start_proxy(a.state, a.name, ["--key-file", str(a.state / f"{a.name}_key.json")]
+                    + proxy_args, script="gcs_oauth_server.py")
     else:
         stop_all(a.state)
 
