@@ -1,11 +1,17 @@
 // bench/loader, object-store part: how fast the S3 Source (make_s3_source)
-// moves whole objects from an S3 endpoint into memory. run_s3.sh runs it
-// against s3rver next to curl and boto3 fetching the same objects.
+// moves whole objects from an S3 endpoint into memory, or, with --store az,
+// the Azure Blob Source (make_azure_source). run_s3.sh runs it against
+// s3rver next to curl and boto3 fetching the same objects, run_az.sh
+// against Azurite next to curl with a SAS URL.
 //
 //   s3_bench --endpoint URL --bucket B --prefix P --put N --size BYTES
 //   s3_bench --endpoint URL --bucket B --prefix P [--threads T]
 //            [--parallel-parts K] [--part-size BYTES] [--label L]
+//   s3_bench --store az --bucket CONTAINER --prefix P ...
 //
+// With --store az the account, credentials and endpoint come from the
+// environment as for a trial (azure_options_from_env), and --bucket names
+// the container.
 // --put writes N objects of BYTES random bytes under P and exits. Without
 // it, the objects listed under P are read by T threads (16) sharing one
 // Source, one object at a time each (K, BYTES: TransferOptions'
@@ -21,18 +27,21 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <memory>
 #include <random>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
+#include "xpscale/sharding/azure.h"
 #include "xpscale/sharding/error.h"
 #include "xpscale/sharding/s3.h"
 
 namespace {
 
 struct Args {
-  std::string endpoint, bucket, prefix, label = "xpscale_s3";
+  std::string store = "s3", endpoint, bucket, prefix, label;
   std::uint64_t put = 0, size = 0;
   unsigned threads = 16;
   // 0: the library's defaults (TransferOptions).
@@ -44,7 +53,9 @@ Args parse(int argc, char** argv) {
   Args a;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
-    if (k == "--endpoint")
+    if (k == "--store")
+      a.store = v;
+    else if (k == "--endpoint")
       a.endpoint = v;
     else if (k == "--bucket")
       a.bucket = v;
@@ -65,19 +76,32 @@ Args parse(int argc, char** argv) {
     else
       throw std::invalid_argument("unknown option " + k);
   }
-  if (a.endpoint.empty() || a.bucket.empty()) {
-    throw std::invalid_argument("--endpoint and --bucket are required");
+  if (a.store != "s3" && a.store != "az") throw std::invalid_argument("--store is s3 or az");
+  if ((a.store == "s3" && a.endpoint.empty()) || a.bucket.empty()) {
+    throw std::invalid_argument("--endpoint (for s3) and --bucket are required");
   }
+  if (a.label.empty()) a.label = a.store == "s3" ? "xpscale_s3" : "xpscale_az";
   return a;
 }
 
-xpscale::S3Options options(const Args& a) {
+void tune(const Args& a, xpscale::TransferOptions& transfer) {
+  if (a.part_size != 0) transfer.part_size = a.part_size;
+  if (a.parallel_parts != 0) transfer.max_parallel = a.parallel_parts;
+}
+
+// The Source and the transfer options it reads with.
+std::pair<std::shared_ptr<xpscale::Source>, xpscale::TransferOptions> source(const Args& a) {
+  if (a.store == "az") {
+    xpscale::AzureOptions o = xpscale::azure_options_from_env();
+    if (!a.endpoint.empty()) o.endpoint = a.endpoint;
+    tune(a, o.transfer);
+    return {xpscale::make_azure_source(o), o.transfer};
+  }
   xpscale::S3Options o = xpscale::s3_options_from_env();
   o.endpoint = a.endpoint;
   o.path_style = true;
-  if (a.part_size != 0) o.transfer.part_size = a.part_size;
-  if (a.parallel_parts != 0) o.transfer.max_parallel = a.parallel_parts;
-  return o;
+  tune(a, o.transfer);
+  return {xpscale::make_s3_source(o), o.transfer};
 }
 
 void put(xpscale::Source& s3, const Args& a) {
@@ -90,7 +114,7 @@ void put(xpscale::Source& s3, const Args& a) {
     }
     char name[32];
     std::snprintf(name, sizeof name, "obj-%06llu.bin", static_cast<unsigned long long>(n));
-    s3.put(xpscale::Url{"s3", a.bucket, a.prefix + name}, bytes);
+    s3.put(xpscale::Url{a.store, a.bucket, a.prefix + name}, bytes);
   }
 }
 
@@ -103,7 +127,7 @@ double cpu_seconds() {
 }
 
 void read(xpscale::Source& s3, const Args& a, const xpscale::TransferOptions& transfer) {
-  const auto objects = s3.list(xpscale::Url{"s3", a.bucket, a.prefix});
+  const auto objects = s3.list(xpscale::Url{a.store, a.bucket, a.prefix});
   std::atomic<std::size_t> next{0};
   std::atomic<std::uint64_t> total{0}, checksum{0};
   const double cpu0 = cpu_seconds();
@@ -144,12 +168,11 @@ void read(xpscale::Source& s3, const Args& a, const xpscale::TransferOptions& tr
 int main(int argc, char** argv) {
   try {
     const Args a = parse(argc, argv);
-    const xpscale::S3Options o = options(a);
-    auto s3 = xpscale::make_s3_source(o);
+    const auto [store, transfer] = source(a);
     if (a.put > 0) {
-      put(*s3, a);
+      put(*store, a);
     } else {
-      read(*s3, a, o.transfer);
+      read(*store, a, transfer);
     }
     return 0;
   } catch (const std::invalid_argument& e) {
