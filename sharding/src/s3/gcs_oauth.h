@@ -4,7 +4,7 @@
 // the key's client_email, the devstorage scope and the key's token_uri,
 // signed RS256 with its private key (OpenSSL), exchanged at token_uri, and
 // sent as "Authorization: Bearer" on GCS's XML API. Tokens are renewed 5
-// minutes before they expire.
+// minutes (or half their lifetime, when shorter) before they expire.
 #include <functional>
 #include <string>
 
