@@ -109,6 +109,10 @@ Transfer::Transfer(const CurlShare& share, Request request, const RetryPolicy& p
          "curl_easy_setopt(CONNECTTIMEOUT_MS)");
   // Fewer, larger write callbacks: curl's default is 16 KiB.
   setopt(easy_, CURLOPT_BUFFERSIZE, kReadChunk, "curl_easy_setopt(BUFFERSIZE)");
+  if (policy.attempt_timeout.count() > 0) {
+    setopt(easy_, CURLOPT_TIMEOUT_MS, static_cast<long>(policy.attempt_timeout.count()),
+           "curl_easy_setopt(TIMEOUT_MS)");
+  }
   // Stall detection: under 1 byte/s for stall_timeout aborts the attempt.
   setopt(easy_, CURLOPT_LOW_SPEED_LIMIT, 1L, "curl_easy_setopt(LOW_SPEED_LIMIT)");
   setopt(easy_, CURLOPT_LOW_SPEED_TIME,

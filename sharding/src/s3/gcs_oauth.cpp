@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <fstream>
 #include <memory>
 #include <mutex>
@@ -25,7 +26,8 @@ namespace {
 
 constexpr const char* kScope = "https://www.googleapis.com/auth/devstorage.read_write";
 constexpr long long kLifetime = 3600;  // the longest Google grants
-constexpr long long kRenewBefore = 300;  // or half the lifetime, when shorter
+// Renewal this long before expiry, or halfway through a shorter life.
+constexpr std::chrono::seconds kRenewBefore{300};
 
 // The token exchange retries a shorter while than a read: every request
 // of the process waits on it, and a token server that is down for long
@@ -35,12 +37,14 @@ RetryPolicy exchange_policy() {
   p.max_attempts = 5;
   p.max_total = std::chrono::seconds(30);
   p.stall_timeout = std::chrono::seconds(15);
+  p.attempt_timeout = std::chrono::seconds(20);  // a trickling server too
   return p;
 }
 
 // A passphrase callback that has none: an encrypted key is an error,
-// never a prompt on the terminal (OpenSSL's default callback).
-int no_passphrase(char*, int, int, void*) { return 0; }
+// never a prompt on the terminal (OpenSSL's default callback). -1, not 0:
+// OpenSSL 3 reads 0 as the empty passphrase.
+int no_passphrase(char*, int, int, void*) { return -1; }
 
 std::string base64url(std::string_view bytes) {
   std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');
@@ -125,62 +129,71 @@ class ServiceAccountTokens {
     }
   }
 
-  // A token valid for a while yet. Renewal is one exchange at a time;
-  // meanwhile, and when it fails, the other requests go on with the
-  // current token as long as it is valid.
+  // A token valid for a while yet. Renewal is one exchange at a time:
+  // meanwhile the other requests go on with the current token while it is
+  // valid, and those that cannot (no token yet, or about to expire) wait
+  // for that exchange and share its outcome instead of making their own.
+  // After a failed exchange the current token serves, and new exchanges
+  // wait kRetryAfter; without a valid token the failure is the answer.
   std::string token() {
+    std::uint64_t seen = 0;
     {
       std::lock_guard lock(state_);
-      const long long now = seconds_now();
-      if (!token_.empty() && now < renew_at_) return token_;
-      if (!token_.empty() && now < expires_ - kGrace && exchanging_) return token_;
+      const auto now = Steady::now();
+      if (usable(now) && (now < renew_at_ || exchanging_ || now < retry_after_)) return token_;
+      if (!usable(now) && !failure_.empty() && now < retry_after_) throw ShardingError(failure_);
+      seen = exchanges_;
       exchanging_ = true;
     }
     std::lock_guard one_at_a_time(exchange_);
-    std::string token, failure;
-    long long now = 0, lifetime = 0;
     {
       std::lock_guard lock(state_);
-      now = seconds_now();
-      if (!token_.empty() && now < renew_at_) return token_;  // another thread renewed it
-      // The threads that queued behind a failed exchange share its error
-      // rather than each waiting through one of their own.
-      if (!failure_.empty() && now - failed_at_ < kGrace &&
-          (token_.empty() || now >= expires_ - kGrace)) {
-        exchanging_ = false;
-        throw ShardingError(failure_);
+      const auto now = Steady::now();
+      if (exchanges_ != seen) {  // one ended while this thread waited: its outcome
+        if (usable(now)) return token_;
+        if (!failure_.empty()) throw ShardingError(failure_);
       }
+      exchanging_ = true;
     }
+    const auto started = Steady::now();
+    std::string token, failure;
+    long long lifetime = 0;
     try {
-      std::tie(token, lifetime) = exchange(now);
-    } catch (const ShardingError& e) {
+      std::tie(token, lifetime) = exchange();
+    } catch (const std::exception& e) {
       failure = e.what();
     }
     std::lock_guard lock(state_);
     exchanging_ = false;
+    ++exchanges_;
     failure_ = failure;
-    failed_at_ = now;
     if (failure.empty()) {
+      const std::chrono::seconds life(lifetime);
       token_ = std::move(token);
-      expires_ = now + lifetime;
-      renew_at_ = expires_ - std::min(kRenewBefore, lifetime / 2);
-    } else if (token_.empty() || seconds_now() >= expires_ - kGrace) {
-      throw ShardingError(failure);
+      expires_ = started + life;
+      grace_ = std::min<Steady::duration>(kGrace, life / 4);
+      renew_at_ = expires_ - std::min<Steady::duration>(kRenewBefore, life / 2);
+      return token_;
     }
+    retry_after_ = Steady::now() + kRetryAfter;
+    if (!usable(Steady::now())) throw ShardingError(failure_);
     return token_;
   }
 
  private:
-  static constexpr long long kGrace = 10;  // a token this close to expiry is not sent
+  using Steady = std::chrono::steady_clock;
+  // A token this close to its expiry is not sent (or a quarter of its
+  // lifetime, when shorter): it could expire on the way.
+  static constexpr std::chrono::seconds kGrace{10};
+  static constexpr std::chrono::seconds kRetryAfter{10};
 
-  static long long seconds_now() {
-    return std::chrono::duration_cast<std::chrono::seconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-  }
+  bool usable(Steady::time_point now) const { return !token_.empty() && now < expires_ - grace_; }
 
   // One JWT bearer grant: the access token and its lifetime in seconds.
-  std::pair<std::string, long long> exchange(long long now) {
+  std::pair<std::string, long long> exchange() {
+    const long long now = std::chrono::duration_cast<std::chrono::seconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count();
     const std::string body =
         "grant_type=" + form_encode("urn:ietf:params:oauth:grant-type:jwt-bearer") +
         "&assertion=" + gcs_jwt_assertion(email_, pem_, key_id_, token_uri_, now);
@@ -208,12 +221,18 @@ class ServiceAccountTokens {
       throw ShardingError(what + ": HTTP " + std::to_string(t->status()) +
                           (reason.empty() ? "" : " " + reason) + "; check " + path_);
     }
-    const auto lifetime = answer.find("expires_in");
-    long long seconds = kLifetime;
-    if (lifetime != answer.end() && lifetime->is_number()) {
-      seconds = std::clamp(static_cast<long long>(lifetime->get<double>()), 0LL, kLifetime * 24);
+    // expires_in is optional (RFC 6749): without it, Google's hour. A
+    // lifetime that is no positive number cannot be renewed in time.
+    double seconds = static_cast<double>(kLifetime);
+    if (const auto it = answer.find("expires_in"); it != answer.end() && it->is_number()) {
+      seconds = it->get<double>();
+      if (!(seconds >= 1)) {
+        throw ShardingError(what + ": the token endpoint gave expires_in " + it->dump() +
+                            ", not a lifetime of a second or more; check " + path_);
+      }
     }
-    return {answer["access_token"].get<std::string>(), seconds};
+    return {answer["access_token"].get<std::string>(),
+            static_cast<long long>(std::min(seconds, 86400.0))};
   }
 
   std::string path_, email_, pem_, key_id_, token_uri_;
@@ -221,10 +240,11 @@ class ServiceAccountTokens {
   std::mutex exchange_;  // held through an exchange
   std::mutex state_;     // guards what follows
   std::string token_;
-  long long expires_ = 0, renew_at_ = 0;
+  Steady::time_point expires_{}, renew_at_{}, retry_after_{};
+  Steady::duration grace_{};
   bool exchanging_ = false;
-  std::string failure_;  // of the last exchange, "" when it succeeded
-  long long failed_at_ = 0;
+  std::uint64_t exchanges_ = 0;  // exchanges ended, successful or not
+  std::string failure_;          // of the last exchange, "" when it succeeded
 };
 
 }  // namespace

@@ -131,7 +131,12 @@ class SlurmTest(unittest.TestCase):
             nxt = first_steps.get((a["trial"], a["attempt"] + 1))
             if last is not None and nxt is not None:
                 self.assertGreater(nxt, 1, "trial %d restarted from scratch" % a["trial"])
-                self.assertLessEqual(nxt, last + 1, "trial %d skipped steps" % a["trial"])
+                # A trial marks a step's checkpoint before it reports the
+                # step (xpscale.report's documented order: a scheduler that
+                # acts on the report finds the checkpoint). A signal between
+                # the two loses that one report; the run resumes after the
+                # checkpoint, so at most one step goes unreported.
+                self.assertLessEqual(nxt, last + 2, "trial %d skipped steps" % a["trial"])
                 resumed += 1
         self.assertGreater(resumed, 0, (attempts, first_steps))
 

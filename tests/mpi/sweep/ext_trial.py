@@ -45,11 +45,8 @@ def main():
     for step in range(start, a.steps + 1):
         time.sleep(a.ms / 1000.0)
         if xpscale_report.is_leader():  # the ranks share the checkpoint dir
-            # Reported before the checkpoint is marked, as a trainer does:
-            # killed between the two, it resumes at this step again (a
-            # repeated step), never past one it did not report.
-            xpscale_report.report(step=step, loss=(a.x - 3) ** 2 + step / 100.0)
             xpscale_report.checkpoint_saved(step)
+            xpscale_report.report(step=step, loss=(a.x - 3) ** 2 + step / 100.0)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,9 @@ struct RetryPolicy {
   std::chrono::milliseconds connect_timeout{10'000};
   // A transfer that receives nothing for this long is aborted and retried.
   std::chrono::milliseconds stall_timeout{30'000};
+  // Bound on one attempt, start to end; 0 for none (a large object's read
+  // may take long; stall_timeout catches a dead one).
+  std::chrono::milliseconds attempt_timeout{0};
   // Seed of the backoff jitter; 0 draws one from std::random_device.
   std::uint64_t seed = 0;
 };
