@@ -14,7 +14,8 @@
 # READERS reader threads sharing one Azure Source (its defaults: 8 MiB
 # ranged Get Blobs, 8 in flight shared among the reads) and
 # `curl --parallel-max READERS`. Both use the same account SAS (read,
-# list), as a user handed a SAS URL would; the Source takes it from
+# write, list, create: the Source writes the blobs first), as a user
+# handed a SAS URL would; the Source takes it from
 # AZURE_STORAGE_CONNECTION_STRING as a trial does.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -62,21 +63,33 @@ for ((i = 0; i < objects; ++i)); do
   printf 'url = "%s/bench/data/obj-%06d.bin?%s"\noutput = "/dev/null"\n' "$endpoint" "$i" "$sas"
 done >"$work/curl.cfg"
 
-# One round: each reader reads every blob once; lines go to $1 (the
-# warm-up round, which fills the page cache and Azurite's JIT, to /dev/null).
-round() {
-  "$bench" "${common[@]}" --threads "$readers" | tee -a "$1"
-  # curl's wall and CPU time from GNU time's -f format, on stderr.
+# One round: each reader reads every blob once, which one goes first
+# alternating with the round ($2); lines go to $1 (the warm-up round, which
+# fills the page cache and Azurite's JIT, to /dev/null).
+xpscale_reads() { "$bench" "${common[@]}" --threads "$readers" | tee -a "$1"; }
+curl_reads() {
+  # curl's wall and CPU time from GNU time's -f format; the bytes it got
+  # from -w, one line per transfer.
   /usr/bin/time -f '%e %U %S' -o "$work/curl.time" \
-    curl -sS --no-progress-meter --fail --parallel --parallel-max "$readers" -K "$work/curl.cfg"
-  "$py" -c 'import json, sys; n, b, p = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]); e, u, s = map(float, open(sys.argv[4]).read().split()[-3:]); print(json.dumps({"bench": "loader", "measure": "curl", "objects": n, "bytes": n * b, "seconds": e, "mib_per_s": round(n * b / 1048576 / e, 2), "cpu_s": round(u + s, 4), "parallel": p}))' \
-    "$objects" "$size" "$readers" "$work/curl.time" | tee -a "$1"
+    curl -sS --no-progress-meter --fail --parallel --parallel-max "$readers" \
+    -w '%{size_download}\n' -K "$work/curl.cfg" >"$work/curl.sizes"
+  "$py" -c 'import json, sys; n, p = int(sys.argv[1]), int(sys.argv[2]); got = sum(int(l) for l in open(sys.argv[4]) if l.strip()); e, u, s = map(float, open(sys.argv[3]).read().split()[-3:]); print(json.dumps({"bench": "loader", "measure": "curl", "objects": n, "bytes": got, "seconds": e, "mib_per_s": round(got / 1048576 / e, 2), "cpu_s": round(u + s, 4), "parallel": p}))' \
+    "$objects" "$readers" "$work/curl.time" "$work/curl.sizes" | tee -a "$1"
+}
+round() {
+  if (($2 % 2)); then
+    curl_reads "$1"
+    xpscale_reads "$1"
+  else
+    xpscale_reads "$1"
+    curl_reads "$1"
+  fi
 }
 echo "run_az.sh: warm-up round (not counted)" >&2
-round /dev/null >/dev/null
+round /dev/null 0 >/dev/null
 for ((r = 1; r <= rounds; ++r)); do
   echo "run_az.sh: round $r of $rounds" >&2
-  round "$work/lines.jsonl"
+  round "$work/lines.jsonl" "$r"
 done
 
 "$py" - "$work/lines.jsonl" "$((objects * size))" <<'PY'
@@ -93,8 +106,8 @@ for m in ("xpscale_az", "curl"):
     rate[m] = statistics.median(rates)
     spread[m] = [min(rates), max(rates)]
     cpu[m] = statistics.median(l["cpu_s"] for l in runs)
-# Round by round, the two readers ran back to back: their ratio cancels
-# most of the machine's drift.
+# Round by round, the two readers ran back to back (in turns, first):
+# their ratio cancels most of the machine's drift.
 xp = [l["mib_per_s"] for l in lines if l["measure"] == "xpscale_az"]
 cu = [l["mib_per_s"] for l in lines if l["measure"] == "curl"]
 ratios = [round(a / b, 3) for a, b in zip(xp, cu)]
