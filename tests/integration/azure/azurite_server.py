@@ -82,12 +82,14 @@ def spawn(args, log_path, env=None):
 def create_containers(endpoint, key, names):
     script = """
 const { BlobServiceClient, StorageSharedKeyCredential } = require("@azure/storage-blob");
-const [endpoint, account, key, ...names] = process.argv.slice(1);
+const [endpoint, account, ...names] = process.argv.slice(1);
+const key = process.env.XPSCALE_AZURITE_KEY;  // not on the command line, which `ps` shows
 const service = new BlobServiceClient(endpoint, new StorageSharedKeyCredential(account, key));
 (async () => { for (const n of names) await service.getContainerClient(n).createIfNotExists(); })()
   .catch((e) => { console.error(e.message); process.exit(1); });
 """
-    r = subprocess.run(["node", "-e", script, endpoint, ACCOUNT, key] + names, cwd=HERE,
+    r = subprocess.run(["node", "-e", script, endpoint, ACCOUNT] + names, cwd=HERE,
+                       env=dict(os.environ, XPSCALE_AZURITE_KEY=key),
                        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
     if r.returncode != 0:
         sys.exit(f"azurite_server.py: creating containers failed: {r.stderr.strip()}")
